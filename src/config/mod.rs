@@ -1,0 +1,307 @@
+//! The configuration: read one TOML file (SPEC §3), check everything that
+//! can be checked before the first request, and hand out typed values.
+//!
+//! Loading is split in two, like ripgrep's low/high arguments: `raw` is the
+//! file as serde sees it, `validate` turns it into [`Config`]. Every
+//! rejection becomes a [`ConfigError`] naming file, line and key; the line is
+//! found by `locate` from the key path, so the checks themselves only need to
+//! say *which key* is wrong.
+
+mod error;
+mod locate;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+pub use error::ConfigError;
+
+use locate::{KeyPath, SourceMap};
+
+/// Largest configuration, users or secret file we read (a guard against a
+/// path pointing at something huge, not a practical limit).
+pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads environment variables for `client_secret_env` and
+/// `$CREDENTIALS_DIRECTORY`. Injected so that tests need not touch the
+/// process environment.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What the command line may override, and where the environment comes from.
+/// Kept with the loader so that a reload applies the same overrides again.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// `--web.listen-address`.
+    pub listen_address: Option<String>,
+    /// `--shard.index`.
+    pub shard_index: Option<u32>,
+    /// `--shard.count`.
+    pub shard_count: Option<u32>,
+    /// Environment lookup; the process environment by default.
+    pub env: EnvLookup,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            listen_address: None,
+            shard_index: None,
+            shard_count: None,
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+}
+
+impl fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("listen_address", &self.listen_address)
+            .field("shard_index", &self.shard_index)
+            .field("shard_count", &self.shard_count)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A validated configuration. Cheap to share behind an `Arc`; replaced whole
+/// on reload.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (relative paths in it are relative to it).
+    pub source: PathBuf,
+    /// `[web]`.
+    pub web: WebConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// `[auth]`.
+    pub auth: AuthConfig,
+    /// `[poll]`.
+    pub poll: PollConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
+    /// `[inventory]`.
+    pub inventory: InventoryConfig,
+    /// `[[products]]`, in file order, users merged and de-duplicated.
+    pub products: Vec<ProductConfig>,
+    /// Things worth a warning that do not stop the exporter.
+    pub warnings: Vec<String>,
+}
+
+/// `[web]`: where and how the exporter serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// `host:port` or `:port`.
+    pub listen_address: String,
+    /// Path of the metrics endpoint.
+    pub telemetry_path: String,
+    /// Certificate and key files when TLS is on.
+    pub tls: Option<TlsFiles>,
+    /// User name → bcrypt hash; empty means no authentication.
+    pub basic_auth_users: BTreeMap<String, String>,
+}
+
+/// PEM files for the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// `[store]`: the upstream API and how politely to call it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreConfig {
+    /// Scheme, host and optional path prefix, without a trailing slash.
+    pub base_url: String,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Checks in flight at once.
+    pub max_concurrency: usize,
+    /// Requests per second across everything; `None` is unlimited.
+    pub max_requests_per_second: Option<f64>,
+    /// Retries of transient failures within one cycle.
+    pub max_retries: u32,
+}
+
+/// `[auth]`: OAuth2 client credentials. The secret never leaves
+/// [`SecretString`], whose `Debug` prints a placeholder.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    /// Azure AD tenant.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// The client secret, read from the file or variable named in the config.
+    pub client_secret: SecretString,
+    /// Token endpoint with `{tenant_id}` filled in.
+    pub token_url: String,
+    /// Resource (audience) to ask a token for.
+    pub resource: String,
+}
+
+impl PartialEq for AuthConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.tenant_id == other.tenant_id
+            && self.client_id == other.client_id
+            && self.token_url == other.token_url
+            && self.resource == other.resource
+            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
+    }
+}
+
+/// `[poll]`: the schedule and this instance's shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollConfig {
+    /// Time between the starts of two cycles.
+    pub interval: Duration,
+    /// This instance's shard, `0..shard_count`.
+    pub shard_index: u32,
+    /// Number of instances sharing the configuration.
+    pub shard_count: u32,
+}
+
+/// `[metrics]`: what the `user` label carries.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// UPN or keyed hash.
+    pub user_label: UserLabel,
+}
+
+/// What identifies a user outside the process (labels, logs, status page).
+#[derive(Debug, Clone)]
+pub enum UserLabel {
+    /// The UPN as configured.
+    Upn,
+    /// A keyed hash of the UPN; the key comes from `user_hash_key_file`.
+    Hash(SecretString),
+}
+
+/// `[inventory]` (SPEC §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InventoryConfig {
+    /// Whether Get Inventory is polled.
+    pub enabled: bool,
+    /// How often.
+    pub interval: Duration,
+}
+
+/// How a product's seats are checked (SPEC §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One Get seat per configured user.
+    PerUser,
+    /// Page through Get seats and match users.
+    List,
+}
+
+/// One `[[products]]` entry after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductConfig {
+    /// Store product id.
+    pub product_id: String,
+    /// Store SKU id (a string: leading zeros matter).
+    pub sku_id: String,
+    /// Human name, if given.
+    pub name: Option<String>,
+    /// Configured users, de-duplicated (case-insensitively), in file order.
+    pub users: Vec<String>,
+    /// `users = "all"`: watch every listed seat.
+    pub discover: bool,
+    /// Per-user or listing.
+    pub mode: Mode,
+    /// Discovery: how long a lost seat stays exported.
+    pub forget_after: Duration,
+    /// Listing safety cut-off.
+    pub max_pages: u32,
+}
+
+impl Config {
+    /// Number of targets in the whole configuration (all shards).
+    pub fn target_count(&self) -> usize {
+        self.products.iter().map(|p| p.users.len()).sum()
+    }
+
+    /// Number of distinct users across products.
+    pub fn user_count(&self) -> usize {
+        let mut users: Vec<String> = self
+            .products
+            .iter()
+            .flat_map(|p| p.users.iter().map(|u| u.to_lowercase()))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        users.len()
+    }
+
+    /// The line `--config.check` prints.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} targets ({} products, {} users)",
+            self.target_count(),
+            self.products.len(),
+            self.user_count()
+        )
+    }
+}
+
+/// Reads and validates the configuration file at `path`.
+///
+/// # Errors
+/// [`ConfigError`] naming file, line and key for any problem, including
+/// unreadable secret, key and users files.
+pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let text = validate::read_limited(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    from_toml(&text, path, options)
+}
+
+/// Validates configuration text as if read from `path` (which is used for
+/// messages and to resolve relative paths).
+///
+/// # Errors
+/// As [`load`].
+pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let map = SourceMap::new(text);
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, &map, path))?;
+    validate::validate(raw, path, options).map_err(|issue| ConfigError::Invalid {
+        file: path.to_path_buf(),
+        line: map.line_of_path(&issue.path),
+        key: issue.path.to_string(),
+        message: issue.message,
+    })
+}
+
+/// Turns a serde/TOML error into one that names the key.
+fn toml_error(err: &toml::de::Error, map: &SourceMap<'_>, path: &Path) -> ConfigError {
+    let message = err.message().trim().to_owned();
+    let offset = err.span().map_or(0, |s| s.start);
+    let line = map.line_of(offset);
+    let mut key = map.path_at(offset);
+    // "missing field `x`" points at the table that lacks `x`: name `x` too.
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        if let Some(field) = rest.split('`').next() {
+            key = key.key(field);
+        }
+    }
+    if key == KeyPath::root() {
+        return ConfigError::Syntax {
+            file: path.to_path_buf(),
+            line,
+            message,
+        };
+    }
+    ConfigError::Invalid {
+        file: path.to_path_buf(),
+        line,
+        key: key.to_string(),
+        message,
+    }
+}

@@ -1,0 +1,665 @@
+//! Every check of SPEC §3, turning [`RawConfig`] into [`Config`]. A check
+//! reports the key path it is about; `mod.rs` turns that into file and line.
+//! The first problem wins, in the order the sections appear in the example
+//! file, so the operator fixes one line at a time.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::locate::KeyPath;
+use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
+use super::{
+    AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
+    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+};
+
+/// Shortest poll interval: the Store is a shared service, not a health
+/// endpoint.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest id or UPN we accept; AAD UPNs are at most 113 characters, so this
+/// only stops a runaway value from reaching every label.
+const MAX_NAME_LEN: usize = 256;
+/// Upper bound for `max_concurrency`.
+const MAX_CONCURRENCY: i64 = 1024;
+/// Upper bound for `max_retries`.
+const MAX_RETRIES: i64 = 10;
+const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_MAX_PAGES: u32 = 10_000;
+
+/// A rejected key and why.
+#[derive(Debug)]
+pub(crate) struct Issue {
+    pub path: KeyPath,
+    pub message: String,
+}
+
+type Checked<T> = Result<T, Issue>;
+
+fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
+    Issue {
+        path: path.clone(),
+        message: message.into(),
+    }
+}
+
+/// Reads a whole file, refusing files over [`MAX_FILE_BYTES`].
+pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
+    let file = std::fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_FILE_BYTES {
+        return Err(io::Error::other(format!(
+            "file is larger than {MAX_FILE_BYTES} bytes"
+        )));
+    }
+    Ok(text)
+}
+
+struct Ctx<'a> {
+    dir: PathBuf,
+    options: &'a LoadOptions,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    /// Resolves a path from the config: `$CREDENTIALS_DIRECTORY/` is expanded
+    /// from the environment (systemd `LoadCredential=`), relative paths are
+    /// taken from the config file's directory.
+    fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
+        if written.trim().is_empty() {
+            return Err(issue(key, "must not be empty"));
+        }
+        const CRED: &str = "$CREDENTIALS_DIRECTORY";
+        let expanded = if let Some(rest) = written.strip_prefix(CRED) {
+            let dir = (self.options.env)("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                issue(
+                    key,
+                    format!(
+                        "{written:?} uses $CREDENTIALS_DIRECTORY, which is not set \
+                         (it is set by systemd for units with LoadCredential=)"
+                    ),
+                )
+            })?;
+            format!("{dir}{rest}")
+        } else {
+            written.to_owned()
+        };
+        let path = PathBuf::from(expanded);
+        Ok(if path.is_relative() {
+            self.dir.join(path)
+        } else {
+            path
+        })
+    }
+
+    /// Reads a one-value secret file: trailing line breaks are dropped, an
+    /// empty file is an error. The contents never appear in a message.
+    fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+        let path = self.resolve(key, written)?;
+        let text = read_limited(&path)
+            .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
+        let value = text.trim_end_matches(['\r', '\n']);
+        if value.trim().is_empty() {
+            return Err(issue(key, format!("{} is empty", path.display())));
+        }
+        Ok(SecretString::from(value.to_owned()))
+    }
+}
+
+pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Checked<Config> {
+    let mut ctx = Ctx {
+        dir: path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        options,
+        warnings: Vec::new(),
+    };
+    let web = web(raw.web, &mut ctx)?;
+    let store = store(&raw.store, &mut ctx)?;
+    let auth = auth(raw.auth, &ctx)?;
+    let poll = poll(&raw.poll, &ctx)?;
+    if store.timeout >= poll.interval {
+        return Err(issue(
+            &KeyPath::of("store.timeout"),
+            format!(
+                "must be shorter than poll.interval ({} >= {})",
+                humantime::format_duration(store.timeout),
+                humantime::format_duration(poll.interval)
+            ),
+        ));
+    }
+    let metrics = metrics(raw.metrics, &ctx)?;
+    let inventory_key = KeyPath::of("inventory.interval");
+    if raw.inventory.enabled && raw.inventory.interval < MIN_INTERVAL {
+        return Err(issue(
+            &inventory_key,
+            format!(
+                "must be at least {} (got {})",
+                humantime::format_duration(MIN_INTERVAL),
+                humantime::format_duration(raw.inventory.interval)
+            ),
+        ));
+    }
+    let inventory = InventoryConfig {
+        enabled: raw.inventory.enabled,
+        interval: raw.inventory.interval,
+    };
+    let products = products(raw.products, &mut ctx)?;
+
+    Ok(Config {
+        source: path.to_path_buf(),
+        web,
+        store,
+        auth,
+        poll,
+        metrics,
+        inventory,
+        products,
+        warnings: ctx.warnings,
+    })
+}
+
+fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
+    let listen_address = ctx
+        .options
+        .listen_address
+        .clone()
+        .unwrap_or(raw.listen_address);
+    check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)?;
+    let telemetry_path = raw.telemetry_path;
+    let key = KeyPath::of("web.telemetry_path");
+    if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
+        return Err(issue(
+            &key,
+            format!("must be a path below \"/\" such as \"/metrics\" (got {telemetry_path:?})"),
+        ));
+    }
+    if telemetry_path.chars().any(|c| c.is_whitespace() || c.is_control())
+        || telemetry_path.contains(['?', '#'])
+    {
+        return Err(issue(
+            &key,
+            format!("must be a plain path without spaces, '?' or '#' (got {telemetry_path:?})"),
+        ));
+    }
+    if telemetry_path == "/status" || telemetry_path.starts_with("/-/") {
+        return Err(issue(
+            &key,
+            format!("{telemetry_path:?} is used by the exporter itself"),
+        ));
+    }
+    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            let cert_key = KeyPath::of("web.tls_cert_file");
+            let key_key = KeyPath::of("web.tls_key_file");
+            let files = TlsFiles {
+                cert: ctx.resolve(&cert_key, &cert)?,
+                key: ctx.resolve(&key_key, &key)?,
+            };
+            for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
+                std::fs::metadata(p)
+                    .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
+            }
+            Some(files)
+        }
+        (Some(_), None) => {
+            return Err(issue(
+                &KeyPath::of("web.tls_key_file"),
+                "is required when web.tls_cert_file is set",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(issue(
+                &KeyPath::of("web.tls_cert_file"),
+                "is required when web.tls_key_file is set",
+            ));
+        }
+    };
+    for (user, hash) in &raw.basic_auth_users {
+        let key = KeyPath::of("web.basic_auth_users").key(user);
+        if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+            return Err(issue(
+                &key,
+                "user names must be non-empty, without ':' or control characters",
+            ));
+        }
+        if !looks_like_bcrypt(hash) {
+            return Err(issue(
+                &key,
+                "must be a bcrypt hash (\"$2b$...\"), not a plain password",
+            ));
+        }
+    }
+    Ok(WebConfig {
+        listen_address,
+        telemetry_path,
+        tls,
+        basic_auth_users: raw.basic_auth_users,
+    })
+}
+
+/// `$2a$`, `$2b$`, `$2x$` or `$2y$`, a two-digit cost, then 53 characters.
+fn looks_like_bcrypt(hash: &str) -> bool {
+    let b = hash.as_bytes();
+    b.len() == 60
+        && hash.starts_with("$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
+fn check_listen_address(key: &KeyPath, addr: &str) -> Checked<()> {
+    let bad = || {
+        issue(
+            key,
+            format!("must be \"host:port\" or \":port\" (got {addr:?})"),
+        )
+    };
+    let (_host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    Ok(())
+}
+
+fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> {
+    let key = KeyPath::of("store.base_url");
+    let base_url = raw.base_url.trim_end_matches('/').to_owned();
+    check_url(&key, &base_url)?;
+    if base_url.starts_with("http://") {
+        ctx.warnings.push(format!(
+            "store.base_url {base_url:?} is plain http: bearer tokens travel unencrypted"
+        ));
+    }
+    if base_url.contains(['?', '#']) {
+        return Err(issue(&key, "must not contain a query or fragment"));
+    }
+    let timeout = raw.timeout;
+    if timeout.is_zero() {
+        return Err(issue(&KeyPath::of("store.timeout"), "must be more than 0s"));
+    }
+    let key = KeyPath::of("store.max_concurrency");
+    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
+        return Err(issue(
+            &key,
+            format!(
+                "must be between 1 and {MAX_CONCURRENCY} (got {})",
+                raw.max_concurrency
+            ),
+        ));
+    }
+    let key = KeyPath::of("store.max_requests_per_second");
+    let rps = raw.max_requests_per_second;
+    if !rps.is_finite() || rps < 0.0 {
+        return Err(issue(
+            &key,
+            format!("must be 0 (unlimited) or a positive number (got {rps})"),
+        ));
+    }
+    let key = KeyPath::of("store.max_retries");
+    if !(0..=MAX_RETRIES).contains(&raw.max_retries) {
+        return Err(issue(
+            &key,
+            format!(
+                "must be between 0 and {MAX_RETRIES} (got {})",
+                raw.max_retries
+            ),
+        ));
+    }
+    Ok(StoreConfig {
+        base_url,
+        timeout,
+        // Both ranges were checked just above.
+        max_concurrency: raw.max_concurrency as usize,
+        max_requests_per_second: (rps > 0.0).then_some(rps),
+        max_retries: raw.max_retries as u32,
+    })
+}
+
+fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| issue(key, format!("is not a valid URL ({e}): {url:?}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(issue(
+            key,
+            format!("must be an http:// or https:// URL with a host (got {url:?})"),
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(issue(key, "must not carry credentials"));
+    }
+    Ok(())
+}
+
+fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
+    if value.trim().is_empty() {
+        return Err(issue(key, "must not be empty"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(issue(key, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
+    non_empty(&KeyPath::of("auth.tenant_id"), &raw.tenant_id)?;
+    non_empty(&KeyPath::of("auth.client_id"), &raw.client_id)?;
+    let client_secret = match (&raw.client_secret_file, &raw.client_secret_env) {
+        (Some(file), None) => ctx.read_secret(&KeyPath::of("auth.client_secret_file"), file)?,
+        (None, Some(var)) => {
+            let key = KeyPath::of("auth.client_secret_env");
+            non_empty(&key, var)?;
+            let value = (ctx.options.env)(var)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| {
+                    issue(
+                        &key,
+                        format!("environment variable {var} is not set or empty"),
+                    )
+                })?;
+            SecretString::from(value)
+        }
+        (Some(_), Some(_)) => {
+            return Err(issue(
+                &KeyPath::of("auth.client_secret_env"),
+                "set either client_secret_file or client_secret_env, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(issue(
+                &KeyPath::of("auth.client_secret_file"),
+                "one of client_secret_file or client_secret_env is required",
+            ));
+        }
+    };
+    let key = KeyPath::of("auth.token_url");
+    let tenant = percent_encoding::utf8_percent_encode(
+        raw.tenant_id.trim(),
+        percent_encoding::NON_ALPHANUMERIC,
+    )
+    .to_string();
+    let token_url = raw.token_url.replace("{tenant_id}", &tenant);
+    check_url(&key, &token_url)?;
+    non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
+    Ok(AuthConfig {
+        tenant_id: raw.tenant_id.trim().to_owned(),
+        client_id: raw.client_id.trim().to_owned(),
+        client_secret,
+        token_url,
+        resource: raw.resource,
+    })
+}
+
+fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
+    if raw.interval < MIN_INTERVAL {
+        return Err(issue(
+            &KeyPath::of("poll.interval"),
+            format!(
+                "must be at least {} (got {})",
+                humantime::format_duration(MIN_INTERVAL),
+                humantime::format_duration(raw.interval)
+            ),
+        ));
+    }
+    let count = match ctx.options.shard_count {
+        Some(c) => i64::from(c),
+        None => raw.shard_count,
+    };
+    let index = match ctx.options.shard_index {
+        Some(i) => i64::from(i),
+        None => raw.shard_index,
+    };
+    if !(1..=i64::from(u32::MAX)).contains(&count) {
+        return Err(issue(
+            &KeyPath::of("poll.shard_count"),
+            format!("must be at least 1 (got {count})"),
+        ));
+    }
+    if !(0..count).contains(&index) {
+        return Err(issue(
+            &KeyPath::of("poll.shard_index"),
+            format!("must be between 0 and shard_count - 1 = {} (got {index})", count - 1),
+        ));
+    }
+    Ok(PollConfig {
+        interval: raw.interval,
+        // Both were range-checked against u32 bounds above.
+        shard_index: index as u32,
+        shard_count: count as u32,
+    })
+}
+
+fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig> {
+    let key = KeyPath::of("metrics.user_hash_key_file");
+    let user_label = match (raw.user_label, raw.user_hash_key_file) {
+        (RawUserLabel::Upn, _) => UserLabel::Upn,
+        (RawUserLabel::Hash, Some(file)) => UserLabel::Hash(ctx.read_secret(&key, &file)?),
+        (RawUserLabel::Hash, None) => {
+            return Err(issue(&key, "is required when metrics.user_label = \"hash\""));
+        }
+    };
+    Ok(MetricsConfig { user_label })
+}
+
+/// Checks a product or SKU id: non-empty, no whitespace or control
+/// characters, and not a dot segment (which a URL parser would fold away).
+fn check_id(key: &KeyPath, id: &str) -> Checked<()> {
+    if id.trim().is_empty() {
+        return Err(issue(key, "must not be empty"));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(issue(
+            key,
+            format!("must not contain spaces or control characters (got {id:?})"),
+        ));
+    }
+    if id == "." || id == ".." || id.len() > MAX_NAME_LEN {
+        return Err(issue(key, format!("is not a valid id (got {id:?})")));
+    }
+    Ok(())
+}
+
+/// Why `user` is not a user principal name (`local@domain`), if it is not.
+pub(crate) fn upn_problem(user: &str) -> Option<String> {
+    if user.chars().any(char::is_control) {
+        return Some(format!("{user:?} contains control characters"));
+    }
+    if user.chars().any(char::is_whitespace) {
+        return Some(format!("{user:?} contains spaces"));
+    }
+    if user.len() > MAX_NAME_LEN {
+        return Some(format!("is longer than {MAX_NAME_LEN} bytes"));
+    }
+    match user.split_once('@') {
+        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+            None
+        }
+        _ => Some(format!("{user:?} is not a user principal name (local@domain)")),
+    }
+}
+
+fn products(raw: Vec<RawProduct>, ctx: &mut Ctx<'_>) -> Checked<Vec<ProductConfig>> {
+    let list = KeyPath::of("products");
+    if raw.is_empty() {
+        return Err(issue(
+            &list,
+            "at least one [[products]] table is required",
+        ));
+    }
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let mut out = Vec::with_capacity(raw.len());
+    for (i, p) in raw.into_iter().enumerate() {
+        let key = list.index(i);
+        check_id(&key.key("product_id"), &p.product_id)?;
+        check_id(&key.key("sku_id"), &p.sku_id)?;
+        let id = (p.product_id.to_uppercase(), p.sku_id.to_uppercase());
+        if let Some(first) = seen.insert(id, i) {
+            return Err(issue(
+                &key,
+                format!(
+                    "duplicate product: product_id {:?} sku_id {:?} is already products[{first}]",
+                    p.product_id, p.sku_id
+                ),
+            ));
+        }
+        if let Some(name) = &p.name {
+            if name.chars().any(char::is_control) || name.len() > MAX_NAME_LEN {
+                return Err(issue(
+                    &key.key("name"),
+                    "must be at most 256 bytes without control characters",
+                ));
+            }
+        }
+        out.push(product(p, &key, ctx)?);
+    }
+    Ok(out)
+}
+
+fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductConfig> {
+    let users_key = key.key("users");
+    let (listed, discover) = match p.users {
+        RawUsers::List(list) => (list, false),
+        RawUsers::Word(word) if word == "all" => (Vec::new(), true),
+        RawUsers::Word(word) => {
+            return Err(issue(
+                &users_key,
+                format!("must be a list of user principal names or \"all\" (got {word:?})"),
+            ));
+        }
+    };
+    let mode = match (p.mode, discover) {
+        (Some(RawMode::PerUser), true) => {
+            return Err(issue(
+                &key.key("mode"),
+                "users = \"all\" needs mode = \"list\" (or no mode)",
+            ));
+        }
+        (_, true) | (Some(RawMode::List), _) => Mode::List,
+        (Some(RawMode::PerUser) | None, false) => Mode::PerUser,
+    };
+    if discover && p.users_file.is_some() {
+        return Err(issue(
+            &key.key("users_file"),
+            "cannot be combined with users = \"all\"",
+        ));
+    }
+    let mut users: Vec<(String, KeyPath)> = Vec::new();
+    for (j, user) in listed.into_iter().enumerate() {
+        let k = users_key.index(j);
+        if let Some(problem) = upn_problem(&user) {
+            return Err(issue(&k, problem));
+        }
+        users.push((user, k));
+    }
+    if let Some(file) = &p.users_file {
+        let fkey = key.key("users_file");
+        let path = ctx.resolve(&fkey, file)?;
+        let text = read_limited(&path)
+            .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
+        for (n, line) in text.lines().enumerate() {
+            let entry = line.split('#').next().unwrap_or("").trim();
+            if entry.is_empty() {
+                continue;
+            }
+            if let Some(problem) = upn_problem(entry) {
+                return Err(issue(
+                    &fkey,
+                    format!("{}:{}: {problem}", path.display(), n + 1),
+                ));
+            }
+            users.push((entry.to_owned(), fkey.clone()));
+        }
+    }
+    if users.is_empty() && !discover {
+        return Err(issue(
+            &users_key,
+            "a product needs at least one user (in users or users_file)",
+        ));
+    }
+    // UPNs are case-insensitive in Azure AD: merge case variants, keep the
+    // first spelling.
+    let mut seen = std::collections::HashSet::new();
+    let mut merged = Vec::with_capacity(users.len());
+    let mut duplicates = 0usize;
+    for (user, _) in users {
+        if seen.insert(user.to_lowercase()) {
+            merged.push(user);
+        } else {
+            duplicates += 1;
+        }
+    }
+    if duplicates > 0 {
+        ctx.warnings.push(format!(
+            "{key}: {duplicates} duplicate user(s) merged (product_id {:?}, sku_id {:?})",
+            p.product_id, p.sku_id
+        ));
+    }
+    let forget_after = p.forget_after.unwrap_or(DEFAULT_FORGET_AFTER);
+    if p.forget_after.is_some() && !discover {
+        return Err(issue(
+            &key.key("forget_after"),
+            "only applies to users = \"all\"",
+        ));
+    }
+    let max_pages = match p.max_pages {
+        None => DEFAULT_MAX_PAGES,
+        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
+        Some(n) => {
+            return Err(issue(
+                &key.key("max_pages"),
+                format!("must be between 1 and 1000000 (got {n})"),
+            ));
+        }
+    };
+    Ok(ProductConfig {
+        product_id: p.product_id,
+        sku_id: p.sku_id,
+        name: p.name,
+        users: merged,
+        discover,
+        mode,
+        forget_after,
+        max_pages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upns() {
+        assert!(upn_problem("alice@contoso.com").is_none());
+        assert!(upn_problem("o'brien+x#y?z/w@contoso.com").is_none());
+        assert!(upn_problem("alice").is_some());
+        assert!(upn_problem("@contoso.com").is_some());
+        assert!(upn_problem("alice@").is_some());
+        assert!(upn_problem("a@b@c").is_some());
+        assert!(upn_problem("a\u{7}@b.c").is_some());
+        assert!(upn_problem("a b@c.d").is_some());
+    }
+
+    #[test]
+    fn bcrypt_shape() {
+        assert!(looks_like_bcrypt(
+            "$2b$12$KIXQJ3Yx1m2Jm0hVh1n6bO3Gm1uA2bqXo0x1yqg4F9uQz5b6eXk7W"
+        ));
+        assert!(!looks_like_bcrypt("hunter2"));
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let k = KeyPath::of("web.listen_address");
+        assert!(check_listen_address(&k, ":10043").is_ok());
+        assert!(check_listen_address(&k, "127.0.0.1:80").is_ok());
+        assert!(check_listen_address(&k, "[::1]:80").is_ok());
+        assert!(check_listen_address(&k, "localhost").is_err());
+        assert!(check_listen_address(&k, ":99999").is_err());
+    }
+}

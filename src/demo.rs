@@ -1,0 +1,1 @@
+//! `--demo`: placeholder until written.

@@ -1,0 +1,332 @@
+//! The running exporter: the current configuration generation, the poll
+//! loop, reloads and readiness. The web layer and the command line only talk
+//! to [`Exporter`].
+//!
+//! State sharing: the current [`Generation`] (config, target table, HTTP
+//! client, token cache) sits in a `std::sync::RwLock<Arc<Generation>>`. Readers
+//! (scrapes, the poller at the start of a cycle) take the read lock only to
+//! clone the `Arc`; a reload builds the whole new generation first and takes
+//! the write lock only to swap the pointer. So a reload never blocks a scrape
+//! and a scrape never waits for a poll. Reloads are serialised by an async
+//! mutex, because loading reads files and may take a while.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, LoadOptions};
+use crate::metrics::{Telemetry, exposition};
+use crate::poller::{self, CycleReport, Pacer, RetryPolicy, Scope, unix_now};
+use crate::store::{StoreClient, TokenSource};
+use crate::targets::TargetTable;
+
+/// Everything derived from one loaded configuration.
+pub struct Generation {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This shard's targets.
+    pub table: Arc<TargetTable>,
+    /// HTTP client for `[store]`.
+    pub client: StoreClient,
+    /// Token cache for `[auth]`.
+    pub tokens: Arc<TokenSource>,
+}
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The HTTP client could not be built (TLS backend).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Why a reload was refused; the old configuration stays in force.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The new HTTP client could not be built.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The loader task failed.
+    #[error("configuration loader failed: {0}")]
+    Loader(String),
+}
+
+/// Settings that are not in the configuration file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Command-line overrides re-applied on every reload.
+    pub load: LoadOptions,
+    /// Backoff base and cap (tests shrink them; `max_retries` comes from
+    /// the configuration).
+    pub retry_base: Duration,
+    /// See `retry_base`.
+    pub retry_cap: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        let p = RetryPolicy::new(0);
+        Options {
+            load: LoadOptions::default(),
+            retry_base: p.base,
+            retry_cap: p.cap,
+        }
+    }
+}
+
+struct Inner {
+    generation: RwLock<Arc<Generation>>,
+    telemetry: Telemetry,
+    pacer: Arc<Pacer>,
+    options: Options,
+    ready: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+    changed: watch::Sender<u64>,
+}
+
+/// A handle on the running exporter; cheap to clone.
+#[derive(Clone)]
+pub struct Exporter {
+    inner: Arc<Inner>,
+}
+
+impl Exporter {
+    /// Builds the exporter for a validated configuration. No request is made
+    /// until the first cycle.
+    ///
+    /// # Errors
+    /// [`StartError`] if the HTTP client cannot be built.
+    pub fn new(config: Config, options: Options) -> Result<Exporter, StartError> {
+        let telemetry = Telemetry::new();
+        let config = Arc::new(config);
+        let client = StoreClient::new(&config.store, telemetry.clone())?;
+        let tokens = Arc::new(TokenSource::new(
+            client.http().clone(),
+            config.auth.clone(),
+            telemetry.clone(),
+        ));
+        let table = Arc::new(TargetTable::build(&config, None));
+        let pacer = Arc::new(Pacer::new(config.store.max_requests_per_second));
+        telemetry.reload_successful.set(1.0);
+        telemetry.reload_success_time.set(unix_now());
+        let ready = table.is_empty();
+        let (changed, _) = watch::channel(0);
+        Ok(Exporter {
+            inner: Arc::new(Inner {
+                generation: RwLock::new(Arc::new(Generation {
+                    config,
+                    table,
+                    client,
+                    tokens,
+                })),
+                telemetry,
+                pacer,
+                options,
+                ready: AtomicBool::new(ready),
+                reload_lock: tokio::sync::Mutex::new(()),
+                changed,
+            }),
+        })
+    }
+
+    /// The generation in force.
+    pub fn generation(&self) -> Arc<Generation> {
+        // The lock only guards a pointer swap; a poisoned lock still holds a
+        // valid Arc.
+        let guard = self
+            .inner
+            .generation
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(&guard)
+    }
+
+    /// The exporter's own instruments.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
+    /// `/-/ready`: every target has been checked at least once since start.
+    /// Latches, so that a reload adding targets does not flap readiness.
+    pub fn is_ready(&self) -> bool {
+        if self.inner.ready.load(Ordering::Relaxed) {
+            return true;
+        }
+        let ready = self.generation().table.all_checked();
+        if ready {
+            self.inner.ready.store(true, Ordering::Relaxed);
+        }
+        ready
+    }
+
+    fn retry_policy(&self, config: &Config) -> RetryPolicy {
+        RetryPolicy {
+            max_retries: config.store.max_retries,
+            base: self.inner.options.retry_base,
+            cap: self.inner.options.retry_cap,
+        }
+    }
+
+    /// Runs one full cycle now and updates the cycle metrics. Returns `None`
+    /// when cancelled.
+    pub async fn run_cycle(&self, cancel: &CancellationToken) -> Option<CycleReport> {
+        self.cycle(Scope::All, cancel).await
+    }
+
+    async fn cycle(&self, scope: Scope, cancel: &CancellationToken) -> Option<CycleReport> {
+        let generation = self.generation();
+        let retry = self.retry_policy(&generation.config);
+        let report = poller::run_cycle(
+            generation,
+            Arc::clone(&self.inner.pacer),
+            retry,
+            scope,
+            cancel,
+        )
+        .await?;
+        let t = &self.inner.telemetry;
+        if scope == Scope::All {
+            t.poll_cycles.inc();
+            t.poll_cycle_duration.set(report.duration.as_secs_f64());
+            t.poll_last_cycle_end.set(unix_now());
+        }
+        self.is_ready();
+        if report.all_conclusive() {
+            tracing::debug!(checked = report.checked, duration = ?report.duration,
+                "poll cycle finished");
+        } else {
+            tracing::warn!(checked = report.checked, conclusive = report.conclusive,
+                failures = ?report.failures, duration = ?report.duration,
+                "poll cycle finished with inconclusive checks");
+        }
+        Some(report)
+    }
+
+    /// Polls on the configured interval until `cancel` fires. A cycle that
+    /// overruns delays the next one rather than starting a burst
+    /// (`MissedTickBehavior::Delay`). After a reload, targets that were
+    /// added are checked at once instead of waiting for the next tick.
+    pub async fn run_poller(&self, cancel: CancellationToken) {
+        let mut changed = self.inner.changed.subscribe();
+        let mut period = self.generation().config.poll.interval;
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = ticker.tick() => {
+                    if self.cycle(Scope::All, &cancel).await.is_none() {
+                        break;
+                    }
+                }
+                Ok(()) = changed.changed() => {
+                    let new_period = self.generation().config.poll.interval;
+                    if new_period != period {
+                        period = new_period;
+                        ticker = tokio::time::interval_at(
+                            tokio::time::Instant::now() + period, period);
+                        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                    }
+                    if self.cycle(Scope::Unchecked, &cancel).await.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!("poller stopped");
+    }
+
+    /// Re-reads the configuration file and applies it (SIGHUP,
+    /// `/-/reload`). Concurrent calls are serialised.
+    ///
+    /// # Errors
+    /// [`ReloadError`] when the new configuration is refused; the old one
+    /// stays in force and `…_config_last_reload_successful` becomes 0.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _serial = self.inner.reload_lock.lock().await;
+        let path = self.generation().config.source.clone();
+        let options = self.inner.options.load.clone();
+        let loaded = tokio::task::spawn_blocking(move || config::load(&path, &options))
+            .await
+            .map_err(|e| ReloadError::Loader(e.to_string()))
+            .and_then(|r| r.map_err(ReloadError::from));
+        let result = match loaded {
+            Ok(config) => self.apply(config),
+            Err(e) => Err(e),
+        };
+        let t = &self.inner.telemetry;
+        match &result {
+            Ok(()) => {
+                t.reload_successful.set(1.0);
+                t.reload_success_time.set(unix_now());
+            }
+            Err(e) => {
+                t.reload_successful.set(0.0);
+                tracing::error!(error = %e, "configuration reload failed; keeping the previous configuration");
+            }
+        }
+        result
+    }
+
+    /// Swaps in a validated configuration: kept targets keep their state,
+    /// new ones start unknown, removed ones disappear.
+    fn apply(&self, config: Config) -> Result<(), ReloadError> {
+        for w in &config.warnings {
+            tracing::warn!(warning = %w, "configuration");
+        }
+        let old = self.generation();
+        let t = &self.inner.telemetry;
+        let client = if config.store == old.config.store {
+            old.client.clone()
+        } else {
+            StoreClient::new(&config.store, t.clone())?
+        };
+        let tokens = if config.store == old.config.store && config.auth == *old.tokens.config() {
+            Arc::clone(&old.tokens)
+        } else {
+            Arc::new(TokenSource::new(
+                client.http().clone(),
+                config.auth.clone(),
+                t.clone(),
+            ))
+        };
+        let table = Arc::new(TargetTable::build(&config, Some(&old.table)));
+        self.inner
+            .pacer
+            .set_rate(config.store.max_requests_per_second);
+        tracing::info!(targets = table.len(), summary = %config.summary(), "configuration reloaded");
+        let next = Arc::new(Generation {
+            config: Arc::new(config),
+            table,
+            client,
+            tokens,
+        });
+        *self
+            .inner
+            .generation
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = next;
+        self.inner.changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    /// The full exposition: per-target families from the table, then the
+    /// exporter's own metrics.
+    pub fn render_metrics(&self) -> String {
+        let generation = self.generation();
+        let t = &self.inner.telemetry;
+        t.effective_rate
+            .set(self.inner.pacer.current_rate().unwrap_or(0.0));
+        let mut out = String::with_capacity(generation.table.len() * 400 + 16 * 1024);
+        exposition::render(&generation.table, &mut out);
+        t.encode(&mut out);
+        out
+    }
+}

@@ -1,0 +1,334 @@
+//! A fake of the Store API and its token endpoint (SPEC §8): a real HTTP
+//! server on a loopback port, used by the tests, `--demo` and the
+//! benchmarks, so that they exercise the real client, parser and poller.
+//!
+//! It keeps users, products and seats in memory, issues and checks bearer
+//! tokens, answers 404 with an item type, and can be told to misbehave
+//! ([`Fault`]): a status for N requests or for one user, a delay, a
+//! `Retry-After`, a malformed or oversized body, a dropped connection, tokens
+//! that expire after N seconds. It counts what it was asked, so tests can
+//! assert on the requests the exporter really made.
+
+mod faults;
+mod handlers;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use faults::{Action, Fault, Match};
+
+/// Client id the fake accepts unless told otherwise.
+pub const CLIENT_ID: &str = "00000000-0000-0000-0000-00000000fake";
+/// Client secret the fake accepts unless told otherwise.
+pub const CLIENT_SECRET: &str = "fake-client-secret";
+/// Tenant used in the fake's token URL.
+pub const TENANT: &str = "fake.onmicrosoft.com";
+
+/// How the fake spells field names and enum values (the docs show both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Casing {
+    /// `state: "active"` (older docs).
+    Camel,
+    /// `State: "Active"` (newer docs).
+    Pascal,
+}
+
+/// Which of the known 404 body shapes the fake sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotFoundShape {
+    /// `{"code":"NotFound","data":[{"key":"ItemType","value":"Seat"}]}`
+    KeyValue,
+    /// `{"ItemType":"User","Values":"…"}`
+    Flat,
+    /// `{"error":{"details":{"itemType":"Inventory"}}}`
+    Nested,
+}
+
+/// A seat as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeSeat {
+    /// `Active`, `Revoked` or anything else.
+    pub state: String,
+    /// `dateAssigned` as sent.
+    pub date_assigned: Option<String>,
+}
+
+impl FakeSeat {
+    /// An active seat assigned at a fixed date.
+    pub fn active() -> FakeSeat {
+        FakeSeat {
+            state: "Active".into(),
+            date_assigned: Some("2024-05-06T07:08:09.1234567Z".into()),
+        }
+    }
+
+    /// A revoked seat.
+    pub fn revoked() -> FakeSeat {
+        FakeSeat {
+            state: "Revoked".into(),
+            date_assigned: Some("2024-05-06T07:08:09.1234567Z".into()),
+        }
+    }
+}
+
+/// What the fake has been asked, for assertions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Token requests (any outcome).
+    pub token_requests: u64,
+    /// Get seat requests (any outcome).
+    pub seat_requests: u64,
+    /// Get seats (listing) requests.
+    pub list_requests: u64,
+    /// Get Inventory requests.
+    pub inventory_requests: u64,
+    /// Everything.
+    pub total: u64,
+}
+
+type ProductKey = (String, String);
+
+#[derive(Debug)]
+pub(crate) struct State {
+    pub client_id: String,
+    pub client_secret: String,
+    pub token_lifetime: Duration,
+    pub expires_in_as_string: bool,
+    pub tokens: HashMap<String, tokio::time::Instant>,
+    pub token_serial: u64,
+    pub users: HashSet<String>,
+    pub products: HashSet<ProductKey>,
+    pub seats: HashMap<(ProductKey, String), FakeSeat>,
+    pub casing: Casing,
+    pub not_found_shape: NotFoundShape,
+    pub faults: Vec<Fault>,
+    pub counts: Counts,
+    /// Raw request targets (path and query) of the latest requests.
+    pub log: std::collections::VecDeque<String>,
+}
+
+/// Requests kept in the log.
+const LOG_LEN: usize = 10_000;
+
+impl State {
+    fn new() -> State {
+        State {
+            client_id: CLIENT_ID.into(),
+            client_secret: CLIENT_SECRET.into(),
+            token_lifetime: Duration::from_secs(3599),
+            expires_in_as_string: true,
+            tokens: HashMap::new(),
+            token_serial: 0,
+            users: HashSet::new(),
+            products: HashSet::new(),
+            seats: HashMap::new(),
+            casing: Casing::Pascal,
+            not_found_shape: NotFoundShape::KeyValue,
+            faults: Vec::new(),
+            counts: Counts::default(),
+            log: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+/// Shared between the server task and the test's handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Test code may panic while holding nothing of ours; the state is
+        // still consistent, so recover from poisoning.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running fake Store; stops when dropped.
+#[derive(Debug)]
+pub struct FakeStore {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+}
+
+impl Drop for FakeStore {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl FakeStore {
+    /// Starts the fake on `127.0.0.1` on a free port.
+    ///
+    /// # Errors
+    /// When no port can be bound.
+    pub async fn start() -> std::io::Result<FakeStore> {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts the fake on a given address.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start_on(addr: &str) -> std::io::Result<FakeStore> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::new()),
+        });
+        let stop = CancellationToken::new();
+        let service = handlers::service(Arc::clone(&shared));
+        let stopped = stop.clone();
+        let limits = crate::web::serve::Limits {
+            max_connections: 4096,
+            shutdown_grace: Duration::ZERO,
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            crate::web::serve::serve(
+                listener,
+                crate::web::serve::Plain,
+                service,
+                limits,
+                stopped.cancelled_owned(),
+            )
+            .await;
+        });
+        Ok(FakeStore { addr, shared, stop })
+    }
+
+    /// Stops serving (also done on drop). Connections in progress end.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `base_url` for the exporter's `[store]`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `token_url` for the exporter's `[auth]` (with `{tenant_id}` left in).
+    pub fn token_url(&self) -> String {
+        format!("http://{}/{{tenant_id}}/oauth2/token", self.addr)
+    }
+
+    /// A complete configuration (TOML) pointing at this fake, with the
+    /// secret taken from `secret_file` and the given products section.
+    pub fn config_toml(&self, secret_file: &str, products: &str) -> String {
+        format!(
+            "[store]\nbase_url = \"{}\"\ntimeout = \"2s\"\nmax_requests_per_second = 0\n\n\
+             [auth]\ntenant_id = \"{TENANT}\"\nclient_id = \"{CLIENT_ID}\"\n\
+             client_secret_file = \"{secret_file}\"\ntoken_url = \"{}\"\n\n\
+             [poll]\ninterval = \"10s\"\n\n{products}",
+            self.base_url(),
+            self.token_url()
+        )
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+
+    /// Adds a product to the tenant's inventory.
+    pub fn add_product(&self, product_id: &str, sku_id: &str) {
+        self.lock()
+            .products
+            .insert((product_id.into(), sku_id.into()));
+    }
+
+    /// Adds a user to the tenant's directory.
+    pub fn add_user(&self, upn: &str) {
+        self.lock().users.insert(upn.to_lowercase());
+    }
+
+    /// Sets a seat (adding the product and user if needed).
+    pub fn set_seat(&self, product_id: &str, sku_id: &str, upn: &str, seat: FakeSeat) {
+        let mut s = self.lock();
+        let key: ProductKey = (product_id.into(), sku_id.into());
+        s.products.insert(key.clone());
+        s.users.insert(upn.to_lowercase());
+        s.seats.insert((key, upn.to_lowercase()), seat);
+    }
+
+    /// Removes a seat: Get seat then answers 404 with item type Seat.
+    pub fn remove_seat(&self, product_id: &str, sku_id: &str, upn: &str) {
+        let key: ProductKey = (product_id.into(), sku_id.into());
+        self.lock().seats.remove(&(key, upn.to_lowercase()));
+    }
+
+    /// The seat currently held, if any.
+    pub fn seat(&self, product_id: &str, sku_id: &str, upn: &str) -> Option<FakeSeat> {
+        let key: ProductKey = (product_id.into(), sku_id.into());
+        self.lock().seats.get(&(key, upn.to_lowercase())).cloned()
+    }
+
+    /// Chooses the spelling of fields and enum values.
+    pub fn set_casing(&self, casing: Casing) {
+        self.lock().casing = casing;
+    }
+
+    /// Chooses the 404 body shape.
+    pub fn set_not_found_shape(&self, shape: NotFoundShape) {
+        self.lock().not_found_shape = shape;
+    }
+
+    /// Changes the accepted client secret (secret rotation).
+    pub fn set_client_secret(&self, secret: &str) {
+        self.lock().client_secret = secret.into();
+    }
+
+    /// Lifetime of tokens issued from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.lock().token_lifetime = lifetime;
+    }
+
+    /// Sends `expires_in` as a JSON number instead of a string.
+    pub fn set_expires_in_as_number(&self, number: bool) {
+        self.lock().expires_in_as_string = !number;
+    }
+
+    /// Invalidates every issued token: the next API call gets a 401.
+    pub fn revoke_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// Adds a fault; faults are tried in the order added.
+    pub fn add_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    /// Removes every fault (the Store heals).
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Request counters.
+    pub fn counts(&self) -> Counts {
+        self.lock().counts.clone()
+    }
+
+    /// Raw request targets (path and query) received, oldest first (the
+    /// latest 10 000).
+    pub fn request_log(&self) -> Vec<String> {
+        self.lock().log.iter().cloned().collect()
+    }
+
+    /// Clears counters and the request log.
+    pub fn reset_counts(&self) {
+        let mut s = self.lock();
+        s.counts = Counts::default();
+        s.log.clear();
+    }
+}

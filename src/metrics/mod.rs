@@ -1,0 +1,196 @@
+//! Everything `/metrics` shows (SPEC §6).
+//!
+//! Two sources make one exposition:
+//! - [`Telemetry`]: the exporter's own counters and histograms (API requests,
+//!   cycles, tokens, reloads, build info, `process_*`) in an owned
+//!   `prometheus::Registry` — no global registry, so two exporters in one
+//!   test process never share a counter.
+//! - `exposition`: the per-target families and the `msfb_seats` /
+//!   `msfb_product_info` aggregates, written straight from the target table
+//!   at scrape time. With 100k targets, building one prometheus `Metric`
+//!   object per series would cost more memory than the table itself; writing
+//!   the text directly also means a target removed by a reload is simply not
+//!   written any more.
+
+pub mod exposition;
+
+use prometheus::{
+    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+};
+
+/// HELP suffix for every value that comes from the poller's cache.
+pub(crate) const CACHED: &str = "Cached from the latest poll, not fetched at scrape time.";
+
+/// `operation` label values of the API metrics.
+pub mod operation {
+    /// Get seat.
+    pub const GET_SEAT: &str = "get_seat";
+    /// The OAuth2 token endpoint.
+    pub const TOKEN: &str = "token";
+}
+
+/// The exporter's own instruments. Cloning is cheap: every field is a handle
+/// onto shared atomics inside the registry.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Registry,
+    /// `msfb_api_requests_total{operation, code}`.
+    pub api_requests: IntCounterVec,
+    /// `msfb_api_request_duration_seconds{operation}`.
+    pub api_duration: HistogramVec,
+    /// `msfb_poll_cycles_total`.
+    pub poll_cycles: IntCounter,
+    /// `msfb_poll_cycle_duration_seconds`.
+    pub poll_cycle_duration: Gauge,
+    /// `msfb_poll_last_cycle_end_timestamp_seconds`.
+    pub poll_last_cycle_end: Gauge,
+    /// `msfb_poll_rate_limit_requests_per_second`: the pacing in force.
+    pub effective_rate: Gauge,
+    /// `msfb_oauth_token_requests_total`.
+    pub token_requests: IntCounter,
+    /// `msfb_oauth_token_request_failures_total{reason}`.
+    pub token_failures: IntCounterVec,
+    /// `msfb_oauth_token_expiry_timestamp_seconds`.
+    pub token_expiry: Gauge,
+    /// `msfb_seat_exporter_config_last_reload_successful`.
+    pub reload_successful: Gauge,
+    /// `msfb_seat_exporter_config_last_reload_success_timestamp_seconds`.
+    pub reload_success_time: Gauge,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    /// Creates every instrument in a fresh registry, with the process
+    /// collector and build info.
+    pub fn new() -> Telemetry {
+        let registry = Registry::new();
+        let t = Telemetry {
+            api_requests: IntCounterVec::new(
+                Opts::new(
+                    "msfb_api_requests_total",
+                    "Upstream responses by HTTP status, and transport failures by class.",
+                ),
+                &["operation", "code"],
+            )
+            .expect("static metric definition is valid"),
+            api_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "msfb_api_request_duration_seconds",
+                    "Latency of upstream requests, including reading the body.",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["operation"],
+            )
+            .expect("static metric definition is valid"),
+            poll_cycles: IntCounter::new("msfb_poll_cycles_total", "Completed poll cycles.")
+                .expect("static metric definition is valid"),
+            poll_cycle_duration: Gauge::new(
+                "msfb_poll_cycle_duration_seconds",
+                "Duration of the latest completed poll cycle.",
+            )
+            .expect("static metric definition is valid"),
+            poll_last_cycle_end: Gauge::new(
+                "msfb_poll_last_cycle_end_timestamp_seconds",
+                "Unix time the latest poll cycle completed.",
+            )
+            .expect("static metric definition is valid"),
+            effective_rate: Gauge::new(
+                "msfb_poll_rate_limit_requests_per_second",
+                "Upstream request rate the poller currently allows (lowered after 429 answers); 0 means unlimited.",
+            )
+            .expect("static metric definition is valid"),
+            token_requests: IntCounter::new(
+                "msfb_oauth_token_requests_total",
+                "OAuth2 token requests made.",
+            )
+            .expect("static metric definition is valid"),
+            token_failures: IntCounterVec::new(
+                Opts::new(
+                    "msfb_oauth_token_request_failures_total",
+                    "Failed OAuth2 token requests, by reason (OAuth error code, HTTP status, timeout, connect, body or decode).",
+                ),
+                &["reason"],
+            )
+            .expect("static metric definition is valid"),
+            token_expiry: Gauge::new(
+                "msfb_oauth_token_expiry_timestamp_seconds",
+                "Unix time the OAuth2 token in use expires.",
+            )
+            .expect("static metric definition is valid"),
+            reload_successful: Gauge::new(
+                "msfb_seat_exporter_config_last_reload_successful",
+                "Whether the last configuration reload attempt succeeded.",
+            )
+            .expect("static metric definition is valid"),
+            reload_success_time: Gauge::new(
+                "msfb_seat_exporter_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load.",
+            )
+            .expect("static metric definition is valid"),
+            registry,
+        };
+        let build_info = GaugeVec::new(
+            Opts::new(
+                "msfb_seat_exporter_build_info",
+                "Build information of msfb_seat_exporter; the value is always 1.",
+            ),
+            &["version", "revision", "rustc_version"],
+        )
+        .expect("static metric definition is valid");
+        build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                env!("MSFB_BUILD_REVISION"),
+                env!("MSFB_RUSTC_VERSION"),
+            ])
+            .set(1.0);
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(t.api_requests.clone()),
+            Box::new(t.api_duration.clone()),
+            Box::new(t.poll_cycles.clone()),
+            Box::new(t.poll_cycle_duration.clone()),
+            Box::new(t.poll_last_cycle_end.clone()),
+            Box::new(t.effective_rate.clone()),
+            Box::new(t.token_requests.clone()),
+            Box::new(t.token_failures.clone()),
+            Box::new(t.token_expiry.clone()),
+            Box::new(t.reload_successful.clone()),
+            Box::new(t.reload_success_time.clone()),
+            Box::new(build_info),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            // Names are distinct constants and the registry is fresh.
+            t.registry
+                .register(c)
+                .expect("each metric is registered once");
+        }
+        t
+    }
+
+    /// Counts one upstream answer and its latency.
+    pub fn observe_request(&self, operation: &str, code: &str, seconds: f64) {
+        self.api_requests
+            .with_label_values(&[operation, code])
+            .inc();
+        self.api_duration
+            .with_label_values(&[operation])
+            .observe(seconds);
+    }
+
+    /// Appends the registry's families in text format 0.0.4.
+    pub fn encode(&self, out: &mut String) {
+        let families = self.registry.gather();
+        // Encoding into a String cannot fail for well-formed families.
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
+            tracing::error!(error = %e, "encoding self-metrics failed");
+        }
+    }
+}

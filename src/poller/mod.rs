@@ -1,0 +1,178 @@
+//! The poll cycle: check every target once, at most `max_concurrency` at a
+//! time and at most `max_requests_per_second` (the [`Pacer`]), and record each
+//! outcome in the target table. One bad target never stops a cycle: every
+//! check ends in an [`Outcome`], never an error.
+//!
+//! A fixed pool of worker tasks pulls targets from a shared cursor. This keeps
+//! memory flat however many targets there are (no task per target) and lets
+//! checks run on every core. When to run a cycle is the exporter's business
+//! (`exporter::run_poller`); this module only knows how.
+
+pub mod check;
+pub mod pacer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::exporter::Generation;
+use crate::targets::{Outcome, Product, Target, Transition};
+
+pub use check::RetryPolicy;
+pub use pacer::Pacer;
+
+/// Which targets a cycle checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every target: a regular cycle.
+    All,
+    /// Only targets never checked (after a reload added some).
+    Unchecked,
+}
+
+/// What a cycle did, for logs and `--once`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleReport {
+    /// Targets checked.
+    pub checked: usize,
+    /// Of those, conclusive.
+    pub conclusive: usize,
+    /// Inconclusive checks by `code` label.
+    pub failures: BTreeMap<String, usize>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl CycleReport {
+    /// Whether every check was conclusive.
+    pub fn all_conclusive(&self) -> bool {
+        self.checked == self.conclusive
+    }
+}
+
+/// Runs one cycle over `generation`'s targets. Returns `None` if `cancel`
+/// fired first; in-flight checks are then aborted and record nothing.
+pub async fn run_cycle(
+    generation: Arc<Generation>,
+    pacer: Arc<Pacer>,
+    retry: RetryPolicy,
+    scope: Scope,
+    cancel: &CancellationToken,
+) -> Option<CycleReport> {
+    let started = Instant::now();
+    let work: Vec<(Arc<Product>, Arc<Target>)> = generation
+        .table
+        .groups
+        .iter()
+        .flat_map(|g| g.targets.iter().map(move |t| (Arc::clone(&g.product), Arc::clone(t))))
+        .filter(|(_, t)| scope == Scope::All || t.state().last_check_at.is_none())
+        .collect();
+    let work = Arc::new(work);
+    let cursor = Arc::new(AtomicUsize::new(0));
+    let workers = generation.config.store.max_concurrency.min(work.len());
+    let mut set = JoinSet::new();
+    for _ in 0..workers {
+        let (generation, pacer, work, cursor) = (
+            Arc::clone(&generation),
+            Arc::clone(&pacer),
+            Arc::clone(&work),
+            Arc::clone(&cursor),
+        );
+        set.spawn(async move {
+            let mut report = CycleReport::default();
+            let ctx = check::CheckContext {
+                client: &generation.client,
+                tokens: &generation.tokens,
+                pacer: &pacer,
+                retry,
+            };
+            loop {
+                let i = cursor.fetch_add(1, Ordering::Relaxed);
+                let Some((product, target)) = work.get(i) else {
+                    break;
+                };
+                let outcome =
+                    check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
+                record(product, target, &outcome);
+                report.checked += 1;
+                match &outcome {
+                    Outcome::Conclusive { .. } => report.conclusive += 1,
+                    Outcome::Inconclusive { code, .. } => {
+                        *report.failures.entry(code.label().into_owned()).or_default() += 1;
+                    }
+                }
+            }
+            report
+        });
+    }
+    let mut total = CycleReport::default();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                set.abort_all();
+                return None;
+            }
+            next = set.join_next() => match next {
+                Some(Ok(r)) => {
+                    total.checked += r.checked;
+                    total.conclusive += r.conclusive;
+                    for (code, n) in r.failures {
+                        *total.failures.entry(code).or_default() += n;
+                    }
+                }
+                Some(Err(e)) => {
+                    // A worker can only end abnormally by panicking, which
+                    // no check path does; log it rather than lose the cycle.
+                    tracing::error!(error = %e, "poll worker ended abnormally");
+                }
+                None => break,
+            }
+        }
+    }
+    total.duration = started.elapsed();
+    Some(total)
+}
+
+/// Stores an outcome and logs a change of seat state (SPEC §5).
+fn record(product: &Product, target: &Target, outcome: &Outcome) {
+    let transition = target.state().record(outcome, unix_now());
+    let user = target.user_label();
+    match transition {
+        Transition::Lost => tracing::info!(
+            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+            "seat lost"
+        ),
+        Transition::Assigned => tracing::info!(
+            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+            "seat assigned"
+        ),
+        Transition::First { active } => tracing::debug!(
+            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+            active, "first conclusive check"
+        ),
+        Transition::None => {}
+    }
+    if let Outcome::Inconclusive {
+        code,
+        reason,
+        detail,
+    } = outcome
+    {
+        tracing::debug!(
+            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+            code = %code.label(), reason = reason.label(), error = %detail,
+            "check inconclusive"
+        );
+    }
+}
+
+/// Current Unix time in seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,360 @@
+//! OAuth2 client credentials against Azure AD's v1 token endpoint (SPEC §4).
+//!
+//! The token is cached until shortly before it expires and shared by every
+//! check. Fetching is single-flight: a `tokio::sync::Mutex` is held across the
+//! token request on purpose, so that when many checks find the token stale at
+//! once, exactly one request goes out and the others wait for its result. A
+//! failing endpoint is backed off (exponential, capped) and the checks that
+//! need a token meanwhile fail fast with the last reason instead of hammering
+//! it.
+//!
+//! The secret and the tokens live in `SecretString`s; nothing here formats
+//! them, and errors carry only an OAuth error code or an HTTP status.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::HeaderValue;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::client::{describe, read_body};
+use super::{ErrorCode, MAX_BODY_BYTES};
+use crate::config::AuthConfig;
+use crate::metrics::{Telemetry, operation};
+
+/// Refresh this long before expiry at most …
+const REFRESH_MARGIN: Duration = Duration::from_secs(300);
+/// … or at half the lifetime for short-lived tokens.
+const MIN_LIFETIME_FRACTION: u32 = 2;
+/// Backoff after a failed token request: 1 s doubling to 60 s.
+const BACKOFF_START: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Assumed lifetime when the endpoint omits `expires_in`.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// OAuth error codes we pass through as the `reason` label (a closed set).
+const OAUTH_ERRORS: &[&str] = &[
+    "invalid_request",
+    "invalid_client",
+    "invalid_grant",
+    "unauthorized_client",
+    "unsupported_grant_type",
+    "invalid_scope",
+    "invalid_resource",
+    "temporarily_unavailable",
+    "server_error",
+];
+
+/// A bearer token. Cloning shares it; `Debug` does not print it.
+#[derive(Clone)]
+pub struct AccessToken(Arc<SecretString>);
+
+impl AccessToken {
+    /// Wraps a token string.
+    pub fn new(token: String) -> AccessToken {
+        AccessToken(Arc::new(SecretString::from(token)))
+    }
+
+    /// The `Authorization` header value, marked sensitive so that HTTP
+    /// tracing never prints it.
+    pub fn header_value(&self) -> HeaderValue {
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0.expose_secret()))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+        value.set_sensitive(true);
+        value
+    }
+
+    fn same_as(&self, other: &AccessToken) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken([redacted])")
+    }
+}
+
+/// Why no token is available. Carries no secret and no response body.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot get an OAuth2 token ({reason}): {detail}")]
+pub struct TokenError {
+    /// The `reason` label of `msfb_oauth_token_request_failures_total`.
+    pub reason: String,
+    /// A description fit for logs.
+    pub detail: String,
+}
+
+struct Cached {
+    token: AccessToken,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+#[derive(Default)]
+struct State {
+    current: Option<Cached>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_error: Option<TokenError>,
+}
+
+/// The token cache for one `[auth]` configuration.
+pub struct TokenSource {
+    http: reqwest::Client,
+    config: AuthConfig,
+    telemetry: Telemetry,
+    state: Mutex<State>,
+}
+
+impl TokenSource {
+    /// A source that will fetch with `http` (no request is made yet).
+    pub fn new(http: reqwest::Client, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
+        TokenSource {
+            http,
+            config,
+            telemetry,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The configuration this source was built for (to decide on reload
+    /// whether the cached token can be kept).
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
+    }
+
+    /// A valid token: the cached one, or a freshly fetched one.
+    ///
+    /// # Errors
+    /// [`TokenError`] when the endpoint fails, or is being backed off after
+    /// failing, and no unexpired token is cached.
+    pub async fn get(&self) -> Result<AccessToken, TokenError> {
+        let mut state = self.state.lock().await;
+        let now = Instant::now();
+        if let Some(c) = &state.current {
+            if now < c.refresh_at {
+                return Ok(c.token.clone());
+            }
+        }
+        if state.retry_at.is_some_and(|at| now < at) {
+            return match &state.current {
+                Some(c) if now < c.expires_at => Ok(c.token.clone()),
+                _ => Err(state.last_error.clone().unwrap_or_else(|| TokenError {
+                    reason: "backoff".into(),
+                    detail: "waiting before the next token request".into(),
+                })),
+            };
+        }
+        match self.fetch().await {
+            Ok((token, lifetime)) => {
+                let now = Instant::now();
+                let margin = REFRESH_MARGIN.min(lifetime / MIN_LIFETIME_FRACTION);
+                state.current = Some(Cached {
+                    token: token.clone(),
+                    refresh_at: now + lifetime - margin,
+                    expires_at: now + lifetime,
+                });
+                state.failures = 0;
+                state.retry_at = None;
+                state.last_error = None;
+                let expiry = SystemTime::now() + lifetime;
+                self.telemetry.token_expiry.set(unix_seconds(expiry));
+                Ok(token)
+            }
+            Err(err) => {
+                self.telemetry
+                    .token_failures
+                    .with_label_values(&[err.reason.as_str()])
+                    .inc();
+                state.failures = state.failures.saturating_add(1);
+                let backoff = backoff(state.failures);
+                state.retry_at = Some(Instant::now() + backoff);
+                state.last_error = Some(err.clone());
+                tracing::warn!(reason = %err.reason, error = %err.detail,
+                    retry_in = ?backoff, "token request failed");
+                match &state.current {
+                    Some(c) if Instant::now() < c.expires_at => Ok(c.token.clone()),
+                    _ => Err(err),
+                }
+            }
+        }
+    }
+
+    /// Drops `token` after the API rejected it (401), so the next
+    /// [`get`](Self::get) fetches a new one. A token that was already
+    /// replaced is left alone, so a burst of 401s causes one refresh.
+    pub async fn invalidate(&self, token: &AccessToken) {
+        let mut state = self.state.lock().await;
+        if state.current.as_ref().is_some_and(|c| c.token.same_as(token)) {
+            state.current = None;
+            state.retry_at = None;
+        }
+    }
+
+    async fn fetch(&self) -> Result<(AccessToken, Duration), TokenError> {
+        self.telemetry.token_requests.inc();
+        let started = std::time::Instant::now();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", self.config.client_id.as_str()),
+            ("client_secret", self.config.client_secret.expose_secret()),
+            ("resource", self.config.resource.as_str()),
+        ];
+        let sent = self
+            .http
+            .post(&self.config.token_url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let code = super::client::transport_failure(&e).code;
+                self.telemetry.observe_request(
+                    operation::TOKEN,
+                    &code.label(),
+                    started.elapsed().as_secs_f64(),
+                );
+                return Err(TokenError {
+                    reason: code.label().into_owned(),
+                    detail: describe(&e),
+                });
+            }
+        };
+        let status = response.status().as_u16();
+        let body = read_body(response).await;
+        self.telemetry.observe_request(
+            operation::TOKEN,
+            &ErrorCode::Status(status).label(),
+            started.elapsed().as_secs_f64(),
+        );
+        let body = body.map_err(|f| TokenError {
+            reason: f.code.label().into_owned(),
+            detail: f.detail,
+        })?;
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        if !(200..300).contains(&status) {
+            let oauth = json.as_ref().and_then(|v| ci_str(v, "error")).filter(|e| {
+                OAUTH_ERRORS.contains(e)
+            });
+            let reason = oauth.map_or_else(|| status.to_string(), str::to_owned);
+            let aadsts = json
+                .as_ref()
+                .and_then(|v| ci_str(v, "error_description"))
+                .and_then(aadsts_code);
+            let detail = match aadsts {
+                Some(code) => format!("token endpoint answered HTTP {status} ({code})"),
+                None => format!("token endpoint answered HTTP {status}"),
+            };
+            return Err(TokenError { reason, detail });
+        }
+        let decode = |what: &str| TokenError {
+            reason: "decode".into(),
+            detail: format!("token response is not usable: {what}"),
+        };
+        let json = json.ok_or_else(|| decode("not JSON"))?;
+        let token = ci_str(&json, "access_token")
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| decode("no access_token"))?;
+        let lifetime = match ci_get(&json, "expires_in") {
+            None | Some(Value::Null) => DEFAULT_LIFETIME,
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| decode("expires_in is not a whole number"))?,
+            Some(Value::String(s)) => s
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_secs)
+                .map_err(|_| decode("expires_in is not a number"))?,
+            Some(_) => return Err(decode("expires_in is not a number")),
+        };
+        if lifetime < Duration::from_secs(1) {
+            return Err(decode("expires_in is 0"));
+        }
+        debug_assert!(body.len() <= MAX_BODY_BYTES);
+        Ok((AccessToken::new(token.to_owned()), lifetime))
+    }
+}
+
+impl fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSource")
+            .field("token_url", &self.config.token_url)
+            .field("client_id", &self.config.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_START.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(BACKOFF_MAX);
+    // Full jitter on the upper half keeps several exporters from
+    // synchronising while never retrying sooner than half the backoff.
+    capped / 2 + capped.mul_f64(rand::random_range(0.0..0.5))
+}
+
+fn ci_get<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+fn ci_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    ci_get(v, key)?.as_str()
+}
+
+/// `AADSTS7000215` from an Azure AD error description: a public error code,
+/// safe to log, and the fastest way to the cause.
+fn aadsts_code(description: &str) -> Option<String> {
+    let start = description.find("AADSTS")?;
+    let digits: String = description[start + 6..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .take(10)
+        .collect();
+    (!digits.is_empty()).then(|| format!("AADSTS{digits}"))
+}
+
+pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_debug_is_redacted() {
+        let t = AccessToken::new("eyJ-very-secret".into());
+        assert!(!format!("{t:?}").contains("secret"));
+        assert!(t.header_value().is_sensitive());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        for failures in 1..40 {
+            let b = backoff(failures);
+            assert!(b <= BACKOFF_MAX, "{b:?}");
+            assert!(b >= BACKOFF_START / 2, "{b:?}");
+        }
+        assert!(backoff(10) >= BACKOFF_MAX / 2);
+    }
+
+    #[test]
+    fn aadsts_codes_are_extracted() {
+        assert_eq!(
+            aadsts_code("AADSTS7000215: Invalid client secret provided.").as_deref(),
+            Some("AADSTS7000215")
+        );
+        assert_eq!(aadsts_code("nothing here"), None);
+    }
+}

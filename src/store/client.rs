@@ -1,0 +1,279 @@
+//! One Get seat request and the classification of its answer.
+//!
+//! This layer makes exactly one HTTP request per call and never retries: what
+//! to do with an answer (retry, refresh the token, give up) is the poller's
+//! decision (SPEC §5). It does guarantee that every answer is bounded (body
+//! cap, timeout), counted in `msfb_api_requests_total`, and described without
+//! the URL, so that a hashed user label is not undone by a log line.
+
+use std::error::Error as _;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, RETRY_AFTER};
+
+use super::auth::AccessToken;
+use super::model::{ItemType, SeatDetails};
+use super::{ErrorCode, MAX_BODY_BYTES, MAX_RETRY_AFTER};
+use crate::config::StoreConfig;
+use crate::metrics::{Telemetry, operation};
+
+/// Characters escaped in a path segment: everything but RFC 3986 unreserved
+/// characters and `@` (SPEC §4), so a UPN can never add a segment or a query.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'@');
+
+/// `/V1/Inventory/{productId}/{skuId}/Seats/{username}`, each segment
+/// percent-encoded.
+pub fn seat_path(product_id: &str, sku_id: &str, upn: &str) -> String {
+    format!(
+        "/V1/Inventory/{}/{}/Seats/{}",
+        utf8_percent_encode(product_id, SEGMENT),
+        utf8_percent_encode(sku_id, SEGMENT),
+        utf8_percent_encode(upn, SEGMENT)
+    )
+}
+
+/// What one Get seat request came back with.
+#[derive(Debug)]
+pub enum Answer {
+    /// A 2xx with a SeatDetails body.
+    Seat(SeatDetails),
+    /// A 404, with the item type its body names.
+    NotFound(ItemType),
+    /// Anything else.
+    Failed(Failure),
+}
+
+/// A request that gave no usable answer.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The `code` label.
+    pub code: ErrorCode,
+    /// `Retry-After`, capped at [`MAX_RETRY_AFTER`], when the Store sent one.
+    pub retry_after: Option<Duration>,
+    /// A short description for logs and the status page; never contains the
+    /// URL, a token or a body.
+    pub detail: String,
+}
+
+/// The HTTP side of the Store API: a pooled client with timeouts.
+#[derive(Clone)]
+pub struct StoreClient {
+    http: reqwest::Client,
+    base_url: String,
+    telemetry: Telemetry,
+}
+
+impl StoreClient {
+    /// Builds the HTTP client for `config`.
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn new(config: &StoreConfig, telemetry: Telemetry) -> Result<StoreClient, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("msfb_seat_exporter/", env!("CARGO_PKG_VERSION")))
+            .pool_max_idle_per_host(config.max_concurrency)
+            // A redirect could carry the bearer token elsewhere; the Store
+            // does not redirect, so a 3xx is just an unexpected status.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(StoreClient {
+            http,
+            base_url: config.base_url.clone(),
+            telemetry,
+        })
+    }
+
+    /// The underlying client, shared with the token source so both use one
+    /// connection pool and one TLS configuration.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Get seat for one target.
+    pub async fn get_seat(
+        &self,
+        product_id: &str,
+        sku_id: &str,
+        upn: &str,
+        token: &AccessToken,
+    ) -> Answer {
+        let url = format!("{}{}", self.base_url, seat_path(product_id, sku_id, upn));
+        let started = Instant::now();
+        let sent = self
+            .http
+            .get(url)
+            .header(AUTHORIZATION, token.header_value())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let failure = transport_failure(&e);
+                self.telemetry.observe_request(
+                    operation::GET_SEAT,
+                    &failure.code.label(),
+                    started.elapsed().as_secs_f64(),
+                );
+                return Answer::Failed(failure);
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = parse_retry_after(response.headers(), SystemTime::now());
+        let body = read_body(response).await;
+        self.telemetry.observe_request(
+            operation::GET_SEAT,
+            &ErrorCode::Status(status).label(),
+            started.elapsed().as_secs_f64(),
+        );
+        match (status, body) {
+            (200..=299, Ok(body)) => match SeatDetails::decode(&body) {
+                Ok(seat) => Answer::Seat(seat),
+                Err(e) => Answer::Failed(Failure {
+                    code: ErrorCode::Decode,
+                    retry_after: None,
+                    detail: e.to_string(),
+                }),
+            },
+            (200..=299, Err(failure)) => Answer::Failed(failure),
+            // The item type is a detail: an unreadable 404 body is still a 404.
+            (404, body) => Answer::NotFound(
+                body.map_or(ItemType::Unknown, |b| ItemType::from_not_found_body(&b)),
+            ),
+            (status, _) => Answer::Failed(Failure {
+                code: ErrorCode::Status(status),
+                retry_after,
+                detail: format!("HTTP {status}"),
+            }),
+        }
+    }
+}
+
+/// Describes a transport failure by class, without the URL.
+pub(crate) fn transport_failure(e: &reqwest::Error) -> Failure {
+    let code = if e.is_timeout() {
+        ErrorCode::Timeout
+    } else if e.is_body() || e.is_decode() {
+        ErrorCode::Body
+    } else {
+        ErrorCode::Connect
+    };
+    Failure {
+        code,
+        retry_after: None,
+        detail: describe(e),
+    }
+}
+
+/// The error chain of a reqwest error, without the URL.
+pub(crate) fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "request timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; a longer body is an error and the rest
+/// is left unread (the connection is dropped rather than drained).
+pub(crate) async fn read_body(mut response: reqwest::Response) -> Result<Bytes, Failure> {
+    let too_large = || Failure {
+        code: ErrorCode::Body,
+        retry_after: None,
+        detail: format!("response body is larger than {MAX_BODY_BYTES} bytes"),
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(buf.freeze()),
+            Err(e) => {
+                let mut failure = transport_failure(&e);
+                if failure.code == ErrorCode::Connect {
+                    failure.code = ErrorCode::Body;
+                }
+                return Err(failure);
+            }
+        }
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date, capped at
+/// [`MAX_RETRY_AFTER`]; `None` when absent or unreadable.
+pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let delay = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn segments_are_encoded_so_a_upn_stays_one_segment() {
+        assert_eq!(
+            seat_path("9NBLGGH4R315", "0016", "alice@contoso.com"),
+            "/V1/Inventory/9NBLGGH4R315/0016/Seats/alice@contoso.com"
+        );
+        assert_eq!(
+            seat_path("P", "S", "o'b+r#i?e/n@x.y"),
+            "/V1/Inventory/P/S/Seats/o%27b%2Br%23i%3Fe%2Fn@x.y"
+        );
+        assert_eq!(seat_path("P", "S", "a b%@x"), "/V1/Inventory/P/S/Seats/a%20b%25@x");
+    }
+
+    #[test]
+    fn retry_after_seconds_dates_and_cap() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut h = HeaderMap::new();
+        assert_eq!(parse_retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("86400"));
+        assert_eq!(parse_retry_after(&h, now), Some(MAX_RETRY_AFTER));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&date).unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::from_secs(30)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&past).unwrap());
+        assert_eq!(parse_retry_after(&h, now), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&h, now), None);
+    }
+}

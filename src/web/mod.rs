@@ -1,0 +1,108 @@
+//! The HTTP side (SPEC §7): `router(exporter) -> Router` with the landing
+//! page, the metrics, the status page, health, readiness and reload; `serve`
+//! runs it with connection limits and graceful shutdown.
+//!
+//! Every handler reads the exporter's current generation and never waits for
+//! a poll. Scrapes beyond [`MAX_SCRAPES`] at once get a 503 at once rather
+//! than queueing (as Prometheus exporters do); `/-/healthy` is outside that
+//! limit so a scrape storm cannot fail a liveness probe.
+
+pub mod pages;
+pub mod serve;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+
+use crate::exporter::Exporter;
+
+/// Scrapes (and page views) served at once (SPEC §7).
+pub const MAX_SCRAPES: usize = 40;
+/// Longest a handler may take before the client gets a 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Prometheus text format 0.0.4.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Builds the router for `exporter`.
+pub fn router(exporter: Exporter) -> Router {
+    let limited = Router::new()
+        .route("/", get(pages::landing))
+        .route("/status", get(pages::status))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", axum::routing::post(reload).put(reload))
+        .fallback(metrics_or_404)
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
+                    if err.is::<tower::timeout::error::Elapsed>() {
+                        (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "too many concurrent requests\n")
+                    }
+                }))
+                .load_shed()
+                .concurrency_limit(MAX_SCRAPES)
+                .timeout(REQUEST_TIMEOUT),
+        );
+    Router::new()
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .merge(limited)
+        .layer(CompressionLayer::new().gzip(true))
+        .with_state(exporter)
+}
+
+/// The metrics path is configurable and may change on reload, so it is
+/// matched here rather than as a fixed route.
+async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Response {
+    let path = exporter.generation().config.web.telemetry_path.clone();
+    if req.uri().path() != path {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    }
+    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+        return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
+    }
+    // Rendering 100k targets takes a while; keep it off the async workers
+    // so that polling carries on meanwhile.
+    match tokio::task::spawn_blocking(move || exporter.render_metrics()).await {
+        Ok(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering metrics failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "rendering metrics failed\n").into_response()
+        }
+    }
+}
+
+async fn ready(State(exporter): State<Exporter>) -> Response {
+    if exporter.is_ready() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let generation = exporter.generation();
+    let checked = generation
+        .table
+        .iter()
+        .filter(|(_, t)| t.state().last_check_at.is_some())
+        .count();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "not ready: {checked} of {} targets checked\n",
+            generation.table.len()
+        ),
+    )
+        .into_response()
+}
+
+async fn reload(State(exporter): State<Exporter>) -> Response {
+    match exporter.reload().await {
+        Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}

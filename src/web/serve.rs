@@ -1,0 +1,154 @@
+//! The HTTP/1.1 accept loop shared by the exporter and the fake Store.
+//!
+//! Written on hyper directly rather than `axum::serve` because we need what it
+//! does not offer: a cap on open connections, a header read timeout and a
+//! connection age limit (slow or idle clients cannot pin memory), TLS on the
+//! same loop, and a graceful shutdown that gives open requests a bounded time
+//! to finish (SPEC §2: exit within 5 s).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Limits applied to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Longest a connection may live, whatever it does.
+    pub max_connection_age: Duration,
+    /// How long open requests may take to finish after shutdown starts.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            max_connection_age: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Turns an accepted TCP stream into the byte stream HTTP runs on (plain, or
+/// TLS after a handshake).
+pub trait Acceptor: Clone + Send + Sync + 'static {
+    /// The stream after the handshake.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Performs the handshake; `None` drops the connection.
+    fn accept(&self, tcp: tokio::net::TcpStream) -> impl Future<Output = Option<Self::Stream>> + Send;
+}
+
+/// No TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct Plain;
+
+impl Acceptor for Plain {
+    type Stream = tokio::net::TcpStream;
+    async fn accept(&self, tcp: tokio::net::TcpStream) -> Option<Self::Stream> {
+        Some(tcp)
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then lets open
+/// requests finish for at most `limits.shutdown_grace`.
+pub async fn serve<S, A, F>(
+    listener: TcpListener,
+    acceptor: A,
+    service: S,
+    limits: Limits,
+    shutdown: F,
+) where
+    S: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<axum::body::Body>,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Acceptor,
+    F: Future<Output = ()>,
+{
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(64 * 1024);
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!("connection limit reached; closing a new connection");
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
+            let Ok(Some(stream)) = handshake.await else {
+                return;
+            };
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = watcher.watch(conn);
+            let _ = tokio::time::timeout(limits.max_connection_age, conn).await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::debug!("open connections did not finish in time; closing them");
+        }
+    }
+}
+
+/// Adapts an axum `Router` to a hyper service.
+pub fn hyper_service(
+    router: axum::Router,
+) -> impl hyper::service::Service<
+    http::Request<Incoming>,
+    Response = http::Response<axum::body::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<axum::body::Body>, Infallible>> + Send,
+> + Clone
++ Send
++ 'static {
+    hyper::service::service_fn(move |req: http::Request<Incoming>| {
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt as _;
+            router.oneshot(req.map(axum::body::Body::new)).await
+        }
+    })
+}
