@@ -19,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
+use tokio_util::sync::CancellationToken;
 use tower_http::compression::CompressionLayer;
 
 use crate::exporter::Exporter;
@@ -30,6 +31,20 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Prometheus text format 0.0.4.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serves `exporter`'s endpoints on `listener` until `shutdown` fires, then
+/// lets open requests finish (bounded by [`serve::Limits::shutdown_grace`]).
+pub async fn run(exporter: Exporter, listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+    let service = serve::hyper_service(router(exporter));
+    serve::serve(
+        listener,
+        serve::Plain,
+        service,
+        serve::Limits::default(),
+        shutdown.cancelled_owned(),
+    )
+    .await;
+}
 
 /// Builds the router for `exporter`.
 pub fn router(exporter: Exporter) -> Router {

@@ -152,3 +152,19 @@ pub fn hyper_service(
         }
     })
 }
+
+/// Binds a listen address: `host:port`, or `:port` for every interface
+/// (IPv6 and IPv4 where the host has IPv6, else IPv4 only).
+///
+/// # Errors
+/// When the address cannot be bound (in use, no permission, bad host).
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    if let Some(port) = address.strip_prefix(':') {
+        match TcpListener::bind(format!("[::]:{port}")).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+            Err(_) => return TcpListener::bind(format!("0.0.0.0:{port}")).await,
+        }
+    }
+    TcpListener::bind(address).await
+}

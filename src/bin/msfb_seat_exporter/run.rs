@@ -1,0 +1,155 @@
+//! The run modes: `--config.check`, `--once`, `--demo`, and the daemon with
+//! its signal handling (SIGTERM/SIGINT shut down, SIGHUP reloads).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use msfb_seat_exporter::config::{self, LoadOptions};
+use msfb_seat_exporter::exporter::{self, Exporter};
+use msfb_seat_exporter::{demo, web};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Args;
+
+/// Exit code for bad usage or an invalid configuration.
+const INVALID: u8 = 2;
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    if args.demo {
+        let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+        let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
+        signals.abort();
+        result.context("demo failed")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let options = LoadOptions {
+        listen_address: args.listen_address.clone(),
+        shard_index: args.shard_index,
+        shard_count: args.shard_count,
+        ..LoadOptions::default()
+    };
+    let path = args.config_file.clone();
+    let load_options = options.clone();
+    let loaded = tokio::task::spawn_blocking(move || config::load(&path, &load_options))
+        .await
+        .context("configuration loader failed")?;
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("msfb_seat_exporter: {e}");
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
+    if args.config_check {
+        for w in &config.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("config OK: {}", config.summary());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
+
+    let exporter = Exporter::new(
+        config,
+        exporter::Options {
+            load: options,
+            ..exporter::Options::default()
+        },
+    )?;
+
+    if args.once {
+        let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+        let report = exporter.run_cycle(&shutdown).await;
+        signals.abort();
+        let Some(report) = report else {
+            return Ok(ExitCode::from(1));
+        };
+        print!("{}", exporter.render_metrics());
+        return Ok(if report.all_conclusive() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+
+    daemon(exporter, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn daemon(exporter: Exporter, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let generation = exporter.generation();
+    let address = generation.config.web.listen_address.clone();
+    let listener = web::serve::bind(&address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    tracing::info!(
+        address = %listener.local_addr().map_or(address.clone(), |a| a.to_string()),
+        version = env!("CARGO_PKG_VERSION"),
+        targets = generation.table.len(),
+        interval = %humantime::format_duration(generation.config.poll.interval),
+        "msfb_seat_exporter started"
+    );
+    drop(generation);
+
+    let signals = tokio::spawn(handle_signals(exporter.clone(), shutdown.clone()));
+    let poller = tokio::spawn({
+        let exporter = exporter.clone();
+        let cancel = shutdown.child_token();
+        async move { exporter.run_poller(cancel).await }
+    });
+    web::run(exporter, listener, shutdown.clone()).await;
+    // The poller stops as soon as the token fires; give it a moment to
+    // abort its in-flight checks.
+    let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    signals.abort();
+    tracing::info!("msfb_seat_exporter stopped");
+    Ok(())
+}
+
+/// SIGTERM or SIGINT cancel `shutdown`; SIGHUP reloads the configuration.
+async fn handle_signals(exporter: Exporter, shutdown: CancellationToken) {
+    let hangup = signal(SignalKind::hangup());
+    let Ok(mut hangup) = hangup else {
+        tracing::warn!("cannot install a SIGHUP handler; reload only through /-/reload");
+        wait_for_shutdown(shutdown).await;
+        return;
+    };
+    let stop = wait_for_shutdown(shutdown);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP received; reloading the configuration");
+                let exporter = exporter.clone();
+                // A reload reads files; do not hold up signal handling.
+                tokio::spawn(async move { let _ = exporter.reload().await; });
+            }
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then cancels `shutdown`.
+async fn wait_for_shutdown(shutdown: CancellationToken) {
+    let terminate = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+        _ = shutdown.cancelled() => return,
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
