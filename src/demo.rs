@@ -84,7 +84,9 @@ fn demo_config(fake: &FakeStore, listen: &str) -> Result<config::Config, ConfigE
         wb_users = users(&["alice", "bob", "carol"]),
     );
     let options = LoadOptions {
-        env: Arc::new(|name| (name == "MSFB_DEMO_SECRET").then(|| fake_store::CLIENT_SECRET.to_owned())),
+        env: Arc::new(|name| {
+            (name == "MSFB_DEMO_SECRET").then(|| fake_store::CLIENT_SECRET.to_owned())
+        }),
         ..LoadOptions::default()
     };
     config::from_toml(&text, std::path::Path::new("demo.toml"), &options)
@@ -101,9 +103,19 @@ fn initial_seats(fake: &FakeStore) {
         fake.set_seat(NOTES.0, NOTES.1, &upn(name), FakeSeat::active());
     }
     fake.remove_seat(NOTES.0, NOTES.1, &upn("erin"));
-    fake.set_seat(WHITEBOARD.0, WHITEBOARD.1, &upn("alice"), FakeSeat::active());
+    fake.set_seat(
+        WHITEBOARD.0,
+        WHITEBOARD.1,
+        &upn("alice"),
+        FakeSeat::active(),
+    );
     fake.set_seat(WHITEBOARD.0, WHITEBOARD.1, &upn("bob"), FakeSeat::active());
-    fake.set_seat(WHITEBOARD.0, WHITEBOARD.1, &upn("carol"), FakeSeat::revoked());
+    fake.set_seat(
+        WHITEBOARD.0,
+        WHITEBOARD.1,
+        &upn("carol"),
+        FakeSeat::revoked(),
+    );
     fake.clear_faults();
 }
 
@@ -115,7 +127,10 @@ async fn timeline(fake: Arc<FakeStore>, cancel: CancellationToken) {
         initial_seats(&fake);
         let steps: [(Duration, &str); 5] = [
             (at(25), "the Contoso Notes seat of bob is reclaimed"),
-            (at(45), "the Store starts throttling and failing the checks of dave"),
+            (
+                at(45),
+                "the Store starts throttling and failing the checks of dave",
+            ),
             (at(75), "bob gets his seat back, erin is assigned one"),
             (at(110), "the seat of erin is reclaimed"),
             (LOOP, "the demo loop restarts"),

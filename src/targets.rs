@@ -436,8 +436,15 @@ mod tests {
     #[test]
     fn inconclusive_answers_keep_the_last_conclusive_seat() {
         let mut s = TargetState::default();
-        assert_eq!(s.record(&conclusive(true), 1.0), Transition::First { active: true });
-        for code in [ErrorCode::Status(500), ErrorCode::Timeout, ErrorCode::Decode] {
+        assert_eq!(
+            s.record(&conclusive(true), 1.0),
+            Transition::First { active: true }
+        );
+        for code in [
+            ErrorCode::Status(500),
+            ErrorCode::Timeout,
+            ErrorCode::Decode,
+        ] {
             assert_eq!(s.record(&failed(code), 2.0), Transition::None);
             assert_eq!(s.seat.map(|s| s.active), Some(true));
             assert!(!s.last_check_ok);
@@ -489,7 +496,10 @@ mod tests {
             seen[s as usize] += 1;
         }
         assert!(seen.iter().all(|&c| c > 150), "{seen:?}");
-        assert_eq!(shard_of("P", "S", "A@X.Y", 7), shard_of("P", "S", "a@x.y", 7));
+        assert_eq!(
+            shard_of("P", "S", "A@X.Y", 7),
+            shard_of("P", "S", "a@x.y", 7)
+        );
     }
 
     #[test]

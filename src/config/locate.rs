@@ -96,10 +96,12 @@ impl<'a> SourceMap<'a> {
         for seg in &path.0 {
             let found: Option<&Spanned<DeValue<'_>>> = match seg {
                 Segment::Key(k) => table.and_then(|t| {
-                    t.iter().find(|(key, _)| key.get_ref() == k).map(|(key, value)| {
-                        offset = Some(key.span().start);
-                        value
-                    })
+                    t.iter()
+                        .find(|(key, _)| key.get_ref() == k)
+                        .map(|(key, value)| {
+                            offset = Some(key.span().start);
+                            value
+                        })
                 }),
                 Segment::Index(n) => array.and_then(|a| a.get(*n)).inspect(|value| {
                     offset = Some(value.span().start);

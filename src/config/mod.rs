@@ -286,7 +286,11 @@ fn toml_error(err: &toml::de::Error, map: &SourceMap<'_>, path: &Path) -> Config
     let line = map.line_of(offset);
     let mut key = map.path_at(offset);
     // "missing field `x`" points at the table that lacks `x`: name `x` too.
+    // An empty span means the top-level table.
     if let Some(rest) = message.strip_prefix("missing field `") {
+        if err.span().is_none_or(|s| s.is_empty()) {
+            key = KeyPath::root();
+        }
         if let Some(field) = rest.split('`').next() {
             key = key.key(field);
         }

@@ -179,7 +179,9 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
             format!("must be a path below \"/\" such as \"/metrics\" (got {telemetry_path:?})"),
         ));
     }
-    if telemetry_path.chars().any(|c| c.is_whitespace() || c.is_control())
+    if telemetry_path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
         || telemetry_path.contains(['?', '#'])
     {
         return Err(issue(
@@ -379,11 +381,8 @@ fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
         }
     };
     let key = KeyPath::of("auth.token_url");
-    let tenant = percent_encoding::utf8_percent_encode(
-        raw.tenant_id.trim(),
-        percent_encoding::NON_ALPHANUMERIC,
-    )
-    .to_string();
+    let tenant = percent_encoding::utf8_percent_encode(raw.tenant_id.trim(), crate::store::SEGMENT)
+        .to_string();
     let token_url = raw.token_url.replace("{tenant_id}", &tenant);
     check_url(&key, &token_url)?;
     non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
@@ -424,7 +423,10 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
     if !(0..count).contains(&index) {
         return Err(issue(
             &KeyPath::of("poll.shard_index"),
-            format!("must be between 0 and shard_count - 1 = {} (got {index})", count - 1),
+            format!(
+                "must be between 0 and shard_count - 1 = {} (got {index})",
+                count - 1
+            ),
         ));
     }
     Ok(PollConfig {
@@ -441,7 +443,10 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
         (RawUserLabel::Upn, _) => UserLabel::Upn,
         (RawUserLabel::Hash, Some(file)) => UserLabel::Hash(ctx.read_secret(&key, &file)?),
         (RawUserLabel::Hash, None) => {
-            return Err(issue(&key, "is required when metrics.user_label = \"hash\""));
+            return Err(issue(
+                &key,
+                "is required when metrics.user_label = \"hash\"",
+            ));
         }
     };
     Ok(MetricsConfig { user_label })
@@ -477,20 +482,21 @@ pub(crate) fn upn_problem(user: &str) -> Option<String> {
         return Some(format!("is longer than {MAX_NAME_LEN} bytes"));
     }
     match user.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
             None
         }
-        _ => Some(format!("{user:?} is not a user principal name (local@domain)")),
+        _ => Some(format!(
+            "{user:?} is not a user principal name (local@domain)"
+        )),
     }
 }
 
 fn products(raw: Vec<RawProduct>, ctx: &mut Ctx<'_>) -> Checked<Vec<ProductConfig>> {
     let list = KeyPath::of("products");
     if raw.is_empty() {
-        return Err(issue(
-            &list,
-            "at least one [[products]] table is required",
-        ));
+        return Err(issue(&list, "at least one [[products]] table is required"));
     }
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     let mut out = Vec::with_capacity(raw.len());
@@ -508,13 +514,13 @@ fn products(raw: Vec<RawProduct>, ctx: &mut Ctx<'_>) -> Checked<Vec<ProductConfi
                 ),
             ));
         }
-        if let Some(name) = &p.name {
-            if name.chars().any(char::is_control) || name.len() > MAX_NAME_LEN {
-                return Err(issue(
-                    &key.key("name"),
-                    "must be at most 256 bytes without control characters",
-                ));
-            }
+        if let Some(name) = &p.name
+            && (name.chars().any(char::is_control) || name.len() > MAX_NAME_LEN)
+        {
+            return Err(issue(
+                &key.key("name"),
+                "must be at most 256 bytes without control characters",
+            ));
         }
         out.push(product(p, &key, ctx)?);
     }

@@ -56,7 +56,9 @@ fn matches(m: &Match, kind: Kind, raw: &str, path: &str) -> bool {
         Match::Any => true,
         Match::Token => kind == Kind::Token,
         Match::AllSeats => kind == Kind::Seat,
-        Match::User(u) => kind == Kind::Seat && user_segment(path).as_deref() == Some(&u.to_lowercase()),
+        Match::User(u) => {
+            kind == Kind::Seat && user_segment(path).as_deref() == Some(&u.to_lowercase())
+        }
         Match::PathContains(s) => raw.contains(s.as_str()),
     }
 }
@@ -95,11 +97,12 @@ fn respond(action: Action) -> Response {
             retry_after,
         } => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
-            if let Some(ra) = retry_after {
-                if let Ok(v) = http::HeaderValue::from_str(&ra) {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+            let mut resp =
+                (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+            if let Some(ra) = retry_after
+                && let Ok(v) = http::HeaderValue::from_str(&ra)
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             resp
         }
@@ -174,11 +177,18 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<HashMap<String, String>>) -> Response {
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
     let mut s = shared.lock();
     let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
     if field("grant_type") != "client_credentials" {
-        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "AADSTS70003");
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "AADSTS70003",
+        );
     }
     if field("client_id") != s.client_id || field("client_secret") != s.client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "AADSTS7000215");
@@ -189,7 +199,11 @@ async fn token(State(shared): State<Arc<Shared>>, Form(form): Form<HashMap<Strin
     let now = tokio::time::Instant::now();
     s.tokens.retain(|_, expires| *expires > now);
     s.token_serial += 1;
-    let token = format!("fake-token-{}-{:016x}", s.token_serial, rand::random::<u64>());
+    let token = format!(
+        "fake-token-{}-{:016x}",
+        s.token_serial,
+        rand::random::<u64>()
+    );
     let lifetime = s.token_lifetime;
     s.tokens.insert(token.clone(), now + lifetime);
     let secs = lifetime.as_secs();
@@ -234,7 +248,8 @@ fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
 fn unauthorized() -> Response {
     json_response(
         StatusCode::UNAUTHORIZED,
-        json!({"code": "Unauthorized", "message": "missing, unknown or expired bearer token"}).to_string(),
+        json!({"code": "Unauthorized", "message": "missing, unknown or expired bearer token"})
+            .to_string(),
     )
 }
 
@@ -246,7 +261,9 @@ fn not_found(shape: NotFoundShape, item: &str, values: &str) -> Response {
             "data": [{"key": "ItemType", "value": item}, {"key": "Values", "value": values}],
         }),
         NotFoundShape::Flat => json!({"ItemType": item, "Values": values}),
-        NotFoundShape::Nested => json!({"error": {"code": "NotFound", "details": {"itemType": item, "values": values}}}),
+        NotFoundShape::Nested => {
+            json!({"error": {"code": "NotFound", "details": {"itemType": item, "values": values}}})
+        }
     };
     json_response(StatusCode::NOT_FOUND, body.to_string())
 }
@@ -286,8 +303,15 @@ async fn seat(
         return not_found(s.not_found_shape, "User", &user);
     }
     match s.seats.get(&((product.clone(), sku.clone()), lower)) {
-        Some(seat) => json_response(StatusCode::OK, seat_body(s.casing, &product, &sku, &user, seat)),
-        None => not_found(s.not_found_shape, "Seat", &format!("{product}/{sku}/{user}")),
+        Some(seat) => json_response(
+            StatusCode::OK,
+            seat_body(s.casing, &product, &sku, &user, seat),
+        ),
+        None => not_found(
+            s.not_found_shape,
+            "Seat",
+            &format!("{product}/{sku}/{user}"),
+        ),
     }
 }
 

@@ -179,7 +179,9 @@ pub fn render(table: &TargetTable, out: &mut String) {
     });
     per_target(table, out, &LAST_SUCCESS, |s| s.last_success_at);
     per_target(table, out, &ASSIGNED, |s| {
-        s.seat.filter(|seat| seat.active).and_then(|seat| seat.assigned_at)
+        s.seat
+            .filter(|seat| seat.active)
+            .and_then(|seat| seat.assigned_at)
     });
     per_target(table, out, &LOST, |s| Some(s.lost_total as f64));
 

@@ -234,7 +234,10 @@ mod tests {
         }
         for code in [400, 403, 409, 302] {
             let v = classify(failed(ErrorCode::Status(code)));
-            assert!(matches!(v, Verdict::Final(Outcome::Inconclusive { .. })), "{code}");
+            assert!(
+                matches!(v, Verdict::Final(Outcome::Inconclusive { .. })),
+                "{code}"
+            );
         }
         assert!(matches!(
             classify(failed(ErrorCode::Status(409))),
@@ -278,6 +281,9 @@ mod tests {
         }
         let spread: std::collections::HashSet<_> = (0..20).map(|_| p.delay(3, None)).collect();
         assert!(spread.len() > 1, "delays are jittered");
-        assert_eq!(p.delay(0, Some(Duration::from_secs(42))), Duration::from_secs(42));
+        assert_eq!(
+            p.delay(0, Some(Duration::from_secs(42))),
+            Duration::from_secs(42)
+        );
     }
 }

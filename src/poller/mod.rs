@@ -68,7 +68,11 @@ pub async fn run_cycle(
         .table
         .groups
         .iter()
-        .flat_map(|g| g.targets.iter().map(move |t| (Arc::clone(&g.product), Arc::clone(t))))
+        .flat_map(|g| {
+            g.targets
+                .iter()
+                .map(move |t| (Arc::clone(&g.product), Arc::clone(t)))
+        })
         .filter(|(_, t)| scope == Scope::All || t.state().last_check_at.is_none())
         .collect();
     let work = Arc::new(work);
@@ -102,7 +106,10 @@ pub async fn run_cycle(
                 match &outcome {
                     Outcome::Conclusive { .. } => report.conclusive += 1,
                     Outcome::Inconclusive { code, .. } => {
-                        *report.failures.entry(code.label().into_owned()).or_default() += 1;
+                        *report
+                            .failures
+                            .entry(code.label().into_owned())
+                            .or_default() += 1;
                     }
                 }
             }

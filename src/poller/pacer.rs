@@ -98,8 +98,8 @@ impl Pacer {
             let now = Instant::now();
             recover(&mut s, now);
             if now.duration_since(s.window_start) >= Duration::from_secs(1) {
-                s.last_window_rate = f64::from(s.window_count)
-                    / now.duration_since(s.window_start).as_secs_f64();
+                s.last_window_rate =
+                    f64::from(s.window_count) / now.duration_since(s.window_start).as_secs_f64();
                 s.window_start = now;
                 s.window_count = 0;
             }

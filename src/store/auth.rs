@@ -136,10 +136,10 @@ impl TokenSource {
     pub async fn get(&self) -> Result<AccessToken, TokenError> {
         let mut state = self.state.lock().await;
         let now = Instant::now();
-        if let Some(c) = &state.current {
-            if now < c.refresh_at {
-                return Ok(c.token.clone());
-            }
+        if let Some(c) = &state.current
+            && now < c.refresh_at
+        {
+            return Ok(c.token.clone());
         }
         if state.retry_at.is_some_and(|at| now < at) {
             return match &state.current {
@@ -190,7 +190,11 @@ impl TokenSource {
     /// replaced is left alone, so a burst of 401s causes one refresh.
     pub async fn invalidate(&self, token: &AccessToken) {
         let mut state = self.state.lock().await;
-        if state.current.as_ref().is_some_and(|c| c.token.same_as(token)) {
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|c| c.token.same_as(token))
+        {
             state.current = None;
             state.retry_at = None;
         }
@@ -240,9 +244,10 @@ impl TokenSource {
         })?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if !(200..300).contains(&status) {
-            let oauth = json.as_ref().and_then(|v| ci_str(v, "error")).filter(|e| {
-                OAUTH_ERRORS.contains(e)
-            });
+            let oauth = json
+                .as_ref()
+                .and_then(|v| ci_str(v, "error"))
+                .filter(|e| OAUTH_ERRORS.contains(e));
             let reason = oauth.map_or_else(|| status.to_string(), str::to_owned);
             let aadsts = json
                 .as_ref()

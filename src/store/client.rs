@@ -21,7 +21,7 @@ use crate::metrics::{Telemetry, operation};
 
 /// Characters escaped in a path segment: everything but RFC 3986 unreserved
 /// characters and `@` (SPEC §4), so a UPN can never add a segment or a query.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')
@@ -255,7 +255,10 @@ mod tests {
             seat_path("P", "S", "o'b+r#i?e/n@x.y"),
             "/V1/Inventory/P/S/Seats/o%27b%2Br%23i%3Fe%2Fn@x.y"
         );
-        assert_eq!(seat_path("P", "S", "a b%@x"), "/V1/Inventory/P/S/Seats/a%20b%25@x");
+        assert_eq!(
+            seat_path("P", "S", "a b%@x"),
+            "/V1/Inventory/P/S/Seats/a%20b%25@x"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 pub use auth::{AccessToken, TokenError, TokenSource};
+pub(crate) use client::SEGMENT;
 pub use client::{Answer, Failure, StoreClient, seat_path};
 pub use model::{ItemType, SeatDetails, SeatState};
 

@@ -174,7 +174,7 @@ impl ItemType {
     /// `{"key": "ItemType", "value": …}`. Anything else is [`ItemType::Unknown`].
     pub fn from_not_found_body(body: &[u8]) -> ItemType {
         match serde_json::from_slice::<Value>(body) {
-            Ok(v) => find_item_type(&v).map_or(ItemType::Unknown, |s| Self::from_name(s)),
+            Ok(v) => find_item_type(&v).map_or(ItemType::Unknown, Self::from_name),
             Err(_) => ItemType::Unknown,
         }
     }
@@ -199,24 +199,23 @@ fn find_item_type(v: &Value) -> Option<&str> {
     match v {
         Value::Object(map) => {
             for (k, val) in map {
-                if k.eq_ignore_ascii_case("itemtype") {
-                    if let Value::String(s) = val {
-                        return Some(s);
-                    }
+                if k.eq_ignore_ascii_case("itemtype")
+                    && let Value::String(s) = val
+                {
+                    return Some(s);
                 }
             }
             let key = map
                 .iter()
                 .find(|(k, _)| k.eq_ignore_ascii_case("key"))
                 .and_then(|(_, v)| v.as_str());
-            if key.is_some_and(|k| k.eq_ignore_ascii_case("itemtype")) {
-                if let Some(s) = map
+            if key.is_some_and(|k| k.eq_ignore_ascii_case("itemtype"))
+                && let Some(s) = map
                     .iter()
                     .find(|(k, _)| k.eq_ignore_ascii_case("value"))
                     .and_then(|(_, v)| v.as_str())
-                {
-                    return Some(s);
-                }
+            {
+                return Some(s);
             }
             map.values().find_map(find_item_type)
         }
@@ -253,7 +252,11 @@ mod tests {
             b"\"active\"",
             b"{\"state\":\"active\"",
         ] {
-            assert!(SeatDetails::decode(body).is_err(), "{:?}", String::from_utf8_lossy(body));
+            assert!(
+                SeatDetails::decode(body).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
@@ -268,9 +271,15 @@ mod tests {
 
     #[test]
     fn dates_with_0_to_7_fraction_digits_and_offsets() {
-        assert_eq!(parse_datetime("2015-07-13T21:02:25Z"), Some(1_436_821_345.0));
+        assert_eq!(
+            parse_datetime("2015-07-13T21:02:25Z"),
+            Some(1_436_821_345.0)
+        );
         assert_eq!(parse_datetime("2015-07-13T21:02:25"), Some(1_436_821_345.0));
-        assert_eq!(parse_datetime("2015-07-13T14:02:25-07:00"), Some(1_436_821_345.0));
+        assert_eq!(
+            parse_datetime("2015-07-13T14:02:25-07:00"),
+            Some(1_436_821_345.0)
+        );
         let t = parse_datetime("2015-07-13T14:02:25.6863382-07:00").unwrap();
         assert!((t - 1_436_821_345.686_338).abs() < 1e-5, "{t}");
         let t = parse_datetime("2015-07-13T21:02:25.5").unwrap();
@@ -281,10 +290,22 @@ mod tests {
     #[test]
     fn item_types_from_the_three_known_shapes() {
         let shapes: [(&[u8], ItemType); 7] = [
-            (br#"{"code":"NotFound","data":[{"key":"ItemType","value":"Seat"}]}"#, ItemType::Seat),
-            (br#"{"ItemType":"User","Values":"alice@contoso.com"}"#, ItemType::User),
-            (br#"{"error":{"details":{"itemType":"Inventory"}}}"#, ItemType::Inventory),
-            (br#"{"error":{"details":{"itemType":"Gadget"}}}"#, ItemType::Unknown),
+            (
+                br#"{"code":"NotFound","data":[{"key":"ItemType","value":"Seat"}]}"#,
+                ItemType::Seat,
+            ),
+            (
+                br#"{"ItemType":"User","Values":"alice@contoso.com"}"#,
+                ItemType::User,
+            ),
+            (
+                br#"{"error":{"details":{"itemType":"Inventory"}}}"#,
+                ItemType::Inventory,
+            ),
+            (
+                br#"{"error":{"details":{"itemType":"Gadget"}}}"#,
+                ItemType::Unknown,
+            ),
             (br#"{"ItemType":3}"#, ItemType::Unknown),
             (b"<html>not found</html>", ItemType::Unknown),
             (b"", ItemType::Unknown),
@@ -302,7 +323,10 @@ mod tests {
     #[test]
     fn deeply_nested_bodies_do_not_overflow() {
         let deep = "[".repeat(100_000);
-        assert_eq!(ItemType::from_not_found_body(deep.as_bytes()), ItemType::Unknown);
+        assert_eq!(
+            ItemType::from_not_found_body(deep.as_bytes()),
+            ItemType::Unknown
+        );
         assert!(SeatDetails::decode(deep.as_bytes()).is_err());
     }
 }

@@ -18,8 +18,8 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tower::ServiceBuilder;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 
 use crate::exporter::Exporter;
@@ -34,7 +34,11 @@ pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Serves `exporter`'s endpoints on `listener` until `shutdown` fires, then
 /// lets open requests finish (bounded by [`serve::Limits::shutdown_grace`]).
-pub async fn run(exporter: Exporter, listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+pub async fn run(
+    exporter: Exporter,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+) {
     let service = serve::hyper_service(router(exporter));
     serve::serve(
         listener,
@@ -60,7 +64,10 @@ pub fn router(exporter: Exporter) -> Router {
                     if err.is::<tower::timeout::error::Elapsed>() {
                         (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
                     } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "too many concurrent requests\n")
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "too many concurrent requests\n",
+                        )
                     }
                 }))
                 .load_shed()
@@ -90,7 +97,11 @@ async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Respo
         Ok(body) => ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "rendering metrics failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "rendering metrics failed\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "rendering metrics failed\n",
+            )
+                .into_response()
         }
     }
 }

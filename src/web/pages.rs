@@ -92,7 +92,11 @@ pub async fn landing(State(exporter): State<Exporter>) -> Response {
 </body></html>",
         version = env!("CARGO_PKG_VERSION"),
         interval = humantime::format_duration(config.poll.interval),
-        ready = if exporter.is_ready() { "ready" } else { "not ready" },
+        ready = if exporter.is_ready() {
+            "ready"
+        } else {
+            "not ready"
+        },
         a = total.active,
         i = total.inactive,
         u = total.unknown,

@@ -48,7 +48,10 @@ pub trait Acceptor: Clone + Send + Sync + 'static {
     /// The stream after the handshake.
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Performs the handshake; `None` drops the connection.
-    fn accept(&self, tcp: tokio::net::TcpStream) -> impl Future<Output = Option<Self::Stream>> + Send;
+    fn accept(
+        &self,
+        tcp: tokio::net::TcpStream,
+    ) -> impl Future<Output = Option<Self::Stream>> + Send;
 }
 
 /// No TLS.

@@ -9,7 +9,11 @@ use clap::{Parser, ValueEnum};
 #[command(name = "msfb_seat_exporter", version, about, long_about = None)]
 pub struct Args {
     /// Configuration file (TOML).
-    #[arg(long = "config.file", value_name = "PATH", default_value = "config.toml")]
+    #[arg(
+        long = "config.file",
+        value_name = "PATH",
+        default_value = "config.toml"
+    )]
     pub config_file: PathBuf,
 
     /// Address to listen on; overrides [web] listen_address.

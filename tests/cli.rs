@@ -1,0 +1,133 @@
+//! The binary: `--config.check`, `--once`, `--version` and exit codes
+//! (SPEC §2).
+
+use std::process::Output;
+
+use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
+
+use crate::util::{P, S, product, temp_dir};
+
+async fn run(args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .args(args)
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .output()
+        .await
+        .expect("run the binary")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn config_check_accepts_a_valid_file() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        fake.config_toml("secret", &product(&["a@b.c", "d@e.f"])),
+    )
+    .unwrap();
+    let out = run(&[
+        "--config.check",
+        &format!("--config.file={}", config.display()),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "config OK: 2 targets (1 products, 2 users)\n"
+    );
+}
+
+#[tokio::test]
+async fn config_check_rejects_an_invalid_file_with_exit_2() {
+    let dir = temp_dir(&[("config.toml", "[poll]\ninterval = \"1s\"\n")]);
+    let config = dir.path().join("config.toml");
+    let out = run(&[
+        "--config.check",
+        "--config.file",
+        &config.display().to_string(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:1: auth: missing field `auth`",
+            config.display()
+        )),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_config_file_exits_2() {
+    let out = run(&["--config.file=/nonexistent/msfb.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/msfb.toml: cannot read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn bad_usage_exits_2_and_version_exits_0() {
+    assert_eq!(run(&["--no-such-flag"]).await.status.code(), Some(2));
+    assert_eq!(
+        run(&["--log.level=loud", "--config.check"])
+            .await
+            .status
+            .code(),
+        Some(2)
+    );
+    let out = run(&["--version"]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[tokio::test]
+async fn once_prints_the_exposition_and_reports_inconclusive_checks() {
+    let fake = FakeStore::start().await.unwrap();
+    fake.set_seat(P, S, "alice@contoso.com", FakeSeat::active());
+    fake.add_user("bob@contoso.com");
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        fake.config_toml(
+            "secret",
+            &product(&["alice@contoso.com", "bob@contoso.com"]),
+        )
+        .replace("[store]\n", "[store]\nmax_retries = 0\n"),
+    )
+    .unwrap();
+    let flag = format!("--config.file={}", config.display());
+
+    let out = run(&["--once", &flag]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "msfb_seat_active{{product_id=\"{P}\",sku_id=\"{S}\",user=\"alice@contoso.com\"}} 1\n"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!(
+        "msfb_seat_active{{product_id=\"{P}\",sku_id=\"{S}\",user=\"bob@contoso.com\"}} 0\n"
+    )));
+    assert!(stdout.contains("msfb_poll_cycles_total 1\n"));
+
+    fake.add_fault(Fault::always(
+        Match::User("bob@contoso.com".into()),
+        Fault::status(503),
+    ));
+    let out = run(&["--once", &flag]).await;
+    assert_eq!(out.status.code(), Some(1), "an inconclusive check exits 1");
+    assert!(text(&out.stdout).contains(&format!(
+        "msfb_seat_check_success{{product_id=\"{P}\",sku_id=\"{S}\",user=\"bob@contoso.com\"}} 0\n"
+    )));
+}

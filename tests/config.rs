@@ -1,0 +1,242 @@
+//! Configuration: each rejected case by its exact message (file, line, key),
+//! the accepted forms, and the shipped example file.
+
+use std::path::Path;
+
+use msfb_seat_exporter::config::{self, LoadOptions};
+
+use crate::util::{load_with_env, temp_dir};
+
+/// The valid head every case starts from (lines 1–6).
+const AUTH: &str = "[auth]
+tenant_id = \"contoso.onmicrosoft.com\"
+client_id = \"00000000-0000-0000-0000-000000000000\"
+client_secret_file = \"secret.txt\"
+
+";
+
+const PRODUCT: &str = "[[products]]
+product_id = \"9NBLGGH4R315\"
+sku_id = \"0016\"
+users = [\"alice@contoso.com\"]
+";
+
+/// Loads `text` as `config.toml` next to a secret file and a users file;
+/// returns the error with the directory stripped from paths.
+fn error_of(text: &str) -> String {
+    let dir = temp_dir(&[
+        ("config.toml", text),
+        ("secret.txt", "s3cr3t-value\n"),
+        (
+            "users.txt",
+            "# staff\nbob@contoso.com\n\nnot-a-upn # oops\n",
+        ),
+    ]);
+    let err =
+        load_with_env(&dir.path().join("config.toml"), &[]).expect_err("config must be rejected");
+    let prefix = format!("{}/", dir.path().display());
+    let message = err.to_string().replace(&prefix, "");
+    assert!(!message.contains("s3cr3t"), "secret leaked: {message}");
+    message
+}
+
+macro_rules! rejected {
+    ($($name:ident: $text:expr => $message:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(error_of(&$text), $message);
+        }
+    )*};
+}
+
+rejected! {
+    no_products: AUTH =>
+        "config.toml:1: products: at least one [[products]] table is required";
+    product_without_users: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = []\n") =>
+        "config.toml:9: products[0].users: a product needs at least one user (in users or users_file)";
+    empty_product_id: format!("{AUTH}[[products]]\nproduct_id = \"  \"\nsku_id = \"S\"\nusers = [\"a@b.c\"]\n") =>
+        "config.toml:7: products[0].product_id: must not be empty";
+    empty_sku_id: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"\"\nusers = [\"a@b.c\"]\n") =>
+        "config.toml:8: products[0].sku_id: must not be empty";
+    user_without_domain: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@b.c\", \"alice\"]\n") =>
+        "config.toml:9: products[0].users[1]: \"alice\" is not a user principal name (local@domain)";
+    user_with_control_character: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"al\\u0007ice@b.c\"]\n") =>
+        "config.toml:9: products[0].users[0]: \"al\\u{7}ice@b.c\" contains control characters";
+    duplicate_product: format!("{AUTH}{PRODUCT}\n{PRODUCT}") =>
+        "config.toml:11: products[1]: duplicate product: product_id \"9NBLGGH4R315\" sku_id \"0016\" is already products[0]";
+    interval_too_short: format!("{AUTH}[poll]\ninterval = \"5s\"\n\n{PRODUCT}") =>
+        "config.toml:7: poll.interval: must be at least 10s (got 5s)";
+    timeout_not_shorter_than_interval: format!("[store]\ntimeout = \"1m\"\n\n{AUTH}[poll]\ninterval = \"1m\"\n\n{PRODUCT}") =>
+        "config.toml:2: store.timeout: must be shorter than poll.interval (1m >= 1m)";
+    unknown_key: format!("{AUTH}[poll]\nintervall = \"5m\"\n\n{PRODUCT}") =>
+        "config.toml:7: poll.intervall: unknown field `intervall`, expected one of `interval`, `shard_index`, `shard_count`";
+    unknown_section: format!("{AUTH}[polling]\ninterval = \"5m\"\n\n{PRODUCT}") =>
+        "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `products`";
+    unknown_product_key: format!("{AUTH}{PRODUCT}user = \"x@y.z\"\n") =>
+        "config.toml:10: products[0].user: unknown field `user`, expected one of `product_id`, `sku_id`, `name`, `users`, `users_file`, `mode`, `forget_after`, `max_pages`";
+    missing_auth: PRODUCT =>
+        "config.toml:1: auth: missing field `auth`";
+    missing_tenant: format!("[auth]\nclient_id = \"c\"\nclient_secret_file = \"secret.txt\"\n\n{PRODUCT}") =>
+        "config.toml:1: auth.tenant_id: missing field `tenant_id`";
+    bad_duration: format!("{AUTH}[poll]\ninterval = \"soon\"\n\n{PRODUCT}") =>
+        "config.toml:7: poll.interval: invalid value: string \"soon\", expected a duration";
+    wrong_type: format!("[store]\nmax_concurrency = \"eight\"\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: store.max_concurrency: invalid type: string \"eight\", expected i64";
+    zero_concurrency: format!("[store]\nmax_concurrency = 0\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: store.max_concurrency: must be between 1 and 1024 (got 0)";
+    negative_rate: format!("[store]\nmax_requests_per_second = -1\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: store.max_requests_per_second: must be 0 (unlimited) or a positive number (got -1)";
+    bad_base_url: format!("[store]\nbase_url = \"ftp://store.example\"\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: store.base_url: must be an http:// or https:// URL with a host (got \"ftp://store.example\")";
+    both_secret_sources: format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"secret.txt\"\nclient_secret_env = \"X\"\n\n{PRODUCT}") =>
+        "config.toml:5: auth.client_secret_env: set either client_secret_file or client_secret_env, not both";
+    no_secret_source: format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\n\n{PRODUCT}") =>
+        "config.toml:1: auth.client_secret_file: one of client_secret_file or client_secret_env is required";
+    missing_secret_file: format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"nope.txt\"\n\n{PRODUCT}") =>
+        "config.toml:4: auth.client_secret_file: cannot read nope.txt: No such file or directory (os error 2)";
+    unset_secret_variable: format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"MSFB_TEST_UNSET\"\n\n{PRODUCT}") =>
+        "config.toml:4: auth.client_secret_env: environment variable MSFB_TEST_UNSET is not set or empty";
+    credentials_directory_unset: format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n\n{PRODUCT}") =>
+        "config.toml:4: auth.client_secret_file: \"$CREDENTIALS_DIRECTORY/secret\" uses $CREDENTIALS_DIRECTORY, which is not set (it is set by systemd for units with LoadCredential=)";
+    empty_tenant: format!("[auth]\ntenant_id = \"\"\nclient_id = \"c\"\nclient_secret_file = \"secret.txt\"\n\n{PRODUCT}") =>
+        "config.toml:2: auth.tenant_id: must not be empty";
+    shard_index_out_of_range: format!("{AUTH}[poll]\nshard_index = 4\nshard_count = 4\n\n{PRODUCT}") =>
+        "config.toml:7: poll.shard_index: must be between 0 and shard_count - 1 = 3 (got 4)";
+    bad_line_in_users_file: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers_file = \"users.txt\"\n") =>
+        "config.toml:9: products[0].users_file: users.txt:4: \"not-a-upn\" is not a user principal name (local@domain)";
+    missing_users_file: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers_file = \"nobody.txt\"\n") =>
+        "config.toml:9: products[0].users_file: cannot read nobody.txt: No such file or directory (os error 2)";
+    syntax_error: format!("{AUTH}[poll\ninterval = \"5m\"\n") =>
+        "config.toml:6: unclosed table, expected `]`";
+    bad_telemetry_path: format!("[web]\ntelemetry_path = \"metrics\"\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: web.telemetry_path: must be a path below \"/\" such as \"/metrics\" (got \"metrics\")";
+    bad_listen_address: format!("[web]\nlisten_address = \"10043\"\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: web.listen_address: must be \"host:port\" or \":port\" (got \"10043\")";
+    hash_without_key: format!("{AUTH}[metrics]\nuser_label = \"hash\"\n\n{PRODUCT}") =>
+        "config.toml:6: metrics.user_hash_key_file: is required when metrics.user_label = \"hash\"";
+    bad_user_label: format!("{AUTH}[metrics]\nuser_label = \"email\"\n\n{PRODUCT}") =>
+        "config.toml:7: metrics.user_label: unknown variant `email`, expected `upn` or `hash`";
+    plain_password_for_basic_auth: format!("[web]\nbasic_auth_users = {{ prom = \"hunter2\" }}\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:2: web.basic_auth_users.prom: must be a bcrypt hash (\"$2b$...\"), not a plain password";
+    tls_cert_without_key: format!("[web]\ntls_cert_file = \"secret.txt\"\n\n{AUTH}{PRODUCT}") =>
+        "config.toml:1: web.tls_key_file: is required when web.tls_cert_file is set";
+}
+
+#[test]
+fn an_unreadable_config_file_is_named() {
+    let err = config::load(
+        Path::new("/nonexistent/config.toml"),
+        &LoadOptions::default(),
+    )
+    .expect_err("missing file");
+    assert_eq!(
+        err.to_string(),
+        "/nonexistent/config.toml: cannot read the configuration file: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn defaults_users_files_and_duplicates() {
+    let text = format!(
+        "{AUTH}[[products]]\nproduct_id = \"9NBLGGH4R315\"\nsku_id = \"0016\"\n\
+         users = [\"alice@contoso.com\", \"Alice@Contoso.com\", \"bob@contoso.com\"]\nusers_file = \"users.txt\"\n"
+    );
+    let dir = temp_dir(&[
+        ("config.toml", &text),
+        ("secret.txt", "s3cr3t\n"),
+        (
+            "users.txt",
+            "# staff\nbob@contoso.com\n\n  carol@contoso.com   # new\n",
+        ),
+    ]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert_eq!(
+        c.products[0].users,
+        ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"]
+    );
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("2 duplicate user(s) merged"),
+        "{:?}",
+        c.warnings
+    );
+    assert_eq!(c.web.listen_address, ":10043");
+    assert_eq!(c.web.telemetry_path, "/metrics");
+    assert_eq!(c.store.base_url, "https://bspmts.mp.microsoft.com");
+    assert_eq!(c.store.timeout.as_secs(), 10);
+    assert_eq!(c.store.max_concurrency, 8);
+    assert_eq!(c.store.max_requests_per_second, Some(10.0));
+    assert_eq!(c.store.max_retries, 2);
+    assert_eq!(
+        c.auth.token_url,
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/token"
+    );
+    assert_eq!(c.auth.resource, "https://onestore.microsoft.com");
+    assert_eq!(c.poll.interval.as_secs(), 300);
+    assert_eq!((c.poll.shard_index, c.poll.shard_count), (0, 1));
+    assert_eq!(c.summary(), "3 targets (1 products, 3 users)");
+    // The secret never shows in Debug.
+    assert!(!format!("{c:?}").contains("s3cr3t"));
+}
+
+#[test]
+fn secrets_from_the_environment_and_credentials_directory() {
+    let dir = temp_dir(&[("secret", "from-credentials\n")]);
+    let text = format!(
+        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n\n{PRODUCT}"
+    );
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let creds = dir.path().display().to_string();
+    let c = load_with_env(
+        &dir.path().join("config.toml"),
+        &[("CREDENTIALS_DIRECTORY", &creds)],
+    )
+    .expect("valid");
+    use secrecy::ExposeSecret as _;
+    assert_eq!(c.auth.client_secret.expose_secret(), "from-credentials");
+
+    let text = format!(
+        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"MY_SECRET\"\n\n{PRODUCT}"
+    );
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let c = load_with_env(
+        &dir.path().join("config.toml"),
+        &[("MY_SECRET", "from-env")],
+    )
+    .expect("valid");
+    assert_eq!(c.auth.client_secret.expose_secret(), "from-env");
+}
+
+#[test]
+fn plain_http_is_accepted_with_a_warning() {
+    let text = format!("[store]\nbase_url = \"http://127.0.0.1:1/\"\n\n{AUTH}{PRODUCT}");
+    let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert_eq!(c.store.base_url, "http://127.0.0.1:1");
+    assert!(
+        c.warnings.iter().any(|w| w.contains("plain http")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn the_example_file_is_valid_apart_from_the_files_it_names() {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example"))
+            .expect("config.toml.example");
+    let dir = temp_dir(&[("client_secret", "x")]);
+    let secret = dir.path().join("client_secret");
+    let text = example.replace(
+        "\"/etc/msfb_seat_exporter/client_secret\"",
+        &format!("{:?}", secret.display().to_string()),
+    );
+    assert_ne!(
+        text, example,
+        "the example names the secret file this test replaces"
+    );
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("example is valid");
+    assert_eq!(c.summary(), "2 targets (1 products, 2 users)");
+    assert_eq!(c.web.listen_address, ":10043");
+}

@@ -1,0 +1,181 @@
+//! The exposition as a whole: a golden file for the seat families, and the
+//! presence and shape of every metric SPEC §6 names.
+
+use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
+
+use crate::util::{Harness, P, S, product, testdata};
+
+/// Keeps the families derived from the target table; replaces the values of
+/// wall-clock timestamps so the text is stable.
+fn seat_families(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let name = line
+            .trim_start_matches("# HELP ")
+            .trim_start_matches("# TYPE ")
+            .split(['{', ' '])
+            .next()
+            .unwrap_or("");
+        let keep = name.starts_with("msfb_seat_") && !name.starts_with("msfb_seat_exporter")
+            || name == "msfb_seats"
+            || name == "msfb_product_info";
+        if !keep {
+            continue;
+        }
+        if name == "msfb_seat_last_success_timestamp_seconds" && !line.starts_with('#') {
+            let (series, _) = line.rsplit_once(' ').expect("sample");
+            out.push_str(series);
+            out.push_str(" <timestamp>\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn golden_scrape() {
+    let users = [
+        "alice@contoso.com",
+        "bob@contoso.com",
+        "carol@contoso.com",
+        "dave@contoso.com",
+        "mallory@contoso.com",
+        "quote\"back\\slash@contoso.com",
+    ];
+    let products = format!(
+        "{}\n[[products]]\nproduct_id = \"9WZDNCRFJ3PS\"\nsku_id = \"0010\"\nusers = [\"alice@contoso.com\"]\n",
+        product(&users)
+    );
+    let h = Harness::new(&products, "max_retries = 0").await;
+    h.fake
+        .set_seat(P, S, "alice@contoso.com", FakeSeat::active());
+    h.fake.set_seat(P, S, "bob@contoso.com", FakeSeat::active());
+    h.fake
+        .set_seat(P, S, "carol@contoso.com", FakeSeat::revoked());
+    h.fake.add_user("dave@contoso.com");
+    h.fake.set_seat(P, S, users[5], FakeSeat::active());
+    h.fake.add_product("9WZDNCRFJ3PS", "0010");
+    h.cycle().await;
+    // bob loses his seat; alice's check fails; carol is fine.
+    h.fake.remove_seat(P, S, "bob@contoso.com");
+    h.fake.add_fault(Fault::always(
+        Match::User("alice@contoso.com".into()),
+        Fault::status(503),
+    ));
+    h.cycle().await;
+
+    let (status, body) = h.get("/metrics").await;
+    assert_eq!(status, 200);
+    let got = seat_families(&body);
+    let path = testdata("expected-metrics.prom");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).expect("write golden file");
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file");
+    assert_eq!(
+        got, want,
+        "run with UPDATE_GOLDEN=1 to accept a deliberate change"
+    );
+}
+
+#[tokio::test]
+async fn every_spec_metric_is_exposed_with_help_and_type() {
+    let h = Harness::new(&product(&["alice@contoso.com"]), "").await;
+    h.fake
+        .set_seat(P, S, "alice@contoso.com", FakeSeat::active());
+    h.cycle().await;
+    let m = h.scrape().await;
+    for (name, kind) in [
+        ("msfb_seat_active", "gauge"),
+        ("msfb_seat_check_success", "gauge"),
+        ("msfb_seat_last_success_timestamp_seconds", "gauge"),
+        ("msfb_seat_assigned_timestamp_seconds", "gauge"),
+        ("msfb_seat_lost_total", "counter"),
+        ("msfb_seats", "gauge"),
+        ("msfb_product_info", "gauge"),
+        ("msfb_api_requests_total", "counter"),
+        ("msfb_api_request_duration_seconds", "histogram"),
+        ("msfb_poll_cycles_total", "counter"),
+        ("msfb_poll_cycle_duration_seconds", "gauge"),
+        ("msfb_poll_last_cycle_end_timestamp_seconds", "gauge"),
+        ("msfb_oauth_token_requests_total", "counter"),
+        ("msfb_oauth_token_expiry_timestamp_seconds", "gauge"),
+        ("msfb_seat_exporter_build_info", "gauge"),
+        ("msfb_seat_exporter_config_last_reload_successful", "gauge"),
+        (
+            "msfb_seat_exporter_config_last_reload_success_timestamp_seconds",
+            "gauge",
+        ),
+        ("process_resident_memory_bytes", "gauge"),
+    ] {
+        assert!(
+            m.text.contains(&format!("# TYPE {name} {kind}\n")),
+            "missing TYPE of {name}"
+        );
+        assert!(
+            m.text.contains(&format!("# HELP {name} ")),
+            "missing HELP of {name}"
+        );
+    }
+    for cached in ["msfb_seat_active", "msfb_seats", "msfb_seat_lost_total"] {
+        let help = m
+            .text
+            .lines()
+            .find(|l| l.starts_with(&format!("# HELP {cached} ")))
+            .expect("help line");
+        assert!(help.contains("not fetched at scrape time"), "{help}");
+    }
+    assert_eq!(m.value("msfb_poll_cycles_total", &[]), Some(1.0));
+    assert_eq!(m.api("get_seat", "200"), Some(1.0));
+    assert_eq!(m.api("token", "200"), Some(1.0));
+    let info = m.find("msfb_seat_exporter_build_info", &[]);
+    assert_eq!(info.len(), 1);
+    assert_eq!(info[0].labels["version"], env!("CARGO_PKG_VERSION"));
+    assert!(info[0].labels.contains_key("revision"));
+    assert!(info[0].labels.contains_key("rustc_version"));
+    assert_eq!(
+        m.value("msfb_seat_exporter_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn targets_have_no_seat_series_before_their_first_conclusive_check() {
+    let h = Harness::new(&product(&["alice@contoso.com"]), "max_retries = 0").await;
+    let m = h.scrape().await;
+    assert_eq!(m.active("alice@contoso.com"), None);
+    assert_eq!(m.success("alice@contoso.com"), None);
+    assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
+    // An inconclusive first check still creates no seat series.
+    h.fake
+        .add_fault(Fault::always(Match::AllSeats, Fault::status(500)));
+    h.cycle().await;
+    let m = h.scrape().await;
+    assert_eq!(m.active("alice@contoso.com"), None);
+    assert_eq!(m.success("alice@contoso.com"), Some(0.0));
+    assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
+}
+
+#[tokio::test]
+async fn metrics_are_gzipped_when_asked() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let h = Harness::new(&product(&["alice@contoso.com"]), "").await;
+    let router = msfb_seat_exporter::web::router(h.exporter.clone());
+    let req = http::Request::get("/metrics")
+        .header("accept-encoding", "gzip")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let resp = router.oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+}

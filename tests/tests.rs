@@ -1,0 +1,17 @@
+//! Black-box tests: one integration binary (one link instead of many), one
+//! module per area. Everything goes through real HTTP to the crate's fake
+//! Store API and through the real router.
+
+#[macro_use]
+mod util;
+
+// Configuration: every rejected case by its exact message, the example file.
+mod config;
+// What each upstream answer does to the metrics (SPEC §4, §5).
+mod checks;
+// The exposition as a whole against a golden file.
+mod scrape;
+// The binary: --config.check, --once, exit codes.
+mod cli;
+// HTTP endpoints other than the metrics.
+mod web;

@@ -1,0 +1,274 @@
+//! Shared helpers: a fake Store with an exporter pointed at it, scraping
+//! through the real router, and reading samples out of the exposition.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use axum::body::Body;
+use http_body_util::BodyExt as _;
+use msfb_seat_exporter::config::{self, Config, LoadOptions};
+use msfb_seat_exporter::exporter::{Exporter, Options};
+use msfb_seat_exporter::fake_store::{self, FakeStore};
+use msfb_seat_exporter::poller::CycleReport;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// Product used by most tests.
+pub const P: &str = "9NBLGGH4R315";
+/// Its SKU.
+pub const S: &str = "0016";
+
+/// Writes `files` into a fresh temporary directory.
+pub fn temp_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).expect("write file");
+    }
+    dir
+}
+
+/// Options for tests: short backoff so retries do not slow the suite.
+pub fn fast_options() -> Options {
+    Options {
+        retry_base: Duration::from_millis(5),
+        retry_cap: Duration::from_millis(20),
+        ..Options::default()
+    }
+}
+
+/// A `[[products]]` table for `P`/`S` with `users`.
+pub fn product(users: &[&str]) -> String {
+    let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
+    format!(
+        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nname = \"Contoso Notes\"\nusers = [{}]\n",
+        list.join(", ")
+    )
+}
+
+/// A fake Store, a config directory and an exporter pointed at the fake.
+pub struct Harness {
+    pub fake: FakeStore,
+    pub dir: TempDir,
+    pub exporter: Exporter,
+}
+
+impl Harness {
+    /// Starts a fake and an exporter for `products` (TOML) with `extra`
+    /// TOML appended to the `[store]` table (e.g. "max_retries = 0").
+    pub async fn new(products: &str, store_extra: &str) -> Harness {
+        let fake = FakeStore::start().await.expect("fake store");
+        let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+        let text = fake
+            .config_toml("secret", products)
+            .replace("[store]\n", &format!("[store]\n{store_extra}\n"));
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, &text).expect("write config");
+        let config = config::load(&path, &LoadOptions::default()).expect("valid config");
+        let exporter = Exporter::new(config, fast_options()).expect("exporter");
+        Harness {
+            fake,
+            dir,
+            exporter,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    /// Rewrites the config file (for reload tests).
+    pub fn write_config(&self, products: &str, store_extra: &str) {
+        let text = self
+            .fake
+            .config_toml("secret", products)
+            .replace("[store]\n", &format!("[store]\n{store_extra}\n"));
+        std::fs::write(self.config_path(), text).expect("write config");
+    }
+
+    /// Runs one full cycle.
+    pub async fn cycle(&self) -> CycleReport {
+        self.exporter
+            .run_cycle(&CancellationToken::new())
+            .await
+            .expect("cycle not cancelled")
+    }
+
+    /// GET `path` through the real router: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        request(&self.exporter, "GET", path).await
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn scrape(&self) -> Scrape {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, 200, "scrape failed: {body}");
+        Scrape::parse(&body)
+    }
+}
+
+/// Sends one request through the exporter's router.
+pub async fn request(exporter: &Exporter, method: &str, path: &str) -> (u16, String) {
+    let router = msfb_seat_exporter::web::router(exporter.clone());
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::empty())
+        .expect("request");
+    let resp = router.oneshot(req).await.expect("infallible");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// One parsed sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed exposition (enough of the format for our own output).
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    pub samples: Vec<Sample>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("sample line");
+                let value: f64 = match value {
+                    "+Inf" => f64::INFINITY,
+                    "-Inf" => f64::NEG_INFINITY,
+                    v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+                };
+                let (name, labels) = match series.split_once('{') {
+                    Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                    None => (series, BTreeMap::new()),
+                };
+                Sample {
+                    name: name.to_owned(),
+                    labels,
+                    value,
+                }
+            })
+            .collect();
+        Scrape {
+            text: text.to_owned(),
+            samples,
+        }
+    }
+
+    /// Samples of `name` whose labels include all of `labels`.
+    pub fn find(&self, name: &str, labels: &[(&str, &str)]) -> Vec<&Sample> {
+        self.samples
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect()
+    }
+
+    /// The one value of `name` with `labels`, or `None`.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = self.find(name, labels);
+        assert!(found.len() <= 1, "ambiguous: {name} {labels:?}: {found:?}");
+        found.first().map(|s| s.value)
+    }
+
+    /// `msfb_seat_active` of user `u` on the default product.
+    pub fn active(&self, u: &str) -> Option<f64> {
+        self.value(
+            "msfb_seat_active",
+            &[("product_id", P), ("sku_id", S), ("user", u)],
+        )
+    }
+
+    /// `msfb_seat_check_success` of user `u`.
+    pub fn success(&self, u: &str) -> Option<f64> {
+        self.value(
+            "msfb_seat_check_success",
+            &[("product_id", P), ("sku_id", S), ("user", u)],
+        )
+    }
+
+    /// `msfb_seat_check_errors_total` of user `u` with `code` and `reason`.
+    pub fn errors(&self, u: &str, code: &str, reason: &str) -> Option<f64> {
+        self.value(
+            "msfb_seat_check_errors_total",
+            &[("user", u), ("code", code), ("reason", reason)],
+        )
+    }
+
+    /// `msfb_api_requests_total` for `operation` and `code`.
+    pub fn api(&self, operation: &str, code: &str) -> Option<f64> {
+        self.value(
+            "msfb_api_requests_total",
+            &[("operation", operation), ("code", code)],
+        )
+    }
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        if key.is_empty() {
+            break;
+        }
+        assert_eq!(chars.next(), Some('"'), "label value must be quoted in {s}");
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c) => value.push(c),
+                    None => break,
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_owned(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// Path of a file in `tests/testdata`.
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("testdata")
+        .join(name)
+}
+
+/// Loads a config file with the process environment replaced by `env`.
+pub fn load_with_env(path: &Path, env: &[(&str, &str)]) -> Result<Config, config::ConfigError> {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let options = LoadOptions {
+        env: std::sync::Arc::new(move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        }),
+        ..LoadOptions::default()
+    };
+    config::load(path, &options)
+}
