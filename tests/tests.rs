@@ -11,6 +11,8 @@ mod config;
 mod checks;
 // The exposition as a whole against a golden file.
 mod scrape;
+// The fault-injection suite: no false loss under any upstream failure.
+mod faults;
 // The binary: --config.check, --once, exit codes.
 mod cli;
 // HTTP endpoints other than the metrics.

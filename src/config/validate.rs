@@ -150,6 +150,19 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         interval: raw.inventory.interval,
     };
     let products = products(raw.products, &mut ctx)?;
+    if let Some(rps) = store.max_requests_per_second {
+        let targets: usize = products.iter().map(|p| p.users.len()).sum();
+        let per_shard = targets.div_ceil(poll.shard_count as usize);
+        let needed = Duration::from_secs_f64(per_shard as f64 / rps);
+        if needed > poll.interval {
+            ctx.warnings.push(format!(
+                "a poll cycle cannot fit: {per_shard} targets at {rps} requests/s take at least {}, \
+                 longer than poll.interval ({}); raise store.max_requests_per_second or poll.interval",
+                humantime::format_duration(Duration::from_secs(needed.as_secs())),
+                humantime::format_duration(poll.interval)
+            ));
+        }
+    }
 
     Ok(Config {
         source: path.to_path_buf(),

@@ -155,12 +155,12 @@ impl Shared {
 pub struct FakeStore {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: CancellationToken,
+    stop: Mutex<CancellationToken>,
 }
 
 impl Drop for FakeStore {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.stop_token().cancel();
     }
 }
 
@@ -183,8 +183,17 @@ impl FakeStore {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
         });
+        let stop = Self::spawn(listener, Arc::clone(&shared));
+        Ok(FakeStore {
+            addr,
+            shared,
+            stop: Mutex::new(stop),
+        })
+    }
+
+    fn spawn(listener: TcpListener, shared: Arc<Shared>) -> CancellationToken {
         let stop = CancellationToken::new();
-        let service = handlers::service(Arc::clone(&shared));
+        let service = handlers::service(shared);
         let stopped = stop.clone();
         let limits = crate::web::serve::Limits {
             max_connections: 4096,
@@ -201,12 +210,30 @@ impl FakeStore {
             )
             .await;
         });
-        Ok(FakeStore { addr, shared, stop })
+        stop
     }
 
-    /// Stops serving (also done on drop). Connections in progress end.
+    fn stop_token(&self) -> CancellationToken {
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops serving (also done on drop): the port is closed and open
+    /// connections are cut, so clients see refused connections.
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stop_token().cancel();
+    }
+
+    /// Serves again on the same address with the same data, after
+    /// [`stop`](Self::stop).
+    ///
+    /// # Errors
+    /// When the address cannot be bound again.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        self.stop();
+        let listener = TcpListener::bind(self.addr).await?;
+        let stop = Self::spawn(listener, Arc::clone(&self.shared));
+        *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = stop;
+        Ok(())
     }
 
     /// The listening address.

@@ -33,6 +33,10 @@ const MIN_LIFETIME_FRACTION: u32 = 2;
 /// Backoff after a failed token request: 1 s doubling to 60 s.
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// After a 401 forced a refresh, further 401s within this time keep the new
+/// token instead of fetching yet another: a 401 storm (a revoked app, say)
+/// costs one token request per this period, not one per check.
+const FORCED_REFRESH_GAP: Duration = Duration::from_secs(10);
 /// Assumed lifetime when the endpoint omits `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -93,6 +97,10 @@ struct Cached {
     token: AccessToken,
     refresh_at: Instant,
     expires_at: Instant,
+    /// Set when this token was fetched because the API rejected the
+    /// previous one; such a token is not dropped again for
+    /// [`FORCED_REFRESH_GAP`].
+    forced_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -101,6 +109,8 @@ struct State {
     failures: u32,
     retry_at: Option<Instant>,
     last_error: Option<TokenError>,
+    /// The next fetch replaces a token the API rejected.
+    forced: bool,
 }
 
 /// The token cache for one `[auth]` configuration.
@@ -158,6 +168,7 @@ impl TokenSource {
                     token: token.clone(),
                     refresh_at: now + lifetime - margin,
                     expires_at: now + lifetime,
+                    forced_at: std::mem::take(&mut state.forced).then_some(now),
                 });
                 state.failures = 0;
                 state.retry_at = None;
@@ -187,17 +198,27 @@ impl TokenSource {
 
     /// Drops `token` after the API rejected it (401), so the next
     /// [`get`](Self::get) fetches a new one. A token that was already
-    /// replaced is left alone, so a burst of 401s causes one refresh.
+    /// replaced is left alone, so a burst of 401s causes one refresh; a
+    /// token that was itself fetched because of a 401 less than
+    /// [`FORCED_REFRESH_GAP`] ago is kept, so a storm of 401s causes one
+    /// refresh per gap.
     pub async fn invalidate(&self, token: &AccessToken) {
         let mut state = self.state.lock().await;
-        if state
-            .current
-            .as_ref()
-            .is_some_and(|c| c.token.same_as(token))
-        {
-            state.current = None;
-            state.retry_at = None;
+        let Some(current) = &state.current else {
+            return;
+        };
+        if !current.token.same_as(token) {
+            return;
         }
+        if current
+            .forced_at
+            .is_some_and(|at| at.elapsed() < FORCED_REFRESH_GAP)
+        {
+            return;
+        }
+        state.current = None;
+        state.retry_at = None;
+        state.forced = true;
     }
 
     async fn fetch(&self) -> Result<(AccessToken, Duration), TokenError> {

@@ -86,6 +86,8 @@ pub async fn serve<S, A, F>(
     F: Future<Output = ()>,
 {
     let graceful = GracefulShutdown::new();
+    // Fired when the grace period is over: connections still open are cut.
+    let hard_stop = tokio_util::sync::CancellationToken::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -116,6 +118,7 @@ pub async fn serve<S, A, F>(
         let service = service.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let hard_stop = hard_stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let handshake = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(tcp));
@@ -124,7 +127,10 @@ pub async fn serve<S, A, F>(
             };
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             let conn = watcher.watch(conn);
-            let _ = tokio::time::timeout(limits.max_connection_age, conn).await;
+            tokio::select! {
+                _ = tokio::time::timeout(limits.max_connection_age, conn) => {}
+                _ = hard_stop.cancelled() => {}
+            }
         });
     }
     drop(listener);
@@ -134,6 +140,7 @@ pub async fn serve<S, A, F>(
             tracing::debug!("open connections did not finish in time; closing them");
         }
     }
+    hard_stop.cancel();
 }
 
 /// Adapts an axum `Router` to a hyper service.
