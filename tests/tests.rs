@@ -13,6 +13,8 @@ mod checks;
 mod scrape;
 // The fault-injection suite: no false loss under any upstream failure.
 mod faults;
+// Reload: bad files change nothing, good ones swap atomically.
+mod reload;
 // The binary: --config.check, --once, exit codes.
 mod cli;
 // HTTP endpoints other than the metrics.

@@ -54,14 +54,25 @@ pub struct Harness {
     pub fake: FakeStore,
     pub dir: TempDir,
     pub exporter: Exporter,
+    /// One router for every request, as a server has: limits are shared.
+    pub router: axum::Router,
 }
 
 impl Harness {
     /// Starts a fake and an exporter for `products` (TOML) with `extra`
     /// TOML appended to the `[store]` table (e.g. "max_retries = 0").
     pub async fn new(products: &str, store_extra: &str) -> Harness {
+        Self::with_files(products, store_extra, &[]).await
+    }
+
+    /// [`new`](Self::new) with extra files (say, a users file) written
+    /// next to the config before it is loaded.
+    pub async fn with_files(products: &str, store_extra: &str, files: &[(&str, &str)]) -> Harness {
         let fake = FakeStore::start().await.expect("fake store");
         let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write file");
+        }
         let text = fake
             .config_toml("secret", products)
             .replace("[store]\n", &format!("[store]\n{store_extra}\n"));
@@ -69,11 +80,23 @@ impl Harness {
         std::fs::write(&path, &text).expect("write config");
         let config = config::load(&path, &LoadOptions::default()).expect("valid config");
         let exporter = Exporter::new(config, fast_options()).expect("exporter");
+        let router = msfb_seat_exporter::web::router(exporter.clone());
         Harness {
             fake,
             dir,
             exporter,
+            router,
         }
+    }
+
+    /// Writes a file next to the config.
+    pub fn write_file(&self, name: &str, text: &str) {
+        std::fs::write(self.dir.path().join(name), text).expect("write file");
+    }
+
+    /// Sends a request through the shared router.
+    pub async fn request(&self, method: &str, path: &str) -> (u16, String) {
+        send(self.router.clone(), method, path).await
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -99,7 +122,7 @@ impl Harness {
 
     /// GET `path` through the real router: status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
-        request(&self.exporter, "GET", path).await
+        self.request("GET", path).await
     }
 
     /// Scrapes `/metrics`.
@@ -110,9 +133,18 @@ impl Harness {
     }
 }
 
-/// Sends one request through the exporter's router.
+/// Sends one request through a fresh router for `exporter`.
 pub async fn request(exporter: &Exporter, method: &str, path: &str) -> (u16, String) {
-    let router = msfb_seat_exporter::web::router(exporter.clone());
+    send(
+        msfb_seat_exporter::web::router(exporter.clone()),
+        method,
+        path,
+    )
+    .await
+}
+
+/// Sends one request through `router`.
+pub async fn send(router: axum::Router, method: &str, path: &str) -> (u16, String) {
     let req = http::Request::builder()
         .method(method)
         .uri(path)

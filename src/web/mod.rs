@@ -71,7 +71,9 @@ pub fn router(exporter: Exporter) -> Router {
                     }
                 }))
                 .load_shed()
-                .concurrency_limit(MAX_SCRAPES)
+                // Global: one semaphore shared by every route (a plain
+                // concurrency limit would make one per route).
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_SCRAPES))
                 .timeout(REQUEST_TIMEOUT),
         );
     Router::new()

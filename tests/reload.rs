@@ -1,0 +1,352 @@
+//! Reload (SPEC §9): validate first, change nothing on a bad file, swap the
+//! target set atomically on a good one, re-read secret and users files, and
+//! never block a scrape.
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
+use tokio_util::sync::CancellationToken;
+
+use crate::util::{Harness, P, S, product};
+
+const ALICE: &str = "alice@contoso.com";
+const BOB: &str = "bob@contoso.com";
+const CAROL: &str = "carol@contoso.com";
+
+async fn reload(h: &Harness) -> (u16, String) {
+    h.request("POST", "/-/reload").await
+}
+
+async fn reload_gauge(h: &Harness) -> Option<f64> {
+    h.scrape()
+        .await
+        .value("msfb_seat_exporter_config_last_reload_successful", &[])
+}
+
+#[tokio::test]
+async fn bad_files_change_nothing_and_name_the_problem() {
+    let h = Harness::new(&product(&[ALICE, BOB]), "").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.add_user(BOB);
+    h.cycle().await;
+    let good = std::fs::read_to_string(h.config_path()).unwrap();
+    let ok_time = h
+        .scrape()
+        .await
+        .value(
+            "msfb_seat_exporter_config_last_reload_success_timestamp_seconds",
+            &[],
+        )
+        .unwrap();
+
+    let bad: [(&str, String); 10] = [
+        ("syntax", good.replace("[poll]", "[poll")),
+        (
+            "unknown key",
+            good.replace("[poll]\n", "[poll]\nintervall = \"5m\"\n"),
+        ),
+        (
+            "interval",
+            good.replace("interval = \"10s\"", "interval = \"1s\""),
+        ),
+        (
+            "no products",
+            good.split("[[products]]").next().unwrap().to_owned(),
+        ),
+        ("bad user", good.replace(BOB, "bob-at-contoso")),
+        ("duplicate", format!("{good}\n{}", product(&[CAROL]))),
+        (
+            "secret file",
+            good.replace(
+                "client_secret_file = \"secret\"",
+                "client_secret_file = \"gone\"",
+            ),
+        ),
+        (
+            "timeout",
+            good.replace("timeout = \"2s\"", "timeout = \"20s\""),
+        ),
+        (
+            "base url",
+            good.replace("base_url = \"http://", "base_url = \"gopher://"),
+        ),
+        (
+            "users file",
+            good.replace("users = [", "users_file = \"nobody.txt\"\nusers = ["),
+        ),
+    ];
+    let keys = [
+        "config.toml:",
+        "poll.intervall",
+        "poll.interval",
+        "products:",
+        "products[0].users[1]",
+        "products[1]: duplicate product",
+        "auth.client_secret_file",
+        "store.timeout",
+        "store.base_url",
+        "products[0].users_file",
+    ];
+    for ((what, text), key) in bad.iter().zip(keys) {
+        std::fs::write(h.config_path(), text).unwrap();
+        let (status, body) = reload(&h).await;
+        assert_eq!(status, 500, "{what}");
+        assert!(body.contains(key), "{what}: {body}");
+        assert_eq!(reload_gauge(&h).await, Some(0.0), "{what}");
+        // The old configuration keeps serving.
+        assert_eq!(h.exporter.generation().table.len(), 2, "{what}");
+        let m = h.scrape().await;
+        assert_eq!(m.active(ALICE), Some(1.0), "{what}");
+        assert_eq!(m.active(BOB), Some(0.0), "{what}");
+        assert!(h.cycle().await.all_conclusive(), "{what}: still polling");
+    }
+    std::fs::write(h.config_path(), good).unwrap();
+    assert_eq!(reload(&h).await.0, 200);
+    let m = h.scrape().await;
+    assert_eq!(
+        m.value("msfb_seat_exporter_config_last_reload_successful", &[]),
+        Some(1.0)
+    );
+    assert!(
+        m.value(
+            "msfb_seat_exporter_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            >= ok_time
+    );
+}
+
+#[tokio::test]
+async fn adding_and_removing_users_keeps_state_of_the_kept() {
+    let h = Harness::new(&product(&[ALICE, BOB]), "max_retries = 0").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.set_seat(P, S, BOB, FakeSeat::active());
+    h.fake.set_seat(P, S, CAROL, FakeSeat::active());
+    h.cycle().await;
+    // Give alice history: a loss, a regain and an error.
+    h.fake.remove_seat(P, S, ALICE);
+    h.cycle().await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.add_fault(Fault::times(
+        1,
+        Match::User(ALICE.into()),
+        Fault::status(500),
+    ));
+    h.cycle().await;
+    h.cycle().await;
+    let before = h.scrape().await;
+    assert_eq!(
+        before.value("msfb_seat_lost_total", &[("user", ALICE)]),
+        Some(1.0)
+    );
+
+    // Run the real poll loop so the reload's catch-up check is exercised.
+    let cancel = CancellationToken::new();
+    let poller = tokio::spawn({
+        let exporter = h.exporter.clone();
+        let cancel = cancel.clone();
+        async move { exporter.run_poller(cancel).await }
+    });
+
+    h.write_config(&product(&[ALICE, CAROL]), "max_retries = 0");
+    assert_eq!(reload(&h).await.0, 200);
+    let m = h.scrape().await;
+    // bob vanished at once, from every family.
+    assert!(!m.text.contains(BOB), "removed target still exported");
+    // alice kept her counters.
+    for name in [
+        "msfb_seat_lost_total",
+        "msfb_seat_check_errors_total",
+        "msfb_seat_active",
+    ] {
+        assert_eq!(
+            m.find(name, &[("user", ALICE)]),
+            before.find(name, &[("user", ALICE)]),
+            "{name}"
+        );
+    }
+    // carol is checked right after the reload, not at the next tick.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = h.scrape().await;
+        if m.active(CAROL) == Some(1.0) {
+            assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(0.0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol was never checked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    poller.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_target_starts_unknown() {
+    let h = Harness::new(&product(&[ALICE]), "").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.cycle().await;
+    h.write_config(&product(&[ALICE, CAROL]), "");
+    assert_eq!(reload(&h).await.0, 200);
+    let m = h.scrape().await;
+    assert_eq!(m.active(CAROL), None);
+    assert_eq!(
+        m.value("msfb_seat_lost_total", &[("user", CAROL)]),
+        Some(0.0)
+    );
+    assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
+    assert_eq!(m.value("msfb_seats", &[("state", "active")]), Some(1.0));
+}
+
+#[tokio::test]
+async fn users_files_are_re_read() {
+    let users = format!("{ALICE}\n");
+    let h = Harness::with_files(
+        &format!(
+            "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nusers_file = \"users.txt\"\n"
+        ),
+        "",
+        &[("users.txt", &users)],
+    )
+    .await;
+    assert_eq!(h.exporter.generation().table.len(), 1);
+    h.write_file("users.txt", &format!("{ALICE}\n{BOB}\n# {CAROL}\n"));
+    assert_eq!(reload(&h).await.0, 200);
+    assert_eq!(h.exporter.generation().table.len(), 2);
+}
+
+#[tokio::test]
+async fn rotating_the_secret() {
+    let h = Harness::new(&product(&[ALICE]), "max_retries = 0").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    assert!(h.cycle().await.all_conclusive());
+    // The tenant rotates the secret: old tokens die, the old secret fails.
+    h.fake.set_client_secret("rotated-secret");
+    h.fake.revoke_tokens();
+    assert!(!h.cycle().await.all_conclusive());
+    let m = h.scrape().await;
+    assert_eq!(m.active(ALICE), Some(1.0));
+    assert_eq!(
+        m.value(
+            "msfb_oauth_token_request_failures_total",
+            &[("reason", "invalid_client")]
+        ),
+        Some(1.0)
+    );
+    // The operator writes the new secret and reloads.
+    h.write_file("secret", "rotated-secret\n");
+    assert_eq!(reload(&h).await.0, 200);
+    assert!(h.cycle().await.all_conclusive());
+    assert_eq!(h.scrape().await.success(ALICE), Some(1.0));
+}
+
+#[tokio::test]
+async fn concurrent_reloads_are_serialised_and_all_succeed() {
+    let h = Harness::new(&product(&[ALICE]), "").await;
+    h.write_config(&product(&[ALICE, BOB, CAROL]), "");
+    let reloads: Vec<_> = (0..20).map(|_| reload(&h)).collect();
+    for (status, body) in futures::future::join_all(reloads).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(h.exporter.generation().table.len(), 3);
+}
+
+/// The config file replaced by a FIFO: a reload blocks reading it until
+/// the FIFO is released. Releasing first puts a regular file back in place
+/// (later reloads read that), then writes the configuration once into the
+/// FIFO through a second name for the one reader already waiting in it.
+/// Dropping releases too, so a failing test never leaves a reload (and with
+/// it the runtime) blocked.
+struct FifoConfig {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    feeder: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FifoConfig {
+    fn new(h: &Harness) -> FifoConfig {
+        let path = h.config_path();
+        let fifo = h.dir.path().join("config.fifo");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(status.success());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::hard_link(&fifo, &path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let feeder = std::thread::spawn(move || {
+            let _ = rx.recv();
+            let regular = path.with_extension("new");
+            std::fs::write(&regular, &text).unwrap();
+            std::fs::rename(&regular, &path).unwrap();
+            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+        });
+        FifoConfig {
+            release: Some(tx),
+            feeder: Some(feeder),
+        }
+    }
+
+    /// Lets the blocked reload read the configuration.
+    fn release(mut self) {
+        drop(self.release.take());
+        self.feeder.take().unwrap().join().unwrap();
+    }
+}
+
+impl Drop for FifoConfig {
+    fn drop(&mut self) {
+        drop(self.release.take());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reload_never_blocks_a_scrape() {
+    let h = Harness::new(&product(&[ALICE]), "").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.cycle().await;
+    let fifo = FifoConfig::new(&h);
+    let router = h.router.clone();
+    let pending = tokio::spawn(crate::util::send(router, "POST", "/-/reload"));
+    // The reload is stuck reading the FIFO; scrapes and pages still answer.
+    for path in ["/metrics", "/status", "/", "/-/ready"] {
+        let (status, _) = tokio::time::timeout(Duration::from_secs(5), h.get(path))
+            .await
+            .expect("answered while a reload is in progress");
+        assert_eq!(status, 200, "{path}");
+    }
+    assert!(!pending.is_finished());
+    fifo.release();
+    assert_eq!(pending.await.unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_forty_requests_are_served_at_once() {
+    let h = Harness::new(&product(&[ALICE]), "").await;
+    let fifo = FifoConfig::new(&h);
+    // 41 reloads: one reads the FIFO and 39 wait for it, each holding a
+    // slot; exactly one finds no slot and is refused at once.
+    let mut pending: Vec<_> = (0..41)
+        .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        if let Some(i) = pending.iter().position(|p| p.is_finished()) {
+            break pending.swap_remove(i).await.unwrap();
+        }
+        assert!(Instant::now() < deadline, "no request was refused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused, (503, "too many concurrent requests\n".to_owned()));
+    // While the 40 are in, scrapes are refused too; liveness is exempt.
+    assert_eq!(h.get("/metrics").await.0, 503);
+    assert_eq!(h.get("/-/healthy").await.0, 200);
+    fifo.release();
+    for p in pending {
+        assert_eq!(p.await.unwrap().0, 200);
+    }
+    assert_eq!(h.get("/metrics").await.0, 200);
+}
