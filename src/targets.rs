@@ -868,6 +868,76 @@ mod tests {
         );
     }
 
+    fn sighting(upn: &str, active: bool) -> (String, Sighting) {
+        (
+            upn.to_lowercase(),
+            Sighting {
+                upn: upn.to_owned(),
+                outcome: conclusive(active),
+            },
+        )
+    }
+
+    #[test]
+    fn discovery_assigns_revokes_and_forgets() {
+        let d = Discovery::new(DiscoverySettings {
+            shard_index: 0,
+            shard_count: 1,
+            user_label: UserLabel::Upn,
+        });
+        let unlisted = Outcome::Conclusive {
+            active: false,
+            assigned_at: None,
+            negative: Some((ErrorCode::Status(404), Reason::Seat)),
+        };
+        let day = Duration::from_secs(86_400);
+        let t0 = tokio::time::Instant::now();
+        let apply = |plan: &DiscoveryPlan| {
+            for (t, o) in &plan.record {
+                t.state().record(o, 1.0);
+            }
+        };
+        // A revoked seat nobody saw held is not a target.
+        let seen: HashMap<_, _> = [sighting("Alice@X.Y", true), sighting("carol@x.y", false)]
+            .into_iter()
+            .collect();
+        let plan = d.plan(&seen, &unlisted, day, t0);
+        apply(&plan);
+        assert_eq!(plan.discovered.len(), 1);
+        assert_eq!(plan.discovered[0].upn(), "Alice@X.Y");
+        assert_eq!(d.len(), 1);
+        // No longer listed: lost, kept at 0 until forget_after has passed
+        // since the listing that first showed it gone.
+        let none = HashMap::new();
+        for (at, kept) in [
+            (t0 + day, true),
+            (t0 + 2 * day - Duration::from_secs(1), true),
+        ] {
+            let plan = d.plan(&none, &unlisted, day, at);
+            apply(&plan);
+            assert!(plan.forgotten.is_empty());
+            assert_eq!(d.len(), usize::from(kept));
+        }
+        let alice = d.snapshot().pop().unwrap();
+        assert_eq!(alice.state().seat.map(|s| s.active), Some(false));
+        assert_eq!(alice.state().lost_total, 1);
+        let plan = d.plan(&none, &unlisted, day, t0 + 2 * day);
+        assert_eq!(plan.forgotten.len(), 1);
+        assert!(plan.record.is_empty());
+        assert!(d.is_empty());
+        // Assigned again: a new target with fresh counters.
+        let plan = d.plan(&seen, &unlisted, day, t0 + 3 * day);
+        apply(&plan);
+        assert_eq!(plan.discovered.len(), 1);
+        assert_eq!(d.snapshot()[0].state().lost_total, 0);
+        // Reassigned within the window: the same target, clock reset.
+        d.plan(&none, &unlisted, day, t0 + 4 * day);
+        let plan = d.plan(&seen, &unlisted, day, t0 + 4 * day + day / 2);
+        assert!(plan.discovered.is_empty());
+        let plan = d.plan(&none, &unlisted, day, t0 + 5 * day + day / 4);
+        assert!(plan.forgotten.is_empty(), "the loss clock restarted");
+    }
+
     #[test]
     fn user_hash_is_stable_and_keyed() {
         let a = hash_user("k1", "alice@contoso.com");
