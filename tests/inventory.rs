@@ -316,3 +316,67 @@ async fn the_inventory_poller_starts_at_once_and_after_a_reload_adding_a_product
     cancel.cancel();
     poller.await.expect("poller ends on cancel");
 }
+
+#[tokio::test]
+async fn every_new_family_passes_promtool() {
+    let mut list = products(PRODUCTS, "");
+    list.push_str(
+        "\n[[products]]\nproduct_id = \"DISC\"\nsku_id = \"1\"\nusers = \"all\"\n\
+         \n[[products]]\nproduct_id = \"LIST\"\nsku_id = \"1\"\nmode = \"list\"\nusers = [\"a@contoso.com\"]\n",
+    );
+    let h = Harness::new(&list, "max_retries = 0").await;
+    h.fake
+        .set_seat("DISC", "1", "a@contoso.com", FakeSeat::active());
+    h.fake
+        .set_seat("LIST", "1", "a@contoso.com", FakeSeat::active());
+    h.cycle().await;
+    h.fake.add_fault(Fault::times(
+        1,
+        Match::PathContains("/LIST/".into()),
+        Fault::status(500),
+    ));
+    h.fake
+        .add_fault(Fault::times(1, Match::Inventory, Fault::status(500)));
+    poll(&h).await;
+    poll(&h).await;
+    h.cycle().await;
+    let m = h.scrape().await;
+    for family in [
+        "msfb_inventory_seat_capacity",
+        "msfb_inventory_available_seats",
+        "msfb_inventory_info",
+        "msfb_inventory_poll_success",
+        "msfb_inventory_last_success_timestamp_seconds",
+        "msfb_inventory_poll_errors_total",
+        "msfb_seat_listing_success",
+        "msfb_seat_listing_last_success_timestamp_seconds",
+        "msfb_seat_listing_pages",
+        "msfb_seat_listing_errors_total",
+    ] {
+        assert!(
+            m.text.contains(&format!("# HELP {family} ")) && !m.find(family, &[]).is_empty(),
+            "{family} missing"
+        );
+    }
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is needed; scripts/test.sh installs it");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(m.text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool ran");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
