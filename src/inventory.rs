@@ -19,7 +19,7 @@
 //! Memory: only the entries of configured products are kept while paging;
 //! the cut-off is [`MAX_PAGES`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -117,11 +117,11 @@ impl Exporter {
     /// configuration. Returns `None` if `cancel` fired first.
     pub async fn poll_inventory(&self, cancel: &CancellationToken) -> Option<InventoryReport> {
         let generation = self.generation();
-        let wanted: HashMap<(String, String), ()> = generation
+        let wanted: HashSet<(String, String)> = generation
             .table
             .groups
             .iter()
-            .map(|g| (key(&g.product.product_id, &g.product.sku_id), ()))
+            .map(|g| key(&g.product.product_id, &g.product.sku_id))
             .collect();
         let ctx = CheckContext {
             client: &generation.client,
@@ -133,7 +133,7 @@ impl Exporter {
         let listing = fetch_all(&ctx, &InventoryListing, MAX_PAGES, |page| {
             for entry in &page.entries {
                 let k = key(&entry.product_id, &entry.sku_id);
-                if !wanted.contains_key(&k) {
+                if !wanted.contains(&k) {
                     continue;
                 }
                 let facts = InventoryFacts::from_entry(entry);

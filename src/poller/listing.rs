@@ -29,8 +29,8 @@
 //! at `max_pages`, and one that serves the same page with the same token
 //! twice in a row is cut off at once.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 
 use crate::store::{
     Answer, ErrorCode, ItemType, Page, PageAnswer, PageKind, Reason, SeatListing, SeatState,
@@ -238,17 +238,17 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
         product_id: &product.product_id,
         sku_id: &product.sku_id,
     };
-    let wanted: HashMap<String, ()> = group
+    let wanted: HashSet<String> = group
         .targets
         .iter()
-        .map(|t| (t.upn().to_lowercase(), ()))
+        .map(|t| t.upn().to_lowercase())
         .collect();
     let discovery = group.discovery.as_deref();
     let mut seen: HashMap<String, Sighting> = HashMap::new();
     let end = fetch_all(ctx, &kind, product.max_pages, |page| {
         for seat in page.seats {
             let key = seat.assigned_to.to_lowercase();
-            let keep = wanted.contains_key(&key)
+            let keep = wanted.contains(&key)
                 || discovery.is_some_and(|d| {
                     usable_name(&seat.assigned_to) && d.owns(product, &seat.assigned_to)
                 });
