@@ -6,12 +6,16 @@
 //! The timeline (seconds from start, repeating every 120 s):
 //! - 0: Contoso Notes held by alice, bob, carol, dave; erin has none; mallory
 //!   is not in the directory. Fabrikam Whiteboard held by alice and bob,
-//!   carol's seat revoked.
+//!   carol's seat revoked. Northwind Paint (`users = "all"`, list mode)
+//!   has seats for alice and erin, discovered by listing. Get Inventory
+//!   gives capacities of 10, 5 and 3 seats.
 //! - 25: the Contoso Notes seat of bob is reclaimed → `seat lost`.
 //! - 45: the Store throttles (429) and then fails (503) dave's checks for
 //!   half a minute: `msfb_seat_check_success` drops, `msfb_seat_active` stays.
-//! - 75: bob gets his seat back; erin is assigned one.
-//! - 110: the seat of erin is reclaimed again; the loop restarts at 120.
+//! - 75: bob gets his seat back; erin is assigned one; frank gets a
+//!   Northwind Paint seat, which discovery picks up.
+//! - 110: the seats of erin (Contoso Notes) and frank (Northwind Paint) are
+//!   reclaimed again; the loop restarts at 120.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::exporter::{Exporter, Options, StartError};
-use crate::fake_store::{self, Action, FakeSeat, FakeStore, Fault, Match};
+use crate::fake_store::{self, Action, FakeInventory, FakeSeat, FakeStore, Fault, Match};
 use crate::web;
 
 const NOTES: (&str, &str) = ("9NBLGGH4R315", "0016");
 const WHITEBOARD: (&str, &str) = ("9WZDNCRFJ3PS", "0010");
+const PAINT: (&str, &str) = ("9PCFS5B6T72H", "0001");
 const DOMAIN: &str = "contoso.com";
 /// Length of one loop of the timeline.
 const LOOP: Duration = Duration::from_secs(120);
@@ -68,10 +73,13 @@ fn demo_config(fake: &FakeStore, listen: &str) -> Result<config::Config, ConfigE
          [auth]\ntenant_id = \"{tenant}\"\nclient_id = \"{client}\"\n\
          client_secret_env = \"MSFB_DEMO_SECRET\"\ntoken_url = \"{token}\"\n\n\
          [poll]\ninterval = \"10s\"\n\n\
+         [inventory]\ninterval = \"30s\"\n\n\
          [[products]]\nproduct_id = \"{np}\"\nsku_id = \"{ns}\"\nname = \"Contoso Notes\"\n\
          users = [{notes_users}]\n\n\
          [[products]]\nproduct_id = \"{wp}\"\nsku_id = \"{ws}\"\nname = \"Fabrikam Whiteboard\"\n\
-         users = [{wb_users}]\n",
+         users = [{wb_users}]\n\n\
+         [[products]]\nproduct_id = \"{pp}\"\nsku_id = \"{ps}\"\nname = \"Northwind Paint\"\n\
+         users = \"all\"\nforget_after = \"1m\"\n",
         base = fake.base_url(),
         tenant = fake_store::TENANT,
         client = fake_store::CLIENT_ID,
@@ -80,6 +88,8 @@ fn demo_config(fake: &FakeStore, listen: &str) -> Result<config::Config, ConfigE
         ns = NOTES.1,
         wp = WHITEBOARD.0,
         ws = WHITEBOARD.1,
+        pp = PAINT.0,
+        ps = PAINT.1,
         notes_users = users(&["alice", "bob", "carol", "dave", "erin", "mallory"]),
         wb_users = users(&["alice", "bob", "carol"]),
     );
@@ -94,11 +104,23 @@ fn demo_config(fake: &FakeStore, listen: &str) -> Result<config::Config, ConfigE
 
 /// Seats at the start of each loop.
 fn initial_seats(fake: &FakeStore) {
-    for name in ["alice", "bob", "carol", "dave", "erin"] {
+    for name in ["alice", "bob", "carol", "dave", "erin", "frank"] {
         fake.add_user(&upn(name));
     }
-    fake.add_product(NOTES.0, NOTES.1);
-    fake.add_product(WHITEBOARD.0, WHITEBOARD.1);
+    for ((product, sku), seats) in [(NOTES, 10), (WHITEBOARD, 5), (PAINT, 3)] {
+        fake.set_inventory(
+            product,
+            sku,
+            FakeInventory {
+                seat_capacity: seats,
+                ..FakeInventory::default()
+            },
+        );
+    }
+    for name in ["alice", "erin"] {
+        fake.set_seat(PAINT.0, PAINT.1, &upn(name), FakeSeat::active());
+    }
+    fake.remove_seat(PAINT.0, PAINT.1, &upn("frank"));
     for name in ["alice", "bob", "carol", "dave"] {
         fake.set_seat(NOTES.0, NOTES.1, &upn(name), FakeSeat::active());
     }
@@ -131,8 +153,11 @@ async fn timeline(fake: Arc<FakeStore>, cancel: CancellationToken) {
                 at(45),
                 "the Store starts throttling and failing the checks of dave",
             ),
-            (at(75), "bob gets his seat back, erin is assigned one"),
-            (at(110), "the seat of erin is reclaimed"),
+            (
+                at(75),
+                "bob gets his seat back, erin is assigned one, frank gets a Northwind Paint seat",
+            ),
+            (at(110), "the seats of erin and frank are reclaimed"),
             (LOOP, "the demo loop restarts"),
         ];
         for (offset, what) in steps {
@@ -162,8 +187,12 @@ async fn timeline(fake: Arc<FakeStore>, cancel: CancellationToken) {
                 75 => {
                     fake.set_seat(NOTES.0, NOTES.1, &upn("bob"), FakeSeat::active());
                     fake.set_seat(NOTES.0, NOTES.1, &upn("erin"), FakeSeat::active());
+                    fake.set_seat(PAINT.0, PAINT.1, &upn("frank"), FakeSeat::active());
                 }
-                110 => fake.remove_seat(NOTES.0, NOTES.1, &upn("erin")),
+                110 => {
+                    fake.remove_seat(NOTES.0, NOTES.1, &upn("erin"));
+                    fake.remove_seat(PAINT.0, PAINT.1, &upn("frank"));
+                }
                 _ => {}
             }
         }
@@ -212,8 +241,16 @@ pub async fn run(listen: Option<&str>, shutdown: CancellationToken) -> Result<()
         let cancel = shutdown.child_token();
         async move { exporter.run_poller(cancel).await }
     });
+    let inventory = tokio::spawn({
+        let exporter = exporter.clone();
+        let cancel = shutdown.child_token();
+        async move { exporter.run_inventory(cancel).await }
+    });
     web::run(exporter, listener, shutdown.clone()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tokio::join!(poller, inventory);
+    })
+    .await;
     story.abort();
     Ok(())
 }
@@ -227,5 +264,6 @@ mod tests {
         let fake = FakeStore::start().await.unwrap();
         let config = demo_config(&fake, ":10043").unwrap();
         assert_eq!(config.target_count(), 9);
+        assert!(config.products[2].discover);
     }
 }

@@ -166,7 +166,18 @@ impl Exporter {
         ready
     }
 
-    fn retry_policy(&self, config: &Config) -> RetryPolicy {
+    /// The request pacer shared by every upstream request (the inventory
+    /// poll uses it too).
+    pub(crate) fn pacer(&self) -> &Pacer {
+        &self.inner.pacer
+    }
+
+    /// A receiver that changes whenever a reload is applied.
+    pub fn reloads(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    pub(crate) fn retry_policy(&self, config: &Config) -> RetryPolicy {
         RetryPolicy {
             max_retries: config.store.max_retries,
             base: self.inner.options.retry_base,

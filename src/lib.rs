@@ -15,7 +15,9 @@
 //! - [`store`]: the Store API — OAuth2 token cache, one Get seat request,
 //!   tolerant decoding, classification of every answer.
 //! - [`poller`]: one cycle over the table with concurrency and rate caps and
-//!   the retry rules of SPEC §5.
+//!   the retry rules of SPEC §5; list-mode products are checked by paging
+//!   through Get seats, with `users = "all"` discovery (SPEC §11).
+//! - [`inventory`]: seat capacity from Get Inventory on its own schedule.
 //! - [`exporter`]: the running whole — current configuration generation,
 //!   poll loop, reload, readiness.
 //! - [`metrics`]: the exposition, written from the table at scrape time, plus
@@ -32,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod exporter;
 pub mod fake_store;
+pub mod inventory;
 pub mod metrics;
 pub mod poller;
 pub mod store;

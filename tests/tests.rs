@@ -19,3 +19,9 @@ mod reload;
 mod cli;
 // HTTP endpoints other than the metrics.
 mod web;
+// List mode: paging, identical metrics, no false loss (SPEC §11).
+mod listing;
+// Discovery: users = "all", lost seats, forget_after (SPEC §11).
+mod discovery;
+// Get Inventory: capacity gauges, removed and missing products (SPEC §11).
+mod inventory;

@@ -15,6 +15,14 @@ pub enum Match {
     User(String),
     /// Any request whose raw path and query contain this text.
     PathContains(String),
+    /// Every Get seats (listing) request.
+    AllListings,
+    /// Page `n` (1-based) of any Get seats listing.
+    SeatsPage(u32),
+    /// Every Get Inventory request.
+    Inventory,
+    /// Page `n` (1-based) of Get Inventory.
+    InventoryPage(u32),
 }
 
 /// What the fake does instead of answering normally.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::faults::{Action, Match};
-use super::{Casing, FakeSeat, LOG_LEN, NotFoundShape, Shared, State as FakeState};
+use super::{Casing, FakeInventory, FakeSeat, LOG_LEN, NotFoundShape, Shared, State as FakeState};
 
 /// What kind of request this is, for counting and fault matching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,29 @@ fn user_segment(path: &str) -> Option<String> {
     )
 }
 
+/// The continuation token of a raw request target, decoded as a form
+/// value is (`+` is a space), if any.
+fn continuation_of(raw: &str) -> Option<String> {
+    let query = raw.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "continuationToken").then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// Page number (1-based) a listing request asks for; 0 for a token the fake
+/// did not issue.
+fn page_of(raw: &str) -> u32 {
+    match continuation_of(raw) {
+        None => 1,
+        Some(t) => parse_token(&t).map_or(0, |(page, _)| page),
+    }
+}
+
 fn matches(m: &Match, kind: Kind, raw: &str, path: &str) -> bool {
     match m {
         Match::Any => true,
@@ -60,6 +83,10 @@ fn matches(m: &Match, kind: Kind, raw: &str, path: &str) -> bool {
             kind == Kind::Seat && user_segment(path).as_deref() == Some(&u.to_lowercase())
         }
         Match::PathContains(s) => raw.contains(s.as_str()),
+        Match::AllListings => kind == Kind::List,
+        Match::SeatsPage(n) => kind == Kind::List && page_of(raw) == *n,
+        Match::Inventory => kind == Kind::Inventory,
+        Match::InventoryPage(n) => kind == Kind::Inventory && page_of(raw) == *n,
     }
 }
 
@@ -174,6 +201,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/{tenant}/oauth2/token", post(token))
         .route("/V1/Inventory/{product}/{sku}/Seats/{user}", get(seat))
+        .route("/V1/Inventory/{product}/{sku}/Seats", get(list_seats))
+        .route("/V1/Inventory", get(inventory))
         .with_state(shared)
 }
 
@@ -315,9 +344,214 @@ async fn seat(
     }
 }
 
+/// Everything after the page and offset of a token: characters that only
+/// survive if the client percent-encodes the token.
+const TOKEN_TAIL: &str = "&k=a+b/c d%e";
+
+/// The opaque continuation token of page `page` starting at `offset`.
+fn page_token(page: u32, offset: usize) -> String {
+    format!("p={page}&o={offset}{TOKEN_TAIL}")
+}
+
+/// Reads a token back; `None` unless it is exactly one the fake issues.
+fn parse_token(token: &str) -> Option<(u32, usize)> {
+    let rest = token.strip_suffix(TOKEN_TAIL)?.strip_prefix("p=")?;
+    let (page, offset) = rest.split_once("&o=")?;
+    Some((page.parse().ok()?, offset.parse().ok()?))
+}
+
+fn bad_request(parameter: &str) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"code": "BadRequest", "message": "Invalid parameters",
+               "data": [{"key": "Parameter", "value": parameter}]})
+        .to_string(),
+    )
+}
+
+/// Which slice of a listing of `len` items a request gets and the token of
+/// the next page, or the name of the bad parameter (for a 400). `max` is
+/// the largest `maxResults` accepted (Get seats: 100; Get Inventory
+/// documents none).
+fn page_slice(
+    s: &FakeState,
+    query: &HashMap<String, String>,
+    len: usize,
+    max: usize,
+) -> Result<(std::ops::Range<usize>, Option<String>), &'static str> {
+    let asked = match query.get("maxResults") {
+        None => 25,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err("maxResults"),
+        },
+    };
+    let (page, offset) = match query.get("continuationToken") {
+        None => (1, 0),
+        Some(t) => parse_token(t).ok_or("continuationToken")?,
+    };
+    let size = s.paging.page_size.unwrap_or(asked).max(1);
+    let range = offset.min(len)..(offset + size).min(len);
+    let next = if s.paging.repeat_token && page > 1 {
+        Some(page_token(page, offset))
+    } else if s.paging.endless || offset + size < len {
+        Some(page_token(page + 1, offset + size))
+    } else {
+        None
+    };
+    Ok((range, next))
+}
+
+/// A result set in the fake's casing: `items` under `list_key`, and the
+/// token (Pascal omits it on the last page, camel sends `null`).
+fn result_set(casing: Casing, list_key: &str, items: Vec<Value>, next: Option<String>) -> String {
+    let mut map = serde_json::Map::new();
+    let (list_key, token_key) = match casing {
+        Casing::Pascal => (capitalise(list_key), "ContinuationToken"),
+        Casing::Camel => (list_key.to_owned(), "continuationToken"),
+    };
+    map.insert(list_key, Value::Array(items));
+    match (casing, next) {
+        (_, Some(t)) => {
+            map.insert(token_key.into(), Value::String(t));
+        }
+        (Casing::Camel, None) => {
+            map.insert(token_key.into(), Value::Null);
+        }
+        (Casing::Pascal, None) => {}
+    }
+    Value::Object(map).to_string()
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// Get seats: every seat of the product (any state), by user, in pages.
+async fn list_seats(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((product, sku)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let s = shared.lock();
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let key = (product.clone(), sku.clone());
+    if !s.products.contains(&key) {
+        return not_found(s.not_found_shape, "Inventory", &format!("{product}/{sku}"));
+    }
+    let mut seats: Vec<(&String, &FakeSeat)> = s
+        .seats
+        .iter()
+        .filter(|((k, _), _)| *k == key)
+        .map(|((_, user), seat)| (user, seat))
+        .collect();
+    seats.sort_by(|a, b| a.0.cmp(b.0));
+    let (range, next) = match page_slice(&s, &query, seats.len(), 100) {
+        Ok(x) => x,
+        Err(parameter) => return bad_request(parameter),
+    };
+    let items = seats[range]
+        .iter()
+        .map(|(user, seat)| {
+            let body = seat_body(s.casing, &product, &sku, user, seat);
+            serde_json::from_str(&body).unwrap_or(Value::Null)
+        })
+        .collect();
+    json_response(StatusCode::OK, result_set(s.casing, "seats", items, next))
+}
+
+fn inventory_entry(
+    casing: Casing,
+    (product, sku): &(String, String),
+    e: &FakeInventory,
+    active: i64,
+) -> Value {
+    let available = e.available_seats.unwrap_or(e.seat_capacity - active);
+    let v = |x: &str| match casing {
+        Casing::Pascal => x.to_owned(),
+        Casing::Camel => x.to_lowercase(),
+    };
+    match casing {
+        Casing::Pascal => json!({
+            "ProductKey": {"ProductId": product, "SkuId": sku},
+            "SeatCapacity": e.seat_capacity, "AvailableSeats": available,
+            "LastModified": "2024-05-06T07:08:09.1234567Z",
+            "LicenseType": v(&e.license_type), "DistributionPolicy": v(&e.distribution_policy),
+            "Status": v(&e.status),
+        }),
+        Casing::Camel => json!({
+            "productKey": {"productId": product, "skuId": sku},
+            "seatCapacity": e.seat_capacity, "availableSeats": available,
+            "lastModified": "2024-05-06T07:08:09.1234567Z",
+            "licenseType": v(&e.license_type), "distributionPolicy": v(&e.distribution_policy),
+            "status": v(&e.status),
+        }),
+    }
+}
+
+/// Get Inventory: every product of the tenant, in pages.
+async fn inventory(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let s = shared.lock();
+    if !authorized(&s, &headers) {
+        return unauthorized();
+    }
+    let mut products: Vec<&(String, String)> = s.products.iter().collect();
+    products.sort();
+    let (range, next) = match page_slice(&s, &query, products.len(), 1000) {
+        Ok(x) => x,
+        Err(parameter) => return bad_request(parameter),
+    };
+    let default = FakeInventory::default();
+    let items = products[range]
+        .iter()
+        .map(|key| {
+            let active = s
+                .seats
+                .iter()
+                .filter(|((k, _), seat)| k == *key && seat.state.eq_ignore_ascii_case("active"))
+                .count() as i64;
+            let entry = s.inventory.get(*key).unwrap_or(&default);
+            inventory_entry(s.casing, key, entry, active)
+        })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        result_set(s.casing, "inventoryEntries", items, next),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_page_numbers_are_found_in_requests() {
+        let t = page_token(3, 200);
+        assert_eq!(parse_token(&t), Some((3, 200)));
+        assert_eq!(parse_token("p=3&o=200"), None);
+        assert_eq!(parse_token(&t.replace('+', " ")), None);
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(&t, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(
+            page_of(&format!(
+                "/V1/Inventory/P/S/Seats?continuationToken={encoded}&maxResults=100"
+            )),
+            3
+        );
+        assert_eq!(page_of("/V1/Inventory/P/S/Seats?maxResults=100"), 1);
+        assert_eq!(page_of("/V1/Inventory?continuationToken=garbage"), 0);
+    }
 
     #[test]
     fn request_kinds() {

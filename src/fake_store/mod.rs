@@ -2,12 +2,19 @@
 //! server on a loopback port, used by the tests, `--demo` and the
 //! benchmarks, so that they exercise the real client, parser and poller.
 //!
-//! It keeps users, products and seats in memory, issues and checks bearer
-//! tokens, answers 404 with an item type, and can be told to misbehave
-//! ([`Fault`]): a status for N requests or for one user, a delay, a
-//! `Retry-After`, a malformed or oversized body, a dropped connection, tokens
-//! that expire after N seconds. It counts what it was asked, so tests can
-//! assert on the requests the exporter really made.
+//! It keeps users, products, seats and inventory entries in memory, issues
+//! and checks bearer tokens, answers 404 with an item type, lists seats (Get
+//! seats) and the inventory (Get Inventory) in pages, and can be told to
+//! misbehave ([`Fault`]): a status for N requests, for one user or for one
+//! page of a listing, a delay, a `Retry-After`, a malformed or oversized
+//! body, a dropped connection, tokens that expire after N seconds, and
+//! listings that ignore the page size, repeat a token or never end
+//! ([`Paging`]). It counts what it was asked, so tests can assert on the
+//! requests the exporter really made.
+//!
+//! Continuation tokens are opaque strings full of characters that URL
+//! encoding must protect (`&`, `=`, `+`, `/`, `%`, a space); a token that
+//! does not come back byte for byte is refused with a 400.
 
 mod faults;
 mod handlers;
@@ -76,6 +83,46 @@ impl FakeSeat {
     }
 }
 
+/// A product's Get Inventory entry as the fake holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeInventory {
+    /// `seatCapacity`.
+    pub seat_capacity: i64,
+    /// `availableSeats`; `None`: capacity minus the active seats held.
+    pub available_seats: Option<i64>,
+    /// `licenseType` as sent (`Online`, `Offline`).
+    pub license_type: String,
+    /// `distributionPolicy` as sent (`Open`, `Restricted`).
+    pub distribution_policy: String,
+    /// `status` as sent (`Active`, `Removed`).
+    pub status: String,
+}
+
+impl Default for FakeInventory {
+    /// 100 online seats, restricted, active; availability computed.
+    fn default() -> Self {
+        FakeInventory {
+            seat_capacity: 100,
+            available_seats: None,
+            license_type: "Online".into(),
+            distribution_policy: "Restricted".into(),
+            status: "Active".into(),
+        }
+    }
+}
+
+/// How the fake pages its listings (Get seats and Get Inventory).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paging {
+    /// Use this page size whatever `maxResults` asks for.
+    pub page_size: Option<usize>,
+    /// From the second page on, answer every page with the token it was
+    /// given: the same page again, forever.
+    pub repeat_token: bool,
+    /// Never end: past the last item, empty pages with fresh tokens.
+    pub endless: bool,
+}
+
 /// What the fake has been asked, for assertions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -104,6 +151,8 @@ pub(crate) struct State {
     pub users: HashSet<String>,
     pub products: HashSet<ProductKey>,
     pub seats: HashMap<(ProductKey, String), FakeSeat>,
+    pub inventory: HashMap<ProductKey, FakeInventory>,
+    pub paging: Paging,
     pub casing: Casing,
     pub not_found_shape: NotFoundShape,
     pub faults: Vec<Fault>,
@@ -127,6 +176,8 @@ impl State {
             users: HashSet::new(),
             products: HashSet::new(),
             seats: HashMap::new(),
+            inventory: HashMap::new(),
+            paging: Paging::default(),
             casing: Casing::Pascal,
             not_found_shape: NotFoundShape::KeyValue,
             faults: Vec::new(),
@@ -273,6 +324,29 @@ impl FakeStore {
         self.lock()
             .products
             .insert((product_id.into(), sku_id.into()));
+    }
+
+    /// Sets a product's inventory entry (adding the product if needed).
+    pub fn set_inventory(&self, product_id: &str, sku_id: &str, entry: FakeInventory) {
+        let mut s = self.lock();
+        let key: ProductKey = (product_id.into(), sku_id.into());
+        s.products.insert(key.clone());
+        s.inventory.insert(key, entry);
+    }
+
+    /// Removes a product from the tenant's inventory: Get seat and Get seats
+    /// then answer 404 with item type Inventory, Get Inventory omits it. Its
+    /// seats are kept, so adding it back restores them.
+    pub fn remove_product(&self, product_id: &str, sku_id: &str) {
+        let key: ProductKey = (product_id.into(), sku_id.into());
+        let mut s = self.lock();
+        s.products.remove(&key);
+        s.inventory.remove(&key);
+    }
+
+    /// Chooses how listings are paged.
+    pub fn set_paging(&self, paging: Paging) {
+        self.lock().paging = paging;
     }
 
     /// Adds a user to the tenant's directory.

@@ -27,6 +27,10 @@ pub mod operation {
     pub const GET_SEAT: &str = "get_seat";
     /// The OAuth2 token endpoint.
     pub const TOKEN: &str = "token";
+    /// Get seats: one page of a product's seat listing.
+    pub const GET_SEATS: &str = "get_seats";
+    /// Get Inventory: one page of the tenant's inventory.
+    pub const GET_INVENTORY: &str = "get_inventory";
 }
 
 /// The exporter's own instruments. Cloning is cheap: every field is a handle
@@ -52,6 +56,14 @@ pub struct Telemetry {
     pub token_failures: IntCounterVec,
     /// `msfb_oauth_token_expiry_timestamp_seconds`.
     pub token_expiry: Gauge,
+    /// `msfb_inventory_poll_success`: whether the latest Get Inventory
+    /// listing was complete. Label-less vectors so that the series is absent
+    /// until the first poll (and with `[inventory] enabled = false`).
+    pub inventory_success: GaugeVec,
+    /// `msfb_inventory_last_success_timestamp_seconds`.
+    pub inventory_last_success: GaugeVec,
+    /// `msfb_inventory_poll_errors_total{code}`.
+    pub inventory_errors: IntCounterVec,
     /// `msfb_seat_exporter_config_last_reload_successful`.
     pub reload_successful: Gauge,
     /// `msfb_seat_exporter_config_last_reload_success_timestamp_seconds`.
@@ -124,6 +136,30 @@ impl Telemetry {
                 "Unix time the OAuth2 token in use expires.",
             )
             .expect("static metric definition is valid"),
+            inventory_success: GaugeVec::new(
+                Opts::new(
+                    "msfb_inventory_poll_success",
+                    "Whether the latest Get Inventory listing was complete (1) or failed (0).",
+                ),
+                &[],
+            )
+            .expect("static metric definition is valid"),
+            inventory_last_success: GaugeVec::new(
+                Opts::new(
+                    "msfb_inventory_last_success_timestamp_seconds",
+                    "Unix time of the latest complete Get Inventory listing.",
+                ),
+                &[],
+            )
+            .expect("static metric definition is valid"),
+            inventory_errors: IntCounterVec::new(
+                Opts::new(
+                    "msfb_inventory_poll_errors_total",
+                    "Failed Get Inventory listings, by HTTP status or failure class (code).",
+                ),
+                &["code"],
+            )
+            .expect("static metric definition is valid"),
             reload_successful: Gauge::new(
                 "msfb_seat_exporter_config_last_reload_successful",
                 "Whether the last configuration reload attempt succeeded.",
@@ -161,6 +197,9 @@ impl Telemetry {
             Box::new(t.token_requests.clone()),
             Box::new(t.token_failures.clone()),
             Box::new(t.token_expiry.clone()),
+            Box::new(t.inventory_success.clone()),
+            Box::new(t.inventory_last_success.clone()),
+            Box::new(t.inventory_errors.clone()),
             Box::new(t.reload_successful.clone()),
             Box::new(t.reload_success_time.clone()),
             Box::new(build_info),

@@ -3,12 +3,16 @@
 //! outcome in the target table. One bad target never stops a cycle: every
 //! check ends in an [`Outcome`], never an error.
 //!
-//! A fixed pool of worker tasks pulls targets from a shared cursor. This keeps
+//! A fixed pool of worker tasks pulls work from a shared cursor. This keeps
 //! memory flat however many targets there are (no task per target) and lets
-//! checks run on every core. When to run a cycle is the exporter's business
+//! checks run on every core. A unit of work is one target of a per-user
+//! product, or one whole list-mode product (`listing`: one paged listing
+//! answers for all its targets); listings are queued first because they
+//! take longest. When to run a cycle is the exporter's business
 //! (`exporter::run_poller`); this module only knows how.
 
 pub mod check;
+pub mod listing;
 pub mod pacer;
 
 use std::collections::BTreeMap;
@@ -19,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Mode;
 use crate::exporter::Generation;
 use crate::targets::{Outcome, Product, Target, Transition};
 
@@ -41,17 +46,31 @@ pub struct CycleReport {
     pub checked: usize,
     /// Of those, conclusive.
     pub conclusive: usize,
-    /// Inconclusive checks by `code` label.
+    /// Inconclusive checks by `code` label (a failed listing counts once
+    /// per target it covers, and once if it covers none yet).
     pub failures: BTreeMap<String, usize>,
+    /// Seat listings run (list-mode products).
+    pub listings: usize,
+    /// Of those, incomplete.
+    pub listings_failed: usize,
     /// Wall time.
     pub duration: Duration,
 }
 
 impl CycleReport {
-    /// Whether every check was conclusive.
+    /// Whether every check was conclusive (and every listing complete, which
+    /// matters for a discovery product that has no target yet).
     pub fn all_conclusive(&self) -> bool {
-        self.checked == self.conclusive
+        self.checked == self.conclusive && self.listings_failed == 0
     }
+}
+
+/// One unit of a cycle's work.
+enum Work {
+    /// Get seat for one target of a per-user product.
+    Target(Arc<Product>, Arc<Target>),
+    /// One listing for the list-mode product at this index of the table.
+    Listing(usize),
 }
 
 /// Runs one cycle over `generation`'s targets. Returns `None` if `cancel`
@@ -64,17 +83,33 @@ pub async fn run_cycle(
     cancel: &CancellationToken,
 ) -> Option<CycleReport> {
     let started = Instant::now();
-    let work: Vec<(Arc<Product>, Arc<Target>)> = generation
-        .table
-        .groups
-        .iter()
-        .flat_map(|g| {
-            g.targets
-                .iter()
-                .map(move |t| (Arc::clone(&g.product), Arc::clone(t)))
-        })
-        .filter(|(_, t)| scope == Scope::All || t.state().last_check_at.is_none())
-        .collect();
+    let unchecked = |t: &Target| t.state().last_check_at.is_none();
+    let mut work: Vec<Work> = Vec::new();
+    for (i, g) in generation.table.groups.iter().enumerate() {
+        if g.product.mode != Mode::List {
+            continue;
+        }
+        let never_listed = g.state.status().listing.last_at.is_none();
+        let due = match scope {
+            Scope::All => true,
+            Scope::Unchecked => {
+                (g.discovery.is_some() && never_listed) || g.targets.iter().any(|t| unchecked(t))
+            }
+        };
+        if due && (g.discovery.is_some() || !g.targets.is_empty()) {
+            work.push(Work::Listing(i));
+        }
+    }
+    for g in &generation.table.groups {
+        if g.product.mode == Mode::List {
+            continue;
+        }
+        for t in &g.targets {
+            if scope == Scope::All || unchecked(t) {
+                work.push(Work::Target(Arc::clone(&g.product), Arc::clone(t)));
+            }
+        }
+    }
     let work = Arc::new(work);
     let cursor = Arc::new(AtomicUsize::new(0));
     let workers = generation.config.store.max_concurrency.min(work.len());
@@ -96,8 +131,26 @@ pub async fn run_cycle(
             };
             loop {
                 let i = cursor.fetch_add(1, Ordering::Relaxed);
-                let Some((product, target)) = work.get(i) else {
-                    break;
+                let (product, target) = match work.get(i) {
+                    None => break,
+                    Some(Work::Target(product, target)) => (product, target),
+                    Some(Work::Listing(g)) => {
+                        let group = &generation.table.groups[*g];
+                        let r = listing::check_group(&ctx, group).await;
+                        report.listings += 1;
+                        report.checked += r.covered;
+                        match r.failed {
+                            None => report.conclusive += r.covered,
+                            Some(code) => {
+                                report.listings_failed += 1;
+                                *report
+                                    .failures
+                                    .entry(code.label().into_owned())
+                                    .or_default() += r.covered.max(1);
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let outcome =
                     check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
@@ -127,6 +180,8 @@ pub async fn run_cycle(
                 Some(Ok(r)) => {
                     total.checked += r.checked;
                     total.conclusive += r.conclusive;
+                    total.listings += r.listings;
+                    total.listings_failed += r.listings_failed;
                     for (code, n) in r.failures {
                         *total.failures.entry(code).or_default() += n;
                     }

@@ -65,9 +65,10 @@ pub struct Failure {
 /// The HTTP side of the Store API: a pooled client with timeouts.
 #[derive(Clone)]
 pub struct StoreClient {
-    http: reqwest::Client,
-    base_url: String,
-    telemetry: Telemetry,
+    // Visible to `list`, which adds the paged calls beside Get seat.
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: String,
+    pub(super) telemetry: Telemetry,
 }
 
 impl StoreClient {

@@ -1,13 +1,16 @@
-//! The Microsoft Store for Business API as the exporter sees it: one call
-//! (Get seat), its OAuth2 token, and the classification of every answer into
-//! the labels the metrics use (SPEC §4, §6).
+//! The Microsoft Store for Business API as the exporter sees it: Get seat,
+//! the paged listings Get seats and Get Inventory, their OAuth2 token, and
+//! the classification of every answer into the labels the metrics use
+//! (SPEC §4, §6, §11).
 //!
 //! - `auth`: client-credentials token cache with single-flight refresh.
 //! - `client`: one HTTP request per call, bounded body, classified answer.
 //! - `model`: tolerant decoding of the wire formats.
+//! - `list`: the paged listings (Get seats, Get Inventory) of SPEC §11.
 
 mod auth;
 mod client;
+pub mod list;
 pub mod model;
 
 use std::borrow::Cow;
@@ -16,6 +19,10 @@ use std::time::Duration;
 pub use auth::{AccessToken, TokenError, TokenSource};
 pub(crate) use client::SEGMENT;
 pub use client::{Answer, Failure, StoreClient, seat_path};
+pub use list::{
+    InventoryEntry, InventoryListing, InventoryPage, ListedSeat, Page, PageAnswer, PageKind,
+    SeatListing, SeatPage,
+};
 pub use model::{ItemType, SeatDetails, SeatState};
 
 /// Largest response body read from the Store (SPEC §4); more is a `body`
@@ -42,6 +49,9 @@ pub enum ErrorCode {
     Decode,
     /// No token could be obtained, so no request was made.
     Token,
+    /// A listing did not end: more pages than `max_pages`, or the Store
+    /// handed back the same continuation token with the same page.
+    Paging,
 }
 
 impl ErrorCode {
@@ -54,6 +64,7 @@ impl ErrorCode {
             ErrorCode::Body => Cow::Borrowed("body"),
             ErrorCode::Decode => Cow::Borrowed("decode"),
             ErrorCode::Token => Cow::Borrowed("token"),
+            ErrorCode::Paging => Cow::Borrowed("paging"),
         }
     }
 }

@@ -24,6 +24,19 @@ pub enum SeatState {
     Other(String),
 }
 
+impl SeatState {
+    /// Reads a wire value, case-insensitively.
+    pub fn parse(state: String) -> SeatState {
+        if state.eq_ignore_ascii_case("active") {
+            SeatState::Active
+        } else if state.eq_ignore_ascii_case("revoked") {
+            SeatState::Revoked
+        } else {
+            SeatState::Other(state)
+        }
+    }
+}
+
 /// The parts of SeatDetails the exporter uses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeatDetails {
@@ -51,15 +64,8 @@ impl SeatDetails {
         let state = wire
             .state
             .ok_or_else(|| DecodeError("no state field".into()))?;
-        let state = if state.eq_ignore_ascii_case("active") {
-            SeatState::Active
-        } else if state.eq_ignore_ascii_case("revoked") {
-            SeatState::Revoked
-        } else {
-            SeatState::Other(state)
-        };
         Ok(SeatDetails {
-            state,
+            state: SeatState::parse(state),
             date_assigned: wire.date_assigned.as_deref().and_then(parse_datetime),
         })
     }

@@ -65,6 +65,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     if args.once {
         let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+        // The inventory is part of the picture but not a check: its failure
+        // shows in the output, not in the exit code (SPEC §2).
+        if exporter.generation().config.inventory.enabled {
+            let _ = exporter.poll_inventory(&shutdown).await;
+        }
         let report = exporter.run_cycle(&shutdown).await;
         signals.abort();
         let Some(report) = report else {
@@ -103,10 +108,18 @@ async fn daemon(exporter: Exporter, shutdown: CancellationToken) -> anyhow::Resu
         let cancel = shutdown.child_token();
         async move { exporter.run_poller(cancel).await }
     });
+    let inventory = tokio::spawn({
+        let exporter = exporter.clone();
+        let cancel = shutdown.child_token();
+        async move { exporter.run_inventory(cancel).await }
+    });
     web::run(exporter, listener, shutdown.clone()).await;
-    // The poller stops as soon as the token fires; give it a moment to
-    // abort its in-flight checks.
-    let _ = tokio::time::timeout(Duration::from_secs(1), poller).await;
+    // The pollers stop as soon as the token fires; give them a moment to
+    // abort their in-flight requests.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = tokio::join!(poller, inventory);
+    })
+    .await;
     signals.abort();
     tracing::info!("msfb_seat_exporter stopped");
     Ok(())

@@ -1,0 +1,363 @@
+//! Listing mode (SPEC §11): one product's seats checked by paging through
+//! Get seats instead of one Get seat per user — about 1/100 of the requests
+//! — and `users = "all"` discovery on top of it. The page walker
+//! [`fetch_all`] is shared with the Get Inventory poll (`inventory`).
+//!
+//! The rule that shapes this file: **an incomplete listing says nothing**.
+//! A user missing from the first three pages of a five-page listing may be
+//! on page four, so until the last page has been read no target is judged;
+//! a listing that fails part way (a page that fails after its retries, an
+//! undecodable page, no token, the page cut-off) is recorded as one
+//! inconclusive check for every target it covers, and `msfb_seat_active`
+//! stays where it was.
+//!
+//! Each page request goes through the shared pacer and follows SPEC §5 like
+//! a Get seat: transient failures are retried with backoff (so a flaky page
+//! does not waste the pages before it), a 401 fetches a new token once.
+//!
+//! A complete listing gives each configured user exactly what Get seat would
+//! have: a listed active seat is 1 with its `dateAssigned`, a listed seat in
+//! another state is 0, and a user not listed is 0 counted as
+//! `code="404", reason="seat"` — what Get seat answers for a user without a
+//! seat. (Get seat can also say `reason="user"` for a user the directory does
+//! not know; a listing cannot tell the two apart.) A 404 on the first page
+//! (the product is not in the inventory) is the same 404 for every target.
+//!
+//! Memory: pages are read one at a time (each at most 1 MiB); only the seats
+//! of configured users, or with discovery of this shard, are kept while the
+//! listing runs. Tokens are not kept: a listing that never ends is cut off
+//! at `max_pages`, and one that serves the same page with the same token
+//! twice in a row is cut off at once.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+
+use crate::store::{
+    Answer, ErrorCode, ItemType, Page, PageAnswer, PageKind, Reason, SeatListing, SeatState,
+};
+use crate::targets::{Outcome, ProductGroup, Sighting};
+
+use super::check::{CheckContext, Verdict, classify};
+use super::{record, unix_now};
+
+/// How a listing ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListingEnd {
+    /// Every page was read.
+    Complete {
+        /// Pages read.
+        pages: u32,
+    },
+    /// The first page was a 404: the listed thing does not exist.
+    NotFound {
+        /// The item type the 404 names.
+        item: ItemType,
+    },
+    /// The listing stopped part way; nothing can be concluded from it.
+    Failed {
+        /// Pages read before it stopped.
+        pages: u32,
+        /// The `code` label.
+        code: ErrorCode,
+        /// The `reason` label.
+        reason: Reason,
+        /// For logs and the status page.
+        detail: String,
+    },
+}
+
+/// One page after SPEC §5's retries.
+enum Fetched<T> {
+    Page(T, [u8; 16]),
+    NotFound(ItemType),
+    Failed(Outcome),
+}
+
+/// Requests one page, retrying as a Get seat would be retried. This mirrors
+/// `check::check` for a different request; the verdicts come from the same
+/// `classify`, so both follow one table.
+async fn fetch_page<K: PageKind>(
+    ctx: &CheckContext<'_>,
+    kind: &K,
+    continuation: Option<&str>,
+) -> Fetched<K::Page> {
+    let mut retries = 0;
+    let mut refreshed = false;
+    loop {
+        ctx.pacer.acquire().await;
+        let token = match ctx.tokens.get().await {
+            Ok(t) => t,
+            Err(e) => {
+                return Fetched::Failed(Outcome::Inconclusive {
+                    code: ErrorCode::Token,
+                    reason: Reason::None,
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let failure = match ctx.client.get_page(kind, continuation, &token).await {
+            PageAnswer::Page(page, digest) => return Fetched::Page(page, digest),
+            PageAnswer::NotFound(item) => return Fetched::NotFound(item),
+            PageAnswer::Failed(f) => f,
+        };
+        match classify(Answer::Failed(failure)) {
+            Verdict::Final(outcome) => return Fetched::Failed(outcome),
+            Verdict::Unauthorized(outcome) => {
+                if refreshed {
+                    return Fetched::Failed(outcome);
+                }
+                ctx.tokens.invalidate(&token).await;
+                refreshed = true;
+            }
+            Verdict::Transient {
+                outcome,
+                retry_after,
+                throttled,
+            } => {
+                if throttled {
+                    ctx.pacer.throttled();
+                }
+                if retries >= ctx.retry.max_retries {
+                    return Fetched::Failed(outcome);
+                }
+                tokio::time::sleep(ctx.retry.delay(retries, retry_after)).await;
+                retries += 1;
+            }
+        }
+    }
+}
+
+/// Walks every page of `kind`, handing each to `on_page` as it arrives,
+/// and stops after `max_pages` pages with a `paging` error if the listing
+/// has not ended by then. A page the Store answers with the same body and
+/// the same continuation token as the page before is a loop (the Store will
+/// keep sending it), and is cut off at once.
+pub async fn fetch_all<K: PageKind>(
+    ctx: &CheckContext<'_>,
+    kind: &K,
+    max_pages: u32,
+    mut on_page: impl FnMut(K::Page),
+) -> ListingEnd {
+    let mut continuation: Option<String> = None;
+    let mut previous_digest: Option<[u8; 16]> = None;
+    let mut pages = 0u32;
+    loop {
+        if pages >= max_pages {
+            return ListingEnd::Failed {
+                pages,
+                code: ErrorCode::Paging,
+                reason: Reason::None,
+                detail: format!(
+                    "listing cut off: it did not end within max_pages = {max_pages} pages"
+                ),
+            };
+        }
+        let (page, digest) = match fetch_page(ctx, kind, continuation.as_deref()).await {
+            Fetched::Page(page, digest) => (page, digest),
+            Fetched::NotFound(item) if pages == 0 => return ListingEnd::NotFound { item },
+            Fetched::NotFound(item) => {
+                return ListingEnd::Failed {
+                    pages,
+                    code: ErrorCode::Status(404),
+                    reason: Reason::from(item),
+                    detail: format!("page {} of the listing answered 404", pages + 1),
+                };
+            }
+            Fetched::Failed(outcome) => {
+                let (code, reason, detail) = match outcome {
+                    Outcome::Inconclusive {
+                        code,
+                        reason,
+                        detail,
+                    } => (code, reason, detail),
+                    // `classify` never concludes from a failure.
+                    Outcome::Conclusive { .. } => {
+                        (ErrorCode::Decode, Reason::None, "unexpected answer".into())
+                    }
+                };
+                return ListingEnd::Failed {
+                    pages,
+                    code,
+                    reason,
+                    detail: format!("page {} of the listing: {detail}", pages + 1),
+                };
+            }
+        };
+        pages += 1;
+        let next = page.continuation().map(str::to_owned);
+        on_page(page);
+        let Some(next) = next else {
+            return ListingEnd::Complete { pages };
+        };
+        if continuation.as_deref() == Some(next.as_str()) && previous_digest == Some(digest) {
+            return ListingEnd::Failed {
+                pages,
+                code: ErrorCode::Paging,
+                reason: Reason::None,
+                detail: format!(
+                    "listing cut off: page {pages} came back unchanged with the same continuation token"
+                ),
+            };
+        }
+        previous_digest = Some(digest);
+        continuation = Some(next);
+    }
+}
+
+/// What one listing did, for the cycle report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReport {
+    /// Targets an outcome was recorded for.
+    pub covered: usize,
+    /// `None` if the listing was conclusive, else the failure's `code`.
+    pub failed: Option<ErrorCode>,
+}
+
+/// A label-safe `assignedTo` for a discovered target: the Store may send an
+/// object id instead of a UPN, which is fine; control characters or a
+/// runaway length are not.
+fn usable_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control)
+}
+
+/// The outcome a listed seat gives, as Get seat would give it.
+fn listed_outcome(state: &SeatState, date_assigned: Option<f64>) -> Outcome {
+    let active = *state == SeatState::Active;
+    Outcome::Conclusive {
+        active,
+        assigned_at: date_assigned.filter(|_| active),
+        negative: None,
+    }
+}
+
+/// Checks every target of a list-mode product with one listing, and with
+/// discovery updates which targets exist.
+pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupReport {
+    let product = &group.product;
+    let kind = SeatListing {
+        product_id: &product.product_id,
+        sku_id: &product.sku_id,
+    };
+    let wanted: HashSet<String> = group
+        .targets
+        .iter()
+        .map(|t| t.upn().to_lowercase())
+        .collect();
+    let discovery = group.discovery.as_deref();
+    let mut seen: HashMap<String, Sighting> = HashMap::new();
+    let end = fetch_all(ctx, &kind, product.max_pages, |page| {
+        for seat in page.seats {
+            let key = seat.assigned_to.to_lowercase();
+            let keep = wanted.contains(&key)
+                || discovery.is_some_and(|d| {
+                    usable_name(&seat.assigned_to) && d.owns(product, &seat.assigned_to)
+                });
+            if !keep {
+                continue;
+            }
+            let outcome = listed_outcome(&seat.state, seat.date_assigned);
+            match seen.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert(Sighting {
+                        upn: seat.assigned_to,
+                        outcome,
+                    });
+                }
+                // Listed twice (say, an old revoked seat and a new active
+                // one): an active seat wins, as Get seat would report it.
+                Entry::Occupied(mut o) => {
+                    if matches!(outcome, Outcome::Conclusive { active: true, .. }) {
+                        o.insert(Sighting {
+                            upn: seat.assigned_to,
+                            outcome,
+                        });
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    let now = unix_now();
+    let unlisted = match &end {
+        ListingEnd::Complete { pages } => {
+            group.state.status().listing.complete(*pages, now);
+            Outcome::Conclusive {
+                active: false,
+                assigned_at: None,
+                negative: Some((ErrorCode::Status(404), Reason::Seat)),
+            }
+        }
+        ListingEnd::NotFound { item } => {
+            group.state.status().listing.complete(1, now);
+            seen.clear();
+            Outcome::Conclusive {
+                active: false,
+                assigned_at: None,
+                negative: Some((ErrorCode::Status(404), Reason::from(*item))),
+            }
+        }
+        ListingEnd::Failed {
+            pages,
+            code,
+            reason,
+            detail,
+        } => {
+            group.state.status().listing.failed(*code, now);
+            tracing::debug!(
+                product_id = %product.product_id, sku_id = %product.sku_id,
+                pages, code = %code.label(), error = %detail,
+                "seat listing incomplete; no target is judged from it"
+            );
+            let outcome = Outcome::Inconclusive {
+                code: *code,
+                reason: *reason,
+                detail: detail.clone(),
+            };
+            let targets = group.all_targets();
+            for t in &targets {
+                record(product, t, &outcome);
+            }
+            return GroupReport {
+                covered: targets.len(),
+                failed: Some(*code),
+            };
+        }
+    };
+    let mut covered = 0;
+    for t in &group.targets {
+        let outcome = seen
+            .get(&t.upn().to_lowercase())
+            .map_or(&unlisted, |s| &s.outcome);
+        record(product, t, outcome);
+        covered += 1;
+    }
+    if let Some(d) = discovery {
+        let plan = d.plan(
+            &seen,
+            &unlisted,
+            product.forget_after,
+            tokio::time::Instant::now(),
+        );
+        for (t, outcome) in &plan.record {
+            record(product, t, outcome);
+        }
+        covered += plan.record.len();
+        for t in &plan.forgotten {
+            tracing::info!(
+                product_id = %product.product_id, sku_id = %product.sku_id,
+                user = %t.user_label(),
+                forget_after = %humantime::format_duration(product.forget_after),
+                "lost seat forgotten"
+            );
+        }
+        tracing::debug!(
+            product_id = %product.product_id, sku_id = %product.sku_id,
+            targets = d.len(), discovered = plan.discovered.len(),
+            forgotten = plan.forgotten.len(), "seat listing applied"
+        );
+    }
+    GroupReport {
+        covered,
+        failed: None,
+    }
+}
