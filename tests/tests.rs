@@ -15,3 +15,9 @@ mod scrape;
 mod cli;
 // HTTP endpoints other than the metrics.
 mod web;
+// The landing and status pages: escaping, offline, CSP, JSON, the script.
+mod pages;
+// An exporter on a real socket (TLS, real Prometheus).
+mod served;
+// TLS and basic auth.
+mod security;
