@@ -21,3 +21,5 @@ mod pages;
 mod served;
 // TLS and basic auth.
 mod security;
+// contrib/: alert rules, dashboard and a real Prometheus (promtool, prometheus).
+mod prometheus;
