@@ -23,3 +23,5 @@ mod served;
 mod security;
 // contrib/: alert rules, dashboard and a real Prometheus (promtool, prometheus).
 mod prometheus;
+// systemd/: the unit, by systemd-analyze.
+mod systemd;
