@@ -25,3 +25,7 @@ mod security;
 mod prometheus;
 // systemd/: the unit, by systemd-analyze.
 mod systemd;
+// The binary's log lines in both formats; hashed users in logs and pages.
+mod logs;
+// user_label = "hash": labels and pages.
+mod privacy;
