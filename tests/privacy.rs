@@ -167,8 +167,19 @@ async fn the_same_upn_and_key_always_give_the_same_hash() {
     )
     .await;
     assert_ne!(first, other);
-    assert_eq!(first.len(), 16);
-    assert!(first.chars().all(|c| c.is_ascii_hexdigit()));
+    // The README's recipe for looking a hash up:
+    // HMAC-SHA256(key, lower-case UPN), first 16 hex digits.
+    assert_eq!(first, readme_recipe(KEY, "alice@contoso.com"));
+}
+
+/// `printf '%s' UPN | openssl dgst -sha256 -hmac KEY | cut -c1-16` in
+/// Rust, written independently of the exporter's code.
+fn readme_recipe(key: &str, upn: &str) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(upn.to_lowercase().as_bytes());
+    let digest = mac.finalize().into_bytes();
+    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..16].to_owned()
 }
 
 #[tokio::test]
