@@ -179,7 +179,11 @@ fn readme_recipe(key: &str, upn: &str) -> String {
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
     mac.update(upn.to_lowercase().as_bytes());
     let digest = mac.finalize().into_bytes();
-    digest.iter().map(|b| format!("{b:02x}")).collect::<String>()[..16].to_owned()
+    digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()[..16]
+        .to_owned()
 }
 
 #[tokio::test]
