@@ -32,7 +32,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::pem::{Error as PemError, PemObject as _};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
@@ -61,7 +61,7 @@ pub enum TlsError {
     NoKey {
         /// The file.
         file: PathBuf,
-        /// What the PEM parser said (never the key itself).
+        /// What is wrong, in fixed words (never a quote from the file).
         reason: String,
     },
     /// rustls refused the pair (unsupported key, key does not match the
@@ -115,7 +115,6 @@ type Stamps = (Stamp, Stamp);
 /// Digest of the certificate and key file contents.
 type Digest = [u8; 32];
 
-#[derive(Debug)]
 struct Current {
     /// The configuration handshakes use.
     config: Arc<ServerConfig>,
@@ -130,10 +129,20 @@ struct Current {
 
 /// An [`Acceptor`] that performs a TLS handshake with the certificate and
 /// key currently on disk. Cheap to clone (shared state).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TlsAcceptor {
     files: Arc<TlsFiles>,
     current: Arc<Mutex<Current>>,
+}
+
+/// Names the files only: the loaded configuration holds the private key.
+impl std::fmt::Debug for TlsAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsAcceptor")
+            .field("cert", &self.files.cert)
+            .field("key", &self.files.key)
+            .finish_non_exhaustive()
+    }
 }
 
 fn unix_now() -> i64 {
@@ -271,6 +280,19 @@ fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
     Ok(buf)
 }
 
+/// What is wrong with a PEM file, in words that quote nothing from it: the
+/// parser's own messages can carry a line or a byte of the key file.
+fn pem_problem(e: &PemError) -> &'static str {
+    match e {
+        PemError::NoItemsFound => "none in the file",
+        PemError::MissingSectionEnd { .. } => "a section has no END line",
+        PemError::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+        PemError::Base64Decode(_) => "a section is not valid base64",
+        PemError::Io(_) => "the file cannot be read",
+        _ => "the file is not valid PEM",
+    }
+}
+
 /// The two files as read.
 struct Pem {
     cert: Vec<u8>,
@@ -308,7 +330,7 @@ impl Pem {
         }
         let key = PrivateKeyDer::from_pem_slice(&self.key).map_err(|e| TlsError::NoKey {
             file: files.key.clone(),
-            reason: e.to_string(),
+            reason: pem_problem(&e).to_owned(),
         })?;
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let invalid = |source| TlsError::Invalid {
@@ -366,11 +388,22 @@ mod tests {
         let pair = write_pair(dir.path(), "localhost");
         std::fs::write(&f.key, "not a key").unwrap();
         let e = TlsAcceptor::new(&f).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with(&format!("{}: no PEM private key found", f.key.display())),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: no PEM private key found (none in the file)",
+                f.key.display()
+            )
         );
+        // A damaged key: the message says so without quoting the file.
+        std::fs::write(
+            &f.key,
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw@@\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = TlsAcceptor::new(&f).unwrap_err().to_string();
+        assert!(e.ends_with("(a section is not valid base64)"), "{e}");
+        assert!(!e.contains("c2Vj") && !e.contains('@'), "{e}");
 
         // A key that belongs to another certificate.
         let other = rcgen::KeyPair::generate().unwrap();
@@ -431,6 +464,12 @@ mod tests {
         let before = acceptor.lock().seen_at;
         assert!(Arc::ptr_eq(&second, &acceptor.config_now()));
         assert_eq!(acceptor.lock().seen_at, before, "not read again");
+
+        let debug = format!("{acceptor:?}");
+        assert!(
+            debug.contains("tls.key") && !debug.contains("PRIVATE"),
+            "{debug}"
+        );
 
         // Files removed: the loaded certificate stays in use.
         std::fs::remove_file(&f.cert).unwrap();
