@@ -173,15 +173,17 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    /// Starts Prometheus scraping `target` every second as job
-    /// `msfb_seat_exporter`, with `rules` evaluated every second.
+    /// Starts Prometheus scraping `target` every 2 s as job
+    /// `msfb_seat_exporter`, with `rules` evaluated every second. (A
+    /// scrape that times out marks the series stale and restarts the `for`
+    /// of a pending alert, so the timeout is not cut to the bone.)
     async fn start(target: std::net::SocketAddr, rules: &Path) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {rules}\n\
                  scrape_configs:\n  - job_name: msfb_seat_exporter\n    static_configs:\n      \
                  - targets: ['{target}']\n",
