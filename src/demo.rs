@@ -246,7 +246,7 @@ pub async fn run(listen: Option<&str>, shutdown: CancellationToken) -> Result<()
         let cancel = shutdown.child_token();
         async move { exporter.run_inventory(cancel).await }
     });
-    web::run(exporter, listener, shutdown.clone()).await;
+    web::run(exporter, listener, web::Transport::Plain, shutdown.clone()).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = tokio::join!(poller, inventory);
     })

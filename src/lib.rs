@@ -22,7 +22,8 @@
 //!   poll loop, reload, readiness.
 //! - [`metrics`]: the exposition, written from the table at scrape time, plus
 //!   the exporter's own instruments in an owned registry.
-//! - [`web`]: the HTTP endpoints and the accept loop.
+//! - [`web`]: the HTTP endpoints, the human pages, the accept loop, TLS with
+//!   certificate reload, and basic auth.
 //! - [`fake_store`]: a fake Store API on a loopback port, for tests, `--demo`
 //!   and benchmarks.
 //! - [`demo`]: the `--demo` scenario.

@@ -25,3 +25,17 @@ mod listing;
 mod discovery;
 // Get Inventory: capacity gauges, removed and missing products (SPEC §11).
 mod inventory;
+// The landing and status pages: escaping, offline, CSP, JSON, the script.
+mod pages;
+// An exporter on a real socket (TLS, real Prometheus).
+mod served;
+// TLS and basic auth.
+mod security;
+// contrib/: alert rules, dashboard and a real Prometheus (promtool, prometheus).
+mod prometheus;
+// systemd/: the unit, by systemd-analyze.
+mod systemd;
+// The binary's log lines in both formats; hashed users in logs and pages.
+mod logs;
+// user_label = "hash": labels and pages.
+mod privacy;

@@ -1,14 +1,18 @@
 //! The HTTP side (SPEC §7): `router(exporter) -> Router` with the landing
 //! page, the metrics, the status page, health, readiness and reload; `serve`
-//! runs it with connection limits and graceful shutdown.
+//! runs it with connection limits and graceful shutdown, over plain TCP or
+//! TLS (`tls`); `auth` checks basic-auth credentials.
 //!
 //! Every handler reads the exporter's current generation and never waits for
 //! a poll. Scrapes beyond [`MAX_SCRAPES`] at once get a 503 at once rather
 //! than queueing (as Prometheus exporters do); `/-/healthy` is outside that
-//! limit so a scrape storm cannot fail a liveness probe.
+//! limit, and outside authentication, so a scrape storm or a missing password
+//! cannot fail a liveness probe.
 
+pub mod auth;
 pub mod pages;
 pub mod serve;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -32,32 +36,63 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Prometheus text format 0.0.4.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What the listener speaks.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Plain HTTP.
+    Plain,
+    /// HTTPS only, with the certificate re-read when its files change.
+    Tls(tls::TlsAcceptor),
+}
+
+impl Transport {
+    /// The transport `[web]` asks for. Call before binding, so that a bad
+    /// certificate stops the start with a message naming the file.
+    ///
+    /// # Errors
+    /// [`tls::TlsError`] when the certificate or key cannot be used.
+    pub fn from_config(web: &crate::config::WebConfig) -> Result<Transport, tls::TlsError> {
+        match &web.tls {
+            None => Ok(Transport::Plain),
+            Some(files) => Ok(Transport::Tls(tls::TlsAcceptor::new(files)?)),
+        }
+    }
+}
+
 /// Serves `exporter`'s endpoints on `listener` until `shutdown` fires, then
 /// lets open requests finish (bounded by [`serve::Limits::shutdown_grace`]).
 pub async fn run(
     exporter: Exporter,
     listener: tokio::net::TcpListener,
+    transport: Transport,
     shutdown: CancellationToken,
 ) {
     let service = serve::hyper_service(router(exporter));
-    serve::serve(
-        listener,
-        serve::Plain,
-        service,
-        serve::Limits::default(),
-        shutdown.cancelled_owned(),
-    )
-    .await;
+    let limits = serve::Limits::default();
+    let shutdown = shutdown.cancelled_owned();
+    match transport {
+        Transport::Plain => serve::serve(listener, serve::Plain, service, limits, shutdown).await,
+        Transport::Tls(acceptor) => {
+            serve::serve(listener, acceptor, service, limits, shutdown).await;
+        }
+    }
 }
 
 /// Builds the router for `exporter`.
 pub fn router(exporter: Exporter) -> Router {
+    let auth = auth::AuthState {
+        exporter: exporter.clone(),
+        cache: std::sync::Arc::default(),
+    };
+    // Layers wrap what is above them: authentication runs inside the
+    // concurrency limit, so at most MAX_SCRAPES bcrypt checks run at once.
     let limited = Router::new()
         .route("/", get(pages::landing))
         .route("/status", get(pages::status))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {

@@ -2,23 +2,42 @@
 //! (every target, lost and failing first; `?format=json` for machines).
 //!
 //! The pages are self-contained — inline CSS and script, no external assets —
-//! so they work offline. Every string that comes from the configuration or
-//! the Store goes through [`escape_html`]; the strict Content-Security-Policy
-//! is a second line of defence.
+//! so they work offline and behind an air gap. Every string that comes from
+//! the configuration or the Store goes through [`escape_html`]. The
+//! Content-Security-Policy is a second line of defence: it allows exactly
+//! our own style sheet and script, by hash, so even a string that escaped
+//! escaping could not run as script.
 
 use std::fmt::Write as _;
 
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::exporter::Exporter;
 use crate::targets::{Seat, StateCounts, TargetTable};
 
-const CSP: &str =
-    "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'";
+/// `'sha256-…'` source expression of an inline element's content.
+fn csp_hash(content: &str) -> String {
+    let digest = Sha256::digest(content.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
+/// The policy for a page whose only inline code is [`STYLE`] and `script`.
+pub fn content_security_policy(script: Option<&str>) -> String {
+    format!(
+        "default-src 'none'; style-src {}; script-src {}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        csp_hash(STYLE),
+        script.map_or_else(|| "'none'".to_owned(), csp_hash)
+    )
+}
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape_html(s: &str) -> String {
@@ -36,12 +55,16 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-fn html_response(body: String) -> Response {
+fn html_response(body: String, script: Option<&str>) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                content_security_policy(script),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
         body,
     )
@@ -54,9 +77,12 @@ fn rfc3339(unix: f64) -> String {
         .unwrap_or_default()
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
+/// The one style sheet of both pages.
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
 table{border-collapse:collapse}th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left}\
-th{cursor:pointer;background:#f4f4f4}.inactive{background:#fde2e2}.failing{background:#fff4d6}\
+th{background:#f4f4f4}#targets th{cursor:pointer;user-select:none}\
+th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}\
+.inactive{background:#fde2e2}.failing{background:#fff4d6}\
 .unknown{color:#777}code{font-size:90%}input{padding:.3em;width:20em}";
 
 /// `GET /`.
@@ -89,7 +115,8 @@ pub async fn landing(State(exporter): State<Exporter>) -> Response {
 <h2>Seats by state</h2><table><thead><tr><th>Product</th><th>Product ID</th><th>SKU</th>\
 <th>Active</th><th>Inactive</th><th>Unknown</th></tr></thead><tbody>{rows}</tbody>\
 <tfoot><tr><th colspan=\"3\">All</th><th>{a}</th><th>{i}</th><th>{u}</th></tr></tfoot></table>\
-</body></html>",
+<p>Generated {now}.</p></body></html>",
+        now = rfc3339(crate::poller::unix_now()),
         version = env!("CARGO_PKG_VERSION"),
         interval = humantime::format_duration(config.poll.interval),
         ready = if exporter.is_ready() {
@@ -101,7 +128,7 @@ pub async fn landing(State(exporter): State<Exporter>) -> Response {
         i = total.inactive,
         u = total.unknown,
     );
-    html_response(body)
+    html_response(body, None)
 }
 
 /// `?format=json`.
@@ -188,18 +215,23 @@ pub fn status_rows(table: &TargetTable) -> Vec<StatusRow> {
 pub async fn status(State(exporter): State<Exporter>, Query(q): Query<StatusQuery>) -> Response {
     let generation = exporter.generation();
     let rows = status_rows(&generation.table);
+    let now = rfc3339(crate::poller::unix_now());
     if q.format.as_deref() == Some("json") {
-        return axum::Json(serde_json::json!({ "targets": rows })).into_response();
+        return axum::Json(serde_json::json!({ "generated_at": now, "targets": rows }))
+            .into_response();
     }
     let mut body = String::with_capacity(rows.len() * 300 + 4096);
     let _ = write!(
         body,
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>msfb_seat_exporter status</title>\
 <style>{STYLE}</style></head><body><h1>Seat status</h1>\
-<p><a href=\"/\">Home</a> · <a href=\"?format=json\">JSON</a> · {n} targets · refreshes every 30 s</p>\
-<p><input id=\"filter\" type=\"search\" placeholder=\"Filter rows…\" autofocus></p>\
-<table id=\"targets\"><thead><tr><th>Product</th><th>Product ID</th><th>SKU</th><th>User</th>\
-<th>State</th><th>Last check</th><th>Last success</th><th>Seats lost</th><th>Last error</th></tr></thead><tbody>",
+<p><a href=\"/\">Home</a> · <a href=\"/status?format=json\">JSON</a> · {n} targets · \
+generated {now} · refreshes every 30 s</p>\
+<p><input id=\"filter\" type=\"search\" placeholder=\"Filter rows…\" aria-label=\"Filter rows\" autofocus></p>\
+<table id=\"targets\"><thead><tr><th tabindex=\"0\">Product</th><th tabindex=\"0\">Product ID</th>\
+<th tabindex=\"0\">SKU</th><th tabindex=\"0\">User</th><th tabindex=\"0\">State</th>\
+<th tabindex=\"0\">Last check</th><th tabindex=\"0\">Last success</th><th tabindex=\"0\">Seats lost</th>\
+<th tabindex=\"0\">Last error</th></tr></thead><tbody>",
         n = rows.len()
     );
     for r in &rows {
@@ -249,50 +281,62 @@ pub async fn status(State(exporter): State<Exporter>, Query(q): Query<StatusQuer
     body.push_str("</tbody></table><script>");
     body.push_str(STATUS_SCRIPT);
     body.push_str("</script></body></html>");
-    html_response(body)
+    html_response(body, Some(STATUS_SCRIPT))
 }
 
-/// Filter, sort and auto-refresh; the filter text and sort column survive
-/// the refresh through `sessionStorage`.
-const STATUS_SCRIPT: &str = r#"
+/// Filter, sort and auto-refresh. The filter text and the sort column
+/// survive the refresh through `sessionStorage`; headers sort on click or
+/// Enter, and show the direction through `aria-sort`. Numbers sort as
+/// numbers, everything else (ISO dates included) as text.
+pub const STATUS_SCRIPT: &str = r#"
 (function () {
   var table = document.getElementById('targets');
   var input = document.getElementById('filter');
   var body = table.tBodies[0];
+  var heads = table.tHead.rows[0].cells;
+  function store(k, v) { try { sessionStorage.setItem(k, v); } catch (e) {} }
+  function load(k) { try { return sessionStorage.getItem(k) || ''; } catch (e) { return ''; } }
   function applyFilter() {
     var q = input.value.toLowerCase();
     for (var i = 0; i < body.rows.length; i++) {
       var row = body.rows[i];
-      row.style.display = row.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
+      row.hidden = row.textContent.toLowerCase().indexOf(q) < 0;
     }
-    sessionStorage.setItem('msfb-filter', input.value);
+    store('msfb-filter', input.value);
   }
   function sortBy(col, dir) {
+    if (!(col >= 0 && col < heads.length) || (dir !== 1 && dir !== -1)) { return; }
     var rows = Array.prototype.slice.call(body.rows);
     rows.sort(function (a, b) {
       var x = a.cells[col].textContent, y = b.cells[col].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      var c = (!isNaN(nx) && !isNaN(ny) && String(nx) === x && String(ny) === y) ? nx - ny : x.localeCompare(y);
+      var nx = Number(x), ny = Number(y);
+      var c = (x !== '' && y !== '' && !isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
       return dir * c;
     });
     rows.forEach(function (r) { body.appendChild(r); });
-    sessionStorage.setItem('msfb-sort', col + ':' + dir);
+    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute('aria-sort'); }
+    heads[col].setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
+    store('msfb-sort', col + ':' + dir);
   }
-  var heads = table.tHead.rows[0].cells;
+  function toggle(col) {
+    var saved = load('msfb-sort').split(':');
+    sortBy(col, (saved[0] === String(col) && saved[1] === '1') ? -1 : 1);
+  }
   for (var i = 0; i < heads.length; i++) {
     (function (col) {
-      heads[col].addEventListener('click', function () {
-        var saved = (sessionStorage.getItem('msfb-sort') || '').split(':');
-        var dir = (saved[0] === String(col) && saved[1] === '1') ? -1 : 1;
-        sortBy(col, dir);
+      heads[col].addEventListener('click', function () { toggle(col); });
+      heads[col].addEventListener('keydown', function (e) {
+        if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); toggle(col); }
       });
     })(i);
   }
-  input.value = sessionStorage.getItem('msfb-filter') || '';
+  input.value = load('msfb-filter');
   input.addEventListener('input', applyFilter);
-  var saved = (sessionStorage.getItem('msfb-sort') || '').split(':');
+  var saved = load('msfb-sort').split(':');
   if (saved.length === 2) { sortBy(parseInt(saved[0], 10), parseInt(saved[1], 10)); }
   applyFilter();
+  // Reload rather than fetch: the page stays one self-contained document,
+  // and a tab left open for days does not accumulate state.
   setTimeout(function () { location.reload(); }, 30000);
 })();
 "#;

@@ -44,6 +44,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(INVALID));
         }
     };
+    // The certificate and key are part of the configuration: unusable ones
+    // are a bad configuration (exit 2), found before anything listens.
+    let transport = match web::Transport::from_config(&config.web) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("msfb_seat_exporter: {e}");
+            return Ok(ExitCode::from(INVALID));
+        }
+    };
     if args.config_check {
         for w in &config.warnings {
             eprintln!("warning: {w}");
@@ -83,11 +92,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         });
     }
 
-    daemon(exporter, shutdown).await?;
+    daemon(exporter, transport, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn daemon(exporter: Exporter, shutdown: CancellationToken) -> anyhow::Result<()> {
+async fn daemon(
+    exporter: Exporter,
+    transport: web::Transport,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let generation = exporter.generation();
     let address = generation.config.web.listen_address.clone();
     let listener = web::serve::bind(&address)
@@ -95,6 +108,7 @@ async fn daemon(exporter: Exporter, shutdown: CancellationToken) -> anyhow::Resu
         .with_context(|| format!("cannot listen on {address}"))?;
     tracing::info!(
         address = %listener.local_addr().map_or(address.clone(), |a| a.to_string()),
+        tls = matches!(transport, web::Transport::Tls(_)),
         version = env!("CARGO_PKG_VERSION"),
         targets = generation.table.len(),
         interval = %humantime::format_duration(generation.config.poll.interval),
@@ -113,7 +127,7 @@ async fn daemon(exporter: Exporter, shutdown: CancellationToken) -> anyhow::Resu
         let cancel = shutdown.child_token();
         async move { exporter.run_inventory(cancel).await }
     });
-    web::run(exporter, listener, shutdown.clone()).await;
+    web::run(exporter, listener, transport, shutdown.clone()).await;
     // The pollers stop as soon as the token fires; give them a moment to
     // abort their in-flight requests.
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -139,7 +153,8 @@ async fn handle_signals(exporter: Exporter, shutdown: CancellationToken) {
         tokio::select! {
             _ = &mut stop => break,
             _ = hangup.recv() => {
-                tracing::info!("SIGHUP received; reloading the configuration");
+                // Debug: the reload logs its own one line at info.
+                tracing::debug!("SIGHUP received; reloading the configuration");
                 let exporter = exporter.clone();
                 // A reload reads files; do not hold up signal handling.
                 tokio::spawn(async move { let _ = exporter.reload().await; });

@@ -1,0 +1,479 @@
+//! The shipped Prometheus and Grafana artifacts, checked by the tools that
+//! consume them (issue 4): `promtool check rules` and `promtool test rules`
+//! on `contrib/prometheus/`, `promtool check metrics` on a real scrape, and
+//! a real Prometheus that scrapes the exporter, evaluates the shipped rules
+//! and answers every query of the shipped dashboard.
+//!
+//! promtool and prometheus come from Debian's `prometheus` package, which
+//! `scripts/test.sh` installs; without them these tests fail, never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::served::{Served, Setup, eventually};
+use crate::util::{P, S};
+
+/// A file of the repository.
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run_promtool(args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is needed (Debian package prometheus; bash scripts/test.sh installs it)");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let check = run_promtool(
+        &[
+            "check",
+            "rules",
+            "--lint=all",
+            "--lint-fatal",
+            "contrib/prometheus/alerts.yml",
+        ],
+        None,
+    );
+    assert!(
+        check.status.success(),
+        "{}{}",
+        text(&check.stdout),
+        text(&check.stderr)
+    );
+    assert!(
+        text(&check.stdout).contains("SUCCESS: 8 rules found"),
+        "{}",
+        text(&check.stdout)
+    );
+    let test = run_promtool(
+        &["test", "rules", "contrib/prometheus/alerts_test.yml"],
+        None,
+    );
+    assert!(
+        test.status.success(),
+        "{}{}",
+        text(&test.stdout),
+        text(&test.stderr)
+    );
+    assert!(text(&test.stdout).contains("SUCCESS"));
+}
+
+/// Users of the end-to-end scenario: bob loses his seat, carol's checks
+/// fail (which must not look like a lost seat), alice and dave keep theirs.
+const ALICE: &str = "alice@contoso.com";
+const BOB: &str = "bob@contoso.com";
+const CAROL: &str = "carol@contoso.com";
+const DAVE: &str = "dave@contoso.com";
+const P2: &str = "9WZDNCRFJ3PS";
+const S2: &str = "0010";
+
+async fn scenario() -> Served {
+    let products = format!(
+        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nname = \"Contoso Notes\"\n\
+         users = [\"{ALICE}\", \"{BOB}\", \"{CAROL}\"]\n\n\
+         [[products]]\nproduct_id = \"{P2}\"\nsku_id = \"{S2}\"\nusers = [\"{DAVE}\"]\n"
+    );
+    let served = Served::start(Setup {
+        web: "",
+        metrics: "",
+        products: &products,
+        files: vec![],
+    })
+    .await;
+    for (p, s, u) in [(P, S, ALICE), (P, S, BOB), (P, S, CAROL), (P2, S2, DAVE)] {
+        served.fake.set_seat(p, s, u, FakeSeat::active());
+    }
+    served
+        .fake
+        .add_fault(Fault::always(Match::User(CAROL.into()), Fault::status(503)));
+    served
+}
+
+#[tokio::test]
+async fn a_real_scrape_passes_promtool_check_metrics() {
+    let served = scenario().await;
+    // A failed token request first, so that every family has series.
+    served
+        .fake
+        .add_fault(Fault::times(1, Match::Token, Fault::status(500)));
+    served.cycle().await;
+    served.cycle().await;
+    served.fake.remove_seat(P, S, BOB);
+    // The token endpoint backs off after the failure; wait for a cycle
+    // that really reached the Store.
+    eventually(
+        "a conclusive check of bob",
+        Duration::from_secs(30),
+        || async {
+            served.cycle().await;
+            let m = served.exporter.render_metrics();
+            if m.contains(&format!(
+                "msfb_seat_active{{product_id=\"{P}\",sku_id=\"{S}\",user=\"{BOB}\"}} 0"
+            )) {
+                Ok(())
+            } else {
+                Err("bob still active or unknown".into())
+            }
+        },
+    )
+    .await;
+    let body = reqwest::get(format!("{}/metrics", served.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "msfb_seat_lost_total{",
+        "msfb_seat_check_errors_total{",
+        "msfb_oauth_token_request_failures_total{",
+        "msfb_api_request_duration_seconds_bucket{",
+    ] {
+        assert!(body.contains(family), "{family} missing from\n{body}");
+    }
+    let out = run_promtool(&["check", "metrics"], Some(&body));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "", "promtool check metrics findings");
+    assert_eq!(text(&out.stderr), "", "promtool check metrics findings");
+}
+
+/// A Prometheus server in a temporary directory, killed when dropped.
+struct Prometheus {
+    child: tokio::process::Child,
+    url: String,
+    dir: tempfile::TempDir,
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` every 2 s as job
+    /// `msfb_seat_exporter`, with `rules` evaluated every second. (A
+    /// scrape that times out marks the series stale and restarts the `for`
+    /// of a pending alert, so the timeout is not cut to the bone.)
+    async fn start(target: std::net::SocketAddr, rules: &Path) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {rules}\n\
+                 scrape_configs:\n  - job_name: msfb_seat_exporter\n    static_configs:\n      \
+                 - targets: ['{target}']\n",
+                rules = rules.display()
+            ),
+        )
+        .unwrap();
+        let http = reqwest::Client::new();
+        // A free port is found by binding and releasing it; another process
+        // may take it in between, so a bind failure is retried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let log_path = dir.path().join("prometheus.log");
+            let log = std::fs::File::create(&log_path).unwrap();
+            let mut child = tokio::process::Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--log.level=warn")
+                .current_dir(dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("prometheus is needed (Debian package prometheus; bash scripts/test.sh installs it)");
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    if log.contains("address already in use") {
+                        break;
+                    }
+                    panic!("prometheus exited with {status}:\n{log}");
+                }
+                let ready = http.get(format!("{url}/-/ready")).send().await;
+                if ready.is_ok_and(|r| r.status().is_success()) {
+                    return Prometheus {
+                        child,
+                        url,
+                        dir,
+                        http,
+                    };
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "prometheus not ready in 90 s:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        panic!("no free port for prometheus after 5 tries");
+    }
+
+    /// `GET /api/v1/{path}`'s `data`, or an error describing the answer.
+    async fn api(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        let resp = request.send().await.map_err(|e| e.to_string())?;
+        let body = resp.text().await.map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        if v["status"] != "success" {
+            return Err(v.to_string());
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query's result vector.
+    async fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1/query", self.url))
+            .form(&[("query", expr)]);
+        let data = self.api(req).await?;
+        match &data["result"] {
+            Value::Array(a) => Ok(a.clone()),
+            // A scalar result (`vector(0)` folded, `time()`): one value.
+            other => Ok(vec![other.clone()]),
+        }
+    }
+
+    /// Values of `label` on series matching `selector` (what Grafana's
+    /// `label_values(selector, label)` asks).
+    async fn label_values(&self, label: &str, selector: &str) -> Result<Vec<Value>, String> {
+        let req = self.http.get(format!(
+            "{}/api/v1/label/{label}/values?match[]={}",
+            self.url,
+            utf8_percent_encode(selector, NON_ALPHANUMERIC)
+        ));
+        match self.api(req).await? {
+            Value::Array(a) => Ok(a),
+            other => Err(other.to_string()),
+        }
+    }
+
+    /// Every active alert (pending and firing).
+    async fn alerts(&self) -> Result<Vec<Value>, String> {
+        let req = self.http.get(format!("{}/api/v1/alerts", self.url));
+        let data = self.api(req).await?;
+        Ok(data["alerts"].as_array().cloned().unwrap_or_default())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Runs a poll cycle about every half second until the token is cancelled
+/// (the configured interval has a 10 s minimum; the test needs faster).
+fn drive_cycles(served: &Served) -> tokio_util::sync::DropGuard {
+    let stop = CancellationToken::new();
+    let exporter = served.exporter.clone();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        while !token.is_cancelled() {
+            if exporter.run_cycle(&token).await.is_none() {
+                break;
+            }
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    });
+    stop.drop_guard()
+}
+
+fn label<'a>(v: &'a Value, name: &str) -> &'a str {
+    v["labels"][name].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_pages_for_the_lost_seat_and_answers_every_dashboard_query() {
+    let served = scenario().await;
+    // One failed token request, so that the token panel has a series.
+    served
+        .fake
+        .add_fault(Fault::times(1, Match::Token, Fault::status(500)));
+    let _cycles = drive_cycles(&served);
+    let prom = Prometheus::start(served.addr, &repo("contrib/prometheus/alerts.yml")).await;
+    let long = Duration::from_secs(120);
+
+    // Prometheus has seen bob holding his seat.
+    let bob = format!("msfb_seat_active{{job=\"msfb_seat_exporter\",user=\"{BOB}\"}} == 1");
+    eventually("Prometheus to see bob's seat", long, || async {
+        let r = prom.query(&bob).await?;
+        if r.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!("{r:?}\n{}", prom.log()))
+        }
+    })
+    .await;
+
+    // The Store revokes it.
+    served.fake.remove_seat(P, S, BOB);
+    let firing = eventually(
+        "MsfbSeatLost to fire for bob",
+        Duration::from_secs(240),
+        || async {
+            let alerts = prom.alerts().await?;
+            let firing: Vec<Value> = alerts
+                .iter()
+                .filter(|a| a["state"] == "firing")
+                .cloned()
+                .collect();
+            if firing
+                .iter()
+                .any(|a| label(a, "alertname") == "MsfbSeatLost")
+            {
+                Ok(firing)
+            } else {
+                Err(format!("{alerts:?}"))
+            }
+        },
+    )
+    .await;
+    // That alert, for that user, and nothing else: carol's failing checks
+    // are not a lost seat.
+    assert_eq!(firing.len(), 1, "{firing:#?}");
+    let alert = &firing[0];
+    assert_eq!(label(alert, "alertname"), "MsfbSeatLost");
+    assert_eq!(label(alert, "user"), BOB);
+    assert_eq!(label(alert, "product_id"), P);
+    assert_eq!(label(alert, "sku_id"), S);
+    assert_eq!(label(alert, "severity"), "page");
+    assert_eq!(
+        alert["annotations"]["summary"],
+        format!("{BOB} has no seat for Contoso Notes ({P}/{S})")
+    );
+    let lost_any_state: Vec<String> = prom
+        .alerts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|a| label(a, "alertname") == "MsfbSeatLost")
+        .map(|a| label(a, "user").to_owned())
+        .collect();
+    assert_eq!(lost_any_state, [BOB]);
+
+    dashboard_queries_return_data(&prom).await;
+}
+
+/// Every expression of the shipped dashboard, with its variables set as
+/// Grafana would, returns data from a Prometheus that scraped the exporter
+/// (called once a seat has been lost and checks have failed, so that the
+/// "lost" and "error" panels have something to show).
+async fn dashboard_queries_return_data(prom: &Prometheus) {
+    let text = std::fs::read_to_string(repo("contrib/grafana/msfb_seat_exporter.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(dash["uid"], "msfb-seat-exporter");
+    let vars = dash["templating"]["list"].as_array().unwrap();
+    let var = |name: &str| {
+        vars.iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("variable {name}"))
+    };
+    assert_eq!(var("datasource")["type"], "datasource");
+    assert_eq!(var("datasource")["query"], "prometheus");
+    assert_eq!(var("product")["includeAll"], true);
+    let all = var("product")["allValue"].as_str().unwrap().to_owned();
+
+    // The variables' own queries: label_values(selector, label).
+    for name in ["job", "product"] {
+        let q = var(name)["query"]["query"].as_str().unwrap();
+        assert_eq!(var(name)["datasource"]["uid"], "${datasource}", "{name}");
+        let inner = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("{name}: {q}"));
+        let (selector, label) = inner.rsplit_once(',').unwrap();
+        let selector = selector.replace("$job", "msfb_seat_exporter");
+        let values = prom.label_values(label.trim(), &selector).await.unwrap();
+        assert!(!values.is_empty(), "variable {name}: {q} has no values");
+        if name == "product" {
+            let mut got: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+            got.sort_unstable();
+            assert_eq!(got, [P, P2]);
+        }
+    }
+
+    let mut exprs = Vec::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{title}");
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["datasource"]["uid"], "${datasource}", "{title}");
+            exprs.push((
+                title.to_owned(),
+                target["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let titles: Vec<&str> = exprs.iter().map(|(t, _)| t.as_str()).collect();
+    for wanted in [
+        "Seats by state per product",
+        "Users without a seat",
+        "Check errors by code and reason",
+        "Upstream latency",
+        "Poll cycle duration",
+        "Token expiry",
+    ] {
+        assert!(titles.contains(&wanted), "no panel {wanted:?}");
+    }
+    for product in [all.as_str(), P] {
+        for (title, expr) in &exprs {
+            let q = expr
+                .replace("$__rate_interval", "1m")
+                .replace("$__range", "5m")
+                .replace("$job", "msfb_seat_exporter")
+                .replace("$product", product);
+            assert!(!q.contains('$'), "{title}: unknown variable in {q}");
+            let result = prom
+                .query(&q)
+                .await
+                .unwrap_or_else(|e| panic!("{title}: {q}: {e}"));
+            assert!(
+                !result.is_empty(),
+                "{title} (product {product}): no data for {q}"
+            );
+        }
+    }
+}

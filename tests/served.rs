@@ -1,0 +1,120 @@
+//! An exporter served on a real loopback socket (the `Harness` in `util`
+//! drives the router without one): for TLS, for a real Prometheus, and for
+//! anything that needs `[web]` or `[metrics]` settings in the config.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use msfb_seat_exporter::config::{self, LoadOptions};
+use msfb_seat_exporter::exporter::Exporter;
+use msfb_seat_exporter::fake_store::{self, FakeStore};
+use msfb_seat_exporter::web;
+use tempfile::TempDir;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::fast_options;
+
+/// A fake Store, a config directory, an exporter and its HTTP server.
+pub struct Served {
+    pub fake: FakeStore,
+    pub dir: TempDir,
+    pub exporter: Exporter,
+    pub addr: SocketAddr,
+    stop: CancellationToken,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The config a served exporter starts with.
+pub struct Setup<'a> {
+    /// Lines for `[web]` (listen_address is set here).
+    pub web: &'a str,
+    /// Lines for `[metrics]`.
+    pub metrics: &'a str,
+    /// `[[products]]` tables.
+    pub products: &'a str,
+    /// Extra files written into the config directory first.
+    pub files: Vec<(&'a str, Vec<u8>)>,
+}
+
+impl Served {
+    /// Writes the files and config, starts the fake Store and serves the
+    /// exporter on a free loopback port. Polling is left to the test.
+    pub async fn start(setup: Setup<'_>) -> Served {
+        let fake = FakeStore::start().await.expect("fake store");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("secret"), fake_store::CLIENT_SECRET).unwrap();
+        for (name, bytes) in &setup.files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let text = format!(
+            "[web]\nlisten_address = \"127.0.0.1:0\"\n{}\n\n[metrics]\n{}\n\n{}",
+            setup.web,
+            setup.metrics,
+            fake.config_toml("secret", setup.products)
+        );
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        let config = config::load(&path, &LoadOptions::default()).expect("valid config");
+        let transport = web::Transport::from_config(&config.web).expect("usable TLS files");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let exporter = Exporter::new(config, fast_options()).expect("exporter");
+        let stop = CancellationToken::new();
+        tokio::spawn(web::run(
+            exporter.clone(),
+            listener,
+            transport,
+            stop.clone(),
+        ));
+        Served {
+            fake,
+            dir,
+            exporter,
+            addr,
+            stop,
+        }
+    }
+
+    /// A path in the config directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs one full poll cycle.
+    pub async fn cycle(&self) {
+        self.exporter
+            .run_cycle(&CancellationToken::new())
+            .await
+            .expect("cycle not cancelled");
+    }
+}
+/// Polls `probe` until it gives `Some`, or panics after `deadline` with
+/// `what` and the last state. For waiting on other processes: the deadline
+/// is generous because the test machine may be slow and busy.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        let last = match probe().await {
+            Ok(v) => return v,
+            Err(state) => state,
+        };
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}; last: {last}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
