@@ -329,15 +329,34 @@ impl Exporter {
     }
 
     /// The full exposition: per-target families from the table, then the
-    /// exporter's own metrics.
+    /// exporter's own metrics, as one string (`--once`, tests).
     pub fn render_metrics(&self) -> String {
+        let mut all = String::new();
+        self.stream_metrics(usize::MAX, &mut |text| {
+            if all.is_empty() {
+                all = text;
+            } else {
+                all.push_str(&text);
+            }
+            true
+        });
+        all
+    }
+
+    /// The full exposition in chunks of about `chunk` bytes, each handed to
+    /// `emit` as soon as it is written (see `metrics::exposition`); stops
+    /// early when `emit` returns `false`. Runs for a while at 100k targets:
+    /// call it off the async workers.
+    pub fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
         let generation = self.generation();
         let t = &self.inner.telemetry;
         t.effective_rate
             .set(self.inner.pacer.current_rate().unwrap_or(0.0));
-        let mut out = String::with_capacity(generation.table.len() * 400 + 16 * 1024);
+        let mut out = exposition::Out::new(chunk, emit);
         exposition::render(&generation.table, &mut out);
-        t.encode(&mut out);
-        out
+        if !out.is_closed() {
+            t.encode(out.text());
+            out.flush();
+        }
     }
 }

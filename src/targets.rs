@@ -494,6 +494,52 @@ pub struct ProductGroup {
     pub discovery: Option<Arc<Discovery>>,
     /// Inventory and listing state, kept across reloads.
     pub state: Arc<ProductState>,
+    /// The `user` label values of `targets`, escaped, in one string.
+    pub user_labels: UserLabels,
+}
+
+/// The escaped `user` label values of a group's configured targets, back to
+/// back in one string, built with the table. A scrape reads them in order
+/// instead of following a pointer to each target's own string: at 100k
+/// targets those cache misses were a quarter of the render time. Costs about
+/// 30 bytes a target.
+#[derive(Debug, Default)]
+pub struct UserLabels {
+    text: String,
+    /// End of each label in `text`; label `i` starts where `i - 1` ends.
+    ends: Vec<u32>,
+}
+
+impl UserLabels {
+    fn build(targets: &[Arc<Target>]) -> UserLabels {
+        let mut text = String::with_capacity(targets.iter().map(|t| t.user_label().len()).sum());
+        let ends = targets
+            .iter()
+            .map(|t| {
+                crate::metrics::exposition::escape_label_value(&mut text, t.user_label());
+                // A label is bounded by the configuration file size limit
+                // (64 MiB), so the total stays far below 4 GiB.
+                u32::try_from(text.len()).unwrap_or(u32::MAX)
+            })
+            .collect();
+        UserLabels { text, ends }
+    }
+
+    /// All labels, back to back.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// Where the label of target `i` lies in [`UserLabels::text`]; empty
+    /// past the end.
+    pub fn span(&self, i: usize) -> (u32, u32) {
+        let end = self.ends.get(i).copied().unwrap_or(0);
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(end),
+        };
+        (start, end)
+    }
 }
 
 impl ProductGroup {
@@ -621,6 +667,7 @@ impl TargetTable {
                     .discover
                     .then(|| carry_discovery(&product, prev, &settings, &kept));
                 ProductGroup {
+                    user_labels: UserLabels::build(&targets),
                     state: prev.map_or_else(Arc::default, |g| Arc::clone(&g.state)),
                     product,
                     targets,

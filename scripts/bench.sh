@@ -1,0 +1,416 @@
+#!/usr/bin/env bash
+# The benchmark of issue 5, in one run on this machine:
+#
+#   limit  wrk straight at a static fake Store served by nginx (requests/s);
+#   peer   blackbox_exporter probing the same paths (status 200 and
+#          "state": "Active" in the body), driven by wrk: probes/s and CPU
+#          seconds per probe from /proc;
+#   us     msfb_seat_exporter polling the same paths: checks/s and CPU
+#          seconds per check (20k targets, 64 in flight, no rate limit), RSS,
+#          scrape p99 idle and under full polling load (10k targets), a full
+#          uncompressed scrape at 100k targets against nginx serving the same
+#          bytes from a file, peak RSS over 10 cycles with scrapes at 100k,
+#          and start-up to /-/healthy at 100k targets from a users file.
+#
+# It prints one table of the ratios against the goals. Every number is
+# measured in this run, so the ratios hold on any machine; the absolute
+# figures are this machine's. Runs on a fresh Debian machine with the Rust
+# toolchain: it installs nginx-light, wrk, prometheus-blackbox-exporter,
+# curl, python3 and time when missing (as root, or through sudo) and builds
+# the release binary. Nothing is written outside a temporary directory, and
+# only processes started here are stopped.
+#
+# Knobs (environment): BENCH_PORT_BASE (default 18480; five ports from it),
+# BENCH_SECONDS (wrk runs, default 10), BENCH_LOAD_SECONDS (scrape latency
+# run, default 120), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
+# BENCH_KEEP=1 keeps the temporary directory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port_base=${BENCH_PORT_BASE:-18480}
+seconds=${BENCH_SECONDS:-10}
+load_seconds=${BENCH_LOAD_SECONDS:-120}
+cycles=${BENCH_CYCLES:-10}
+nginx_port=$port_base
+blackbox_port=$((port_base + 1))
+us_port=$((port_base + 2))
+
+products=4
+poll_targets=20000 # "us": checks/s and CPU per check
+scrape_targets=10000 # scrape p99 idle vs under polling load
+big_targets=100000 # full scrape, peak RSS, start-up
+concurrency=64
+
+log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------
+need=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-blackbox-exporter)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+[ -x /usr/bin/time ] || need+=(time)
+if [ "${#need[@]}" -gt 0 ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing ${need[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+log "building the release binary"
+cargo build --release --quiet
+exporter_bin=$PWD/target/release/msfb_seat_exporter
+
+# --- scratch space and cleanup ---------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/msfb-bench.XXXXXX")
+chmod 755 "$work" # nginx workers run as an unprivileged user
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+stop() { # stop one process started here, by its pid
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- the static fake Store ---------------------------------------------------------
+# Products 9NBLGGH4R000..003, SKU 0016; users user000000@bench.example ...
+# Every tenth user (index ending in 9) has no seat file: nginx answers 404
+# with an item-type body, like the Store.
+users_per_product=$((big_targets / products))
+www=$work/www
+log "laying out $big_targets seat files for nginx"
+mkdir -p "$www" "$work/nginx-tmp"
+awk -v www="$www" -v n="$users_per_product" -v products="$products" 'BEGIN {
+    for (p = 0; p < products; p++) {
+        pid = sprintf("9NBLGGH4R%03d", p)
+        dir = www "/V1/Inventory/" pid "/0016/Seats"
+        system("mkdir -p " dir)
+        for (i = 0; i < n; i++) {
+            if (i % 10 == 9) continue
+            upn = sprintf("user%06d@bench.example", i)
+            f = dir "/" upn
+            printf "{\"assignedTo\": \"%s\", \"dateAssigned\": \"2024-05-06T07:08:09.1234567Z\", \"productId\": \"%s\", \"skuId\": \"0016\", \"state\": \"Active\"}\n", upn, pid > f
+            close(f)
+        }
+    }
+}'
+printf '%s\n' '{"code":"NotFound","message":"Seat not found.","data":[{"key":"ItemType","value":"Seat"}]}' >"$www/notfound.json"
+chmod -R a+rX "$www"
+
+# Users files and the request paths of the first N targets.
+users_file() { # users_file COUNT -> path of a file with COUNT/products users
+    local per=$(($1 / products)) f=$work/users-$1.txt
+    awk -v n="$per" 'BEGIN { for (i = 0; i < n; i++) printf "user%06d@bench.example\n", i }' >"$f"
+    echo "$f"
+}
+paths_file() { # paths_file COUNT -> path of a file with one request path a line
+    local per=$(($1 / products)) f=$work/paths-$1.txt
+    awk -v n="$per" -v products="$products" 'BEGIN {
+        for (i = 0; i < n; i++) for (p = 0; p < products; p++)
+            printf "/V1/Inventory/9NBLGGH4R%03d/0016/Seats/user%06d@bench.example\n", p, i
+    }' >"$f"
+    echo "$f"
+}
+
+cat >"$work/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    default_type application/json;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    client_body_temp_path $work/nginx-tmp/body;
+    proxy_temp_path $work/nginx-tmp/proxy;
+    fastcgi_temp_path $work/nginx-tmp/fastcgi;
+    uwsgi_temp_path $work/nginx-tmp/uwsgi;
+    scgi_temp_path $work/nginx-tmp/scgi;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        root $www;
+        # The token endpoint: one fixed token for every POST.
+        location = /bench.onmicrosoft.com/oauth2/token {
+            return 200 '{"token_type":"Bearer","expires_in":"3599","ext_expires_in":"3599","access_token":"bench-token"}';
+        }
+        location /V1/Inventory/ {
+            error_page 404 /notfound.json;
+        }
+        location = /notfound.json { internal; }
+        # The exporter's 100k-target scrape, served as a file for comparison.
+        location = /metrics.prom { default_type "text/plain; version=0.0.4"; }
+    }
+}
+EOF
+"$nginx_bin" -c "$work/nginx.conf" -p "$work" -g 'daemon off;' &
+pids+=($!)
+wait_http() { # wait_http URL: until it answers (any status), at most 30 s
+    for _ in $(seq 3000); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.01
+    done
+    log "no answer from $1"
+    return 1
+}
+wait_http "http://127.0.0.1:$nginx_port/notfound"
+store=http://127.0.0.1:$nginx_port
+
+# --- helpers -----------------------------------------------------------------------
+cpu_ticks() { # utime + stime of a pid, in clock ticks (fields after the comm)
+    awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+hz=$(getconf CLK_TCK)
+metric() { # metric FILE NAME: the value of an unlabelled sample
+    awk -v n="$2" '$1 == n { print $2 }' "$1"
+}
+wrk_rate() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+wrk_count() { awk '/requests in/ { print $1 }' "$1"; }
+
+write_config() { # write_config FILE TARGETS INTERVAL PORT
+    local users
+    users=$(users_file "$2")
+    {
+        printf '[web]\nlisten_address = "127.0.0.1:%s"\n\n' "$4"
+        printf '[store]\nbase_url = "%s"\ntimeout = "5s"\nmax_concurrency = %s\nmax_requests_per_second = 0\n\n' \
+            "$store" "$concurrency"
+        printf '[auth]\ntenant_id = "bench.onmicrosoft.com"\nclient_id = "bench"\nclient_secret_file = "secret"\n'
+        printf 'token_url = "%s/bench.onmicrosoft.com/oauth2/token"\n\n' "$store"
+        printf '[poll]\ninterval = "%s"\n\n[inventory]\nenabled = false\n\n' "$3"
+        for p in $(seq 0 $((products - 1))); do
+            printf '[[products]]\nproduct_id = "9NBLGGH4R%03d"\nsku_id = "0016"\nusers_file = "%s"\n\n' "$p" "$users"
+        done
+    } >"$1"
+}
+printf 'bench-secret\n' >"$work/secret"
+
+# Python for what bash does badly: a keep-alive scrape client that records
+# each scrape's latency with the exporter's request counter, and percentiles.
+cat >"$work/scrapes.py" <<'EOF'
+"""Scrapes URL back to back for SECONDS on one keep-alive connection. Each
+body carries msfb_api_requests_total{operation="get_seat"}: the polling rate
+between two scrapes. A scrape counts as "under load" when the rate on both
+sides of it is at least half the peak, as "idle" when no request was made on
+either side. Prints: idle_p99_ms load_p99_ms idle_n load_n peak_rate."""
+import http.client, re, sys, time, urllib.parse
+
+url, seconds = urllib.parse.urlsplit(sys.argv[1]), float(sys.argv[2])
+counter = re.compile(rb'^msfb_api_requests_total\{[^}]*operation="get_seat"[^}]*\} (\S+)$', re.M)
+conn = http.client.HTTPConnection(url.hostname, url.port)
+rows = []
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    t0 = time.monotonic()
+    conn.request("GET", url.path)
+    body = conn.getresponse().read()
+    t1 = time.monotonic()
+    count = sum(float(v) for v in counter.findall(body[-300000:]))
+    rows.append(((t0 + t1) / 2, t1 - t0, count))
+rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
+peak = max(rates) if rates else 0.0
+idle, load = [], []
+for i in range(1, len(rows) - 1):
+    before, after = rates[i - 1], rates[i]
+    if before == 0 and after == 0:
+        idle.append(rows[i][1])
+    elif peak > 0 and before >= peak / 2 and after >= peak / 2:
+        load.append(rows[i][1])
+
+def p99(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(0.99 * len(xs)))] * 1000 if xs else float("nan")
+
+print(f"{p99(idle):.2f} {p99(load):.2f} {len(idle)} {len(load)} {peak:.0f}")
+EOF
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# --- 1. limit: wrk straight at nginx ----------------------------------------------
+poll_paths=$(paths_file "$poll_targets")
+cat >"$work/paths.lua" <<'EOF'
+-- Cycles through the request paths in BENCH_PATHS, each thread from its own
+-- offset, with the headers the exporter sends.
+local paths = {}
+for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
+local i = 0
+local headers = { ["Authorization"] = "Bearer bench-token", ["Accept"] = "application/json" }
+function setup(thread) thread:set("offset", math.random(#paths)) end
+function init() i = tonumber(offset) or 0 end
+function request()
+  i = i % #paths + 1
+  return wrk.format("GET", paths[i], headers)
+end
+EOF
+log "limit: wrk -c$concurrency at nginx for ${seconds}s"
+BENCH_PATHS=$poll_paths wrk -t2 -c"$concurrency" -d"${seconds}s" -s "$work/paths.lua" "$store" >"$work/wrk-nginx.txt"
+limit_rps=$(wrk_rate "$work/wrk-nginx.txt")
+
+# --- 2. peer: blackbox_exporter probing the same paths -------------------------------
+cat >"$work/blackbox.yml" <<'EOF'
+modules:
+  msfb_seat:
+    prober: http
+    timeout: 5s
+    http:
+      method: GET
+      valid_status_codes: [200]
+      preferred_ip_protocol: ip4
+      headers:
+        Authorization: Bearer bench-token
+        Accept: application/json
+      fail_if_body_not_matches_regexp:
+        - '"state": "Active"'
+EOF
+probe_paths=$work/probe-paths.txt
+awk -v store="$store" '{
+    t = store $0; gsub(/:/, "%3A", t); gsub(/\//, "%2F", t); gsub(/@/, "%40", t)
+    print "/probe?module=msfb_seat&target=" t
+}' "$poll_paths" >"$probe_paths"
+prometheus-blackbox-exporter --config.file="$work/blackbox.yml" \
+    --web.listen-address="127.0.0.1:$blackbox_port" --log.level=warn >"$work/blackbox.log" 2>&1 &
+blackbox_pid=$!
+pids+=("$blackbox_pid")
+wait_http "http://127.0.0.1:$blackbox_port/-/healthy"
+log "peer: wrk -c$concurrency at blackbox_exporter for ${seconds}s"
+ticks0=$(cpu_ticks "$blackbox_pid")
+BENCH_PATHS=$probe_paths wrk -t2 -c"$concurrency" -d"${seconds}s" -s "$work/paths.lua" \
+    "http://127.0.0.1:$blackbox_port" >"$work/wrk-blackbox.txt"
+ticks1=$(cpu_ticks "$blackbox_pid")
+peer_rps=$(wrk_rate "$work/wrk-blackbox.txt")
+peer_probes=$(wrk_count "$work/wrk-blackbox.txt")
+peer_cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$hz" -v n="$peer_probes" 'BEGIN { printf "%.3e", t / hz / n }')
+stop "$blackbox_pid"
+
+# --- 3. us: checks/s and CPU per check (20k targets, --once, 3 runs) ----------------
+mkdir -p "$work/us"
+cp "$work/secret" "$work/us/secret"
+write_config "$work/us/poll.toml" "$poll_targets" 10s "$us_port"
+log "us: --once over $poll_targets targets, 3 runs"
+: >"$work/once.txt"
+for run in 1 2 3; do
+    /usr/bin/time -f '%e %U %S %M' -o "$work/once-time.txt" \
+        "$exporter_bin" --config.file="$work/us/poll.toml" --once --log.level=error >"$work/once.prom" || {
+        log "--once was not conclusive: see $work/once.prom"
+        exit 1
+    }
+    read -r wall user sys maxrss <"$work/once-time.txt"
+    duration=$(metric "$work/once.prom" msfb_poll_cycle_duration_seconds)
+    awk -v n="$poll_targets" -v d="$duration" -v u="$user" -v s="$sys" -v m="$maxrss" -v w="$wall" \
+        'BEGIN { printf "%.0f %.3e %.1f %.2f\n", n / d, (u + s) / n, m / 1024, w }' >>"$work/once.txt"
+done
+us_rps=$(awk '{ print $1 }' "$work/once.txt" | median)
+us_cpu=$(awk '{ print $2 }' "$work/once.txt" | median)
+us_rss=$(awk '{ print $3 }' "$work/once.txt" | median)
+
+# --- 4. scrape p99, idle and under full polling load (10k targets) -----------------
+write_config "$work/us/scrape.toml" "$scrape_targets" 10s "$us_port"
+log "us: scrapes of $scrape_targets targets for ${load_seconds}s while cycles run every 10s"
+"$exporter_bin" --config.file="$work/us/scrape.toml" --log.level=error >"$work/scrape.log" 2>&1 &
+scrape_pid=$!
+pids+=("$scrape_pid")
+wait_http "http://127.0.0.1:$us_port/-/healthy"
+read -r idle_p99 load_p99 idle_n load_n _ < <(python3 "$work/scrapes.py" "http://127.0.0.1:$us_port/metrics" "$load_seconds")
+rss_10k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$scrape_pid/status")
+stop "$scrape_pid"
+
+# --- 5. 100k targets: start-up, full scrape against nginx, peak RSS -----------------
+write_config "$work/us/big.toml" "$big_targets" 1h "$us_port"
+log "us: start-up with $big_targets targets"
+t0=$(date +%s%N)
+"$exporter_bin" --config.file="$work/us/big.toml" --log.level=error >"$work/big.log" 2>&1 &
+big_pid=$!
+pids+=("$big_pid")
+until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/healthy"; do
+    kill -0 "$big_pid" 2>/dev/null || { log "exporter died: $(cat "$work/big.log")"; exit 1; }
+    sleep 0.002
+done
+t1=$(date +%s%N)
+startup=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f", d / 1e9 }')
+until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/ready"; do sleep 0.1; done
+curl -s -o "$www/metrics.prom" "http://127.0.0.1:$us_port/metrics"
+chmod a+r "$www/metrics.prom"
+scrape_bytes=$(stat -c %s "$www/metrics.prom")
+log "us: full scrape of $big_targets targets ($scrape_bytes bytes) against nginx serving it as a file"
+timed() { # timed URL: median time_total of 15 fetches on one connection, ms
+    local args=()
+    for _ in $(seq 15); do args+=(-o /dev/null "$1"); done
+    curl -s -w '%{time_total}\n' "${args[@]}" | median | awk '{ printf "%.1f", $1 * 1000 }'
+}
+timed "$store/metrics.prom" >/dev/null # warm the page cache
+full_us=$(timed "http://127.0.0.1:$us_port/metrics")
+full_nginx=$(timed "$store/metrics.prom")
+gzip_us=$(curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}' \
+    "http://127.0.0.1:$us_port/metrics" | awk '{ printf "%.1f ms, %.1f MB", $1 * 1000, $2 / 1e6 }')
+stop "$big_pid"
+
+log "us: $cycles cycles of $big_targets targets every 10s with a scrape a second"
+write_config "$work/us/big10.toml" "$big_targets" 10s "$us_port"
+"$exporter_bin" --config.file="$work/us/big10.toml" --log.level=error >"$work/big10.log" 2>&1 &
+big_pid=$!
+pids+=("$big_pid")
+wait_http "http://127.0.0.1:$us_port/-/healthy"
+done_cycles=0
+while [ "${done_cycles:-0}" -lt "$cycles" ]; do
+    sleep 1
+    curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics"
+    done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
+    done_cycles=${done_cycles%.*}
+done
+big_cycle=$(metric "$work/big10.prom" msfb_poll_cycle_duration_seconds)
+rss_100k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$big_pid/status")
+stop "$big_pid"
+
+# --- the table -------------------------------------------------------------------------
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem_total=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+verdict() { awk -v v="$1" -v goal="$2" -v op="$3" 'BEGIN {
+    ok = (op == "<=") ? (v <= goal) : (v >= goal)
+    print ok ? "met" : "MISSED"
+}'; }
+r_checks=$(awk -v a="$us_rps" -v b="$limit_rps" 'BEGIN { printf "%.2f", a / b }')
+r_cpu=$(awk -v a="$us_cpu" -v b="$peer_cpu" 'BEGIN { printf "%.3f", a / b }')
+r_full=$(awk -v a="$full_us" -v b="$full_nginx" 'BEGIN { printf "%.2f", a / b }')
+r_p99=$(awk -v a="$load_p99" -v b="$idle_p99" 'BEGIN { printf "%.2f", a / b }')
+mib_100k=$(awk -v k="$rss_100k" 'BEGIN { printf "%.1f", k / 1024 }')
+bpt_100k=$(awk -v k="$rss_100k" -v n="$big_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
+bpt_10k=$(awk -v k="$rss_10k" -v n="$scrape_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
+us_us=$(awk -v c="$us_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
+peer_us=$(awk -v c="$peer_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
+
+cat <<EOF
+
+Machine: $(nproc) cores ($cpu_model), $mem_total, $(uname -sr); load average before $load_before, after $load_after
+limit: wrk -t2 -c$concurrency at nginx: $limit_rps requests/s
+peer:  blackbox_exporter via wrk -c$concurrency: $peer_rps probes/s, $peer_us µs CPU per probe
+us:    --once over $poll_targets targets (median of 3): $us_rps checks/s, $us_us µs CPU per check, max RSS $us_rss MiB
+
+| What | Goal | Measured | Ratio | Verdict |
+|---|---|---|---|---|
+| checks/s, max_concurrency = $concurrency, no rate limit, $poll_targets targets | ≥ 0.5 × wrk | $us_rps vs $limit_rps req/s | $r_checks | $(verdict "$r_checks" 0.5 ">=") |
+| CPU seconds per check | ≤ 0.1 × blackbox_exporter | $us_us µs vs $peer_us µs | $r_cpu | $(verdict "$r_cpu" 0.1 "<=") |
+| full /metrics at $big_targets targets, uncompressed ($scrape_bytes bytes) | ≤ 4 × nginx, same bytes from a file | $full_us ms vs $full_nginx ms | $r_full | $(verdict "$r_full" 4 "<=") |
+| scrape p99 under full polling load, $scrape_targets targets | ≤ 2 × idle p99 | $load_p99 ms ($load_n scrapes) vs $idle_p99 ms ($idle_n) | $r_p99 | $(verdict "$r_p99" 2 "<=") |
+| peak RSS, $big_targets targets, $cycles cycles (${big_cycle}s each) with scrapes | ≤ 150 MiB | $mib_100k MiB; $bpt_100k B/target at 100k, $bpt_10k B/target at 10k | – | $(verdict "$mib_100k" 150 "<=") |
+| start-up to /-/healthy, $big_targets targets from a users file | ≤ 1 s | $startup s | – | $(verdict "$startup" 1 "<=") |
+
+gzip scrape at $big_targets targets: $gzip_us
+EOF
