@@ -14,9 +14,14 @@
 
 pub mod exposition;
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus::{
-    Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry,
 };
+
+use crate::store::ErrorCode;
 
 /// HELP suffix for every value that comes from the poller's cache.
 pub(crate) const CACHED: &str = "Cached from the latest poll, not fetched at scrape time.";
@@ -68,6 +73,27 @@ pub struct Telemetry {
     pub reload_successful: Gauge,
     /// `msfb_seat_exporter_config_last_reload_success_timestamp_seconds`.
     pub reload_success_time: Gauge,
+    /// Get seat's request series, looked up once (see [`SeriesCache`]).
+    get_seat: Arc<SeriesCache>,
+}
+
+/// The request series of one operation, each looked up in its vector the
+/// first time it is used and kept: a Get seat check then counts its answer
+/// with two atomic adds instead of two hashed label lookups and a formatted
+/// status string. A series still appears only with its first observation.
+struct SeriesCache {
+    duration: OnceLock<Histogram>,
+    /// Indexed by HTTP status (100–599).
+    by_status: Box<[OnceLock<IntCounter>]>,
+}
+
+impl SeriesCache {
+    fn new() -> SeriesCache {
+        SeriesCache {
+            duration: OnceLock::new(),
+            by_status: (0..600).map(|_| OnceLock::new()).collect(),
+        }
+    }
 }
 
 impl Default for Telemetry {
@@ -171,6 +197,7 @@ impl Telemetry {
             )
             .expect("static metric definition is valid"),
             registry,
+            get_seat: Arc::new(SeriesCache::new()),
         };
         let build_info = GaugeVec::new(
             Opts::new(
@@ -224,12 +251,70 @@ impl Telemetry {
             .observe(seconds);
     }
 
+    /// Counts one Get seat answer and its latency, through the cached
+    /// series (same series as [`Telemetry::observe_request`]).
+    pub fn observe_get_seat(&self, code: ErrorCode, seconds: f64) {
+        let cache = &self.get_seat;
+        match code {
+            ErrorCode::Status(status) if usize::from(status) < cache.by_status.len() => {
+                cache.by_status[usize::from(status)]
+                    .get_or_init(|| {
+                        self.api_requests
+                            .with_label_values(&[operation::GET_SEAT, &code.label()])
+                    })
+                    .inc();
+            }
+            _ => self
+                .api_requests
+                .with_label_values(&[operation::GET_SEAT, &code.label()])
+                .inc(),
+        }
+        cache
+            .duration
+            .get_or_init(|| self.api_duration.with_label_values(&[operation::GET_SEAT]))
+            .observe(seconds);
+    }
+
     /// Appends the registry's families in text format 0.0.4.
     pub fn encode(&self, out: &mut String) {
         let families = self.registry.gather();
         // Encoding into a String cannot fail for well-formed families.
         if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
             tracing::error!(error = %e, "encoding self-metrics failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cached_get_seat_series_are_the_ordinary_ones() {
+        let t = Telemetry::new();
+        let mut text = String::new();
+        t.encode(&mut text);
+        assert!(
+            !text.contains("operation=\"get_seat\""),
+            "no series before use"
+        );
+        t.observe_request(operation::GET_SEAT, "200", 0.01);
+        t.observe_get_seat(ErrorCode::Status(200), 0.01);
+        t.observe_get_seat(ErrorCode::Status(200), 0.01);
+        t.observe_get_seat(ErrorCode::Status(404), 0.01);
+        t.observe_get_seat(ErrorCode::Timeout, 0.01);
+        let mut text = String::new();
+        t.encode(&mut text);
+        for line in [
+            "msfb_api_requests_total{code=\"200\",operation=\"get_seat\"} 3",
+            "msfb_api_requests_total{code=\"404\",operation=\"get_seat\"} 1",
+            "msfb_api_requests_total{code=\"timeout\",operation=\"get_seat\"} 1",
+            "msfb_api_request_duration_seconds_count{operation=\"get_seat\"} 5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 }

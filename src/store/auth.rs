@@ -55,21 +55,24 @@ const OAUTH_ERRORS: &[&str] = &[
 
 /// A bearer token. Cloning shares it; `Debug` does not print it.
 #[derive(Clone)]
-pub struct AccessToken(Arc<SecretString>);
+pub struct AccessToken(Arc<HeaderValue>);
 
 impl AccessToken {
-    /// Wraps a token string.
+    /// Wraps a token string. The `Authorization` header value is made here,
+    /// once per token rather than once per request, and it is all that is
+    /// kept: the token is never needed in any other form.
     pub fn new(token: String) -> AccessToken {
-        AccessToken(Arc::new(SecretString::from(token)))
+        let token = SecretString::from(token);
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
+        value.set_sensitive(true);
+        AccessToken(Arc::new(value))
     }
 
     /// The `Authorization` header value, marked sensitive so that HTTP
-    /// tracing never prints it.
+    /// tracing never prints it (a cheap clone of shared bytes).
     pub fn header_value(&self) -> HeaderValue {
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", self.0.expose_secret()))
-            .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
-        value.set_sensitive(true);
-        value
+        HeaderValue::clone(&self.0)
     }
 
     fn same_as(&self, other: &AccessToken) -> bool {
