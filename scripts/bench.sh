@@ -21,15 +21,17 @@
 # only processes started here are stopped.
 #
 # Knobs (environment): BENCH_PORT_BASE (default 18480; five ports from it),
-# BENCH_SECONDS (wrk runs, default 10), BENCH_LOAD_SECONDS (scrape latency
-# run, default 120), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
+# BENCH_SECONDS (wrk runs, default 10), BENCH_LOAD_SAMPLES (scrapes under
+# polling load to collect, default 200) and BENCH_LOAD_SECONDS (the most
+# that may take, default 300), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
 # BENCH_KEEP=1 keeps the temporary directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 port_base=${BENCH_PORT_BASE:-18480}
 seconds=${BENCH_SECONDS:-10}
-load_seconds=${BENCH_LOAD_SECONDS:-120}
+load_seconds=${BENCH_LOAD_SECONDS:-300}
+load_samples=${BENCH_LOAD_SAMPLES:-200}
 cycles=${BENCH_CYCLES:-10}
 nginx_port=$port_base
 blackbox_port=$((port_base + 1))
@@ -206,40 +208,60 @@ printf 'bench-secret\n' >"$work/secret"
 # Python for what bash does badly: a keep-alive scrape client that records
 # each scrape's latency with the exporter's request counter, and percentiles.
 cat >"$work/scrapes.py" <<'EOF'
-"""Scrapes URL back to back for SECONDS on one keep-alive connection. Each
-body carries msfb_api_requests_total{operation="get_seat"}: the polling rate
-between two scrapes. A scrape counts as "under load" when the rate on both
-sides of it is at least half the peak, as "idle" when no request was made on
-either side. Prints: idle_p99_ms load_p99_ms idle_n load_n peak_rate."""
+"""Scrapes URL back to back on one keep-alive connection until WANT scrapes
+were taken under polling load, or for at most SECONDS. Each body carries
+msfb_api_requests_total{operation="get_seat"} (read at the end of the
+render), so two scrapes tell whether the poller made requests between them.
+A cycle at full speed has no pause, so a scrape is "under load" when
+requests were made before it started (between the two scrapes before it)
+and after it ended (between it and the next): the cycle spans it. It is
+"idle" when no request was made from the end of the scrape before it to the
+end of the next one. Prints: idle_p99_ms load_p99_ms idle_n load_n
+median_polling_rate."""
 import http.client, re, sys, time, urllib.parse
 
-url, seconds = urllib.parse.urlsplit(sys.argv[1]), float(sys.argv[2])
+url, seconds, want = urllib.parse.urlsplit(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 counter = re.compile(rb'^msfb_api_requests_total\{[^}]*operation="get_seat"[^}]*\} (\S+)$', re.M)
 conn = http.client.HTTPConnection(url.hostname, url.port)
+
+
+def classify(rows):
+    rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
+    busy = sorted(r for r in rates if r > 0)
+    median = busy[len(busy) // 2] if busy else 0.0
+    idle, load = [], []
+    for i in range(2, len(rows) - 1):
+        earlier, before, after = rates[i - 2], rates[i - 1], rates[i]
+        if before == 0 and after == 0:
+            idle.append(rows[i][1])
+        elif earlier > 0 and before > 0 and after > 0:
+            load.append(rows[i][1])
+    return idle, load, median
+
+
 rows = []
-end = time.monotonic() + seconds
-while time.monotonic() < end:
+start = time.monotonic()
+checked = start
+while time.monotonic() < start + seconds:
     t0 = time.monotonic()
     conn.request("GET", url.path)
     body = conn.getresponse().read()
     t1 = time.monotonic()
     count = sum(float(v) for v in counter.findall(body[-300000:]))
     rows.append(((t0 + t1) / 2, t1 - t0, count))
-rates = [(b[2] - a[2]) / (b[0] - a[0]) for a, b in zip(rows, rows[1:])]
-peak = max(rates) if rates else 0.0
-idle, load = [], []
-for i in range(1, len(rows) - 1):
-    before, after = rates[i - 1], rates[i]
-    if before == 0 and after == 0:
-        idle.append(rows[i][1])
-    elif peak > 0 and before >= peak / 2 and after >= peak / 2:
-        load.append(rows[i][1])
+    if t1 - checked > 10:
+        checked = t1
+        if len(classify(rows)[1]) >= want:
+            break
+idle, load, rate = classify(rows)
+
 
 def p99(xs):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(0.99 * len(xs)))] * 1000 if xs else float("nan")
 
-print(f"{p99(idle):.2f} {p99(load):.2f} {len(idle)} {len(load)} {peak:.0f}")
+
+print(f"{p99(idle):.2f} {p99(load):.2f} {len(idle)} {len(load)} {rate:.0f}")
 EOF
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -322,12 +344,13 @@ us_rss=$(awk '{ print $3 }' "$work/once.txt" | median)
 
 # --- 4. scrape p99, idle and under full polling load (10k targets) -----------------
 write_config "$work/us/scrape.toml" "$scrape_targets" 10s "$us_port"
-log "us: scrapes of $scrape_targets targets for ${load_seconds}s while cycles run every 10s"
+log "us: scrapes of $scrape_targets targets while cycles run every 10s, until $load_samples fall in a cycle (at most ${load_seconds}s)"
 "$exporter_bin" --config.file="$work/us/scrape.toml" --log.level=error >"$work/scrape.log" 2>&1 &
 scrape_pid=$!
 pids+=("$scrape_pid")
 wait_http "http://127.0.0.1:$us_port/-/healthy"
-read -r idle_p99 load_p99 idle_n load_n _ < <(python3 "$work/scrapes.py" "http://127.0.0.1:$us_port/metrics" "$load_seconds")
+read -r idle_p99 load_p99 idle_n load_n _ < <(python3 "$work/scrapes.py" \
+    "http://127.0.0.1:$us_port/metrics" "$load_seconds" "$load_samples")
 rss_10k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$scrape_pid/status")
 stop "$scrape_pid"
 
