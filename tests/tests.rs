@@ -39,3 +39,5 @@ mod systemd;
 mod logs;
 // user_label = "hash": labels and pages.
 mod privacy;
+// Scale-out: shards over one config cover every target exactly once.
+mod sharding;
