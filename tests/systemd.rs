@@ -1,6 +1,7 @@
-//! The shipped systemd unit, checked by systemd's own tools (issue 4):
-//! `systemd-analyze verify` finds nothing and `systemd-analyze security
-//! --offline=yes` rates the exposure at most 1.5. systemd-analyze comes from
+//! The shipped systemd units, checked by systemd's own tools (issues 4 and
+//! 5): `systemd-analyze verify` finds nothing and `systemd-analyze security
+//! --offline=yes` rates the exposure at most 1.5, for the plain unit and for
+//! the per-shard template `msfb_seat_exporter@.service`. systemd-analyze comes from
 //! Debian's `systemd` package (252 on bookworm, which has both `--offline`
 //! and `--threshold`); `scripts/test.sh` installs it, and without it these
 //! tests fail.
@@ -36,6 +37,43 @@ fn local_copy(dir: &Path) -> PathBuf {
     )
     .unwrap();
     path
+}
+
+/// The shard template as shipped.
+const TEMPLATE: &str = "msfb_seat_exporter@.service";
+
+fn shipped_template() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(TEMPLATE);
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The template in `dir`, naming the binary just built; returns the path of
+/// instance `index` (systemd-analyze loads the template beside it).
+fn local_instance(dir: &Path, index: u32) -> PathBuf {
+    let unit = shipped_template();
+    assert!(unit.contains(&format!("exec {INSTALLED_BINARY} ")));
+    std::fs::write(
+        dir.join(TEMPLATE),
+        unit.replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_msfb_seat_exporter")),
+    )
+    .unwrap();
+    dir.join(format!("msfb_seat_exporter@{index}.service"))
+}
+
+/// The `/bin/sh -c` script of the template's ExecStart for `index`, with
+/// systemd's own substitutions done (`%i`, and `$$` for a literal `$`).
+fn start_script(index: u32) -> String {
+    let unit = shipped_template();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -c '"))
+        .expect("ExecStart runs /bin/sh -c '…'");
+    let script = exec.strip_suffix('\'').expect("one quoted script");
+    script
+        .replace("%i", &index.to_string())
+        .replace("$$", "$")
 }
 
 fn analyze(args: &[&str], unit: &Path) -> Output {
@@ -118,4 +156,112 @@ fn unit_runs_as_a_dynamic_user_with_the_secret_as_a_credential() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/README.md"))
             .unwrap();
     assert!(readme.contains("client_secret_file = \"$CREDENTIALS_DIRECTORY/client_secret\""));
+}
+
+#[test]
+fn template_passes_systemd_analyze_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = local_instance(dir.path(), 2);
+    let out = analyze(&["verify"], &unit);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "", "systemd-analyze verify findings");
+    assert_eq!(text(&out.stdout), "", "systemd-analyze verify findings");
+}
+
+#[test]
+fn template_exposure_is_at_most_1_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = local_instance(dir.path(), 2);
+    let threshold = format!("--threshold={MAX_EXPOSURE_TENTHS}");
+    let out = analyze(&["security", "--offline=yes", &threshold], &unit);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    let line = report
+        .lines()
+        .find(|l| l.contains("Overall exposure level for msfb_seat_exporter@2.service:"))
+        .unwrap_or_else(|| panic!("no overall exposure in\n{report}"));
+    let level: f64 = line
+        .rsplit(':')
+        .next()
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        level <= f64::from(MAX_EXPOSURE_TENTHS) / 10.0,
+        "exposure {level}:\n{report}"
+    );
+}
+
+/// The template is the plain unit plus the shard: every setting of the
+/// plain unit's sandbox is in it too, so the two cannot drift apart.
+#[test]
+fn template_keeps_every_setting_of_the_plain_unit() {
+    let template = shipped_template();
+    let lines: Vec<&str> = template.lines().collect();
+    for line in shipped_unit().lines() {
+        if line.starts_with('#')
+            || line.trim().is_empty()
+            || line.starts_with("Description=")
+            || line.starts_with("ExecStart=")
+        {
+            continue;
+        }
+        assert!(lines.contains(&line), "{line} missing from {TEMPLATE}");
+    }
+    assert!(lines.contains(&"EnvironmentFile=/etc/msfb_seat_exporter/shards.env"));
+}
+
+/// Instance `i` runs shard `i` of `MSFB_SHARD_COUNT` on port 10043 + i, and
+/// the binary accepts that command line; without a shard count it exits 2,
+/// which the unit does not restart.
+#[test]
+fn template_instance_runs_its_shard_on_its_port() {
+    let script = start_script(2);
+    // What the shell runs, with the binary replaced by echo.
+    let echoed = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script.replace(&format!("exec {INSTALLED_BINARY}"), "exec echo"))
+        .env("MSFB_SHARD_COUNT", "4")
+        .output()
+        .unwrap();
+    assert!(echoed.status.success(), "{}", text(&echoed.stderr));
+    assert_eq!(
+        text(&echoed.stdout).trim(),
+        "--config.file=/etc/msfb_seat_exporter/config.toml --shard.index=2 \
+         --shard.count=4 --web.listen-address=:10045"
+    );
+
+    // The real binary with that command line (and a config of our own).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "s").unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"secret\"\n\n\
+         [[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\", \"b@x.y\"]\n",
+    )
+    .unwrap();
+    let real = script
+        .replace(INSTALLED_BINARY, env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .replace(
+            "/etc/msfb_seat_exporter/config.toml",
+            config.to_str().unwrap(),
+        );
+    let run = |count: Option<&str>| {
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.arg("-c").arg(format!("{real} --config.check"));
+        cmd.env_remove("MSFB_SHARD_COUNT");
+        if let Some(n) = count {
+            cmd.env("MSFB_SHARD_COUNT", n);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(Some("4"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("config OK: 2 targets"));
+    let out = run(None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // An index the count does not allow is a bad configuration too.
+    let out = run(Some("2"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
