@@ -2,7 +2,8 @@
 # The test suite, as the README gives it: installs what the tests need from
 # Debian when it is missing (as root, or through sudo), then runs every test.
 # promtool and prometheus check the shipped rules and dashboard, systemd-analyze
-# the unit, node the status page's script; the tests fail without them.
+# the units, node the status page's script, python3-yaml the Kubernetes
+# manifests; the tests fail without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ need=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -71,9 +71,7 @@ fn start_script(index: u32) -> String {
         .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -c '"))
         .expect("ExecStart runs /bin/sh -c '…'");
     let script = exec.strip_suffix('\'').expect("one quoted script");
-    script
-        .replace("%i", &index.to_string())
-        .replace("$$", "$")
+    script.replace("%i", &index.to_string()).replace("$$", "$")
 }
 
 fn analyze(args: &[&str], unit: &Path) -> Output {

@@ -41,3 +41,5 @@ mod logs;
 mod privacy;
 // Scale-out: shards over one config cover every target exactly once.
 mod sharding;
+// contrib/kubernetes/: the StatefulSet, Service and scrape config.
+mod kubernetes;
