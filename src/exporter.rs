@@ -345,9 +345,10 @@ impl Exporter {
 
     /// The full exposition in chunks of about `chunk` bytes, each handed to
     /// `emit` as soon as it is written (see `metrics::exposition`); stops
-    /// early when `emit` returns `false`. Runs for a while at 100k targets:
-    /// call it off the async workers.
-    pub fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) {
+    /// early when `emit` returns `false`. Returns whether every chunk was
+    /// handed on. Runs for a while at 100k targets: call it off the async
+    /// workers.
+    pub fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) -> bool {
         let generation = self.generation();
         let t = &self.inner.telemetry;
         t.effective_rate
@@ -358,5 +359,6 @@ impl Exporter {
             t.encode(out.text());
             out.flush();
         }
+        !out.is_closed()
     }
 }

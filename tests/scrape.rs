@@ -3,7 +3,7 @@
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 
-use crate::util::{Harness, P, S, product, testdata};
+use crate::util::{Harness, P, S, Scrape, product, testdata};
 
 /// Keeps the families derived from the target table; replaces the values of
 /// wall-clock timestamps so the text is stable.
@@ -178,4 +178,46 @@ async fn metrics_are_gzipped_when_asked() {
     );
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+}
+
+/// A scrape is streamed in chunks: a scraper that stops reading holds only
+/// its own scrape, never another's, and a body read later is whole.
+#[tokio::test]
+async fn a_scraper_that_stops_reading_delays_no_other() {
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+    let users: Vec<String> = (0..10_000)
+        .map(|i| format!("user{i:05}@contoso.com"))
+        .collect();
+    let products = format!(
+        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nusers_file = \"users.txt\"\n"
+    );
+    let h = Harness::with_files(&products, "", &[("users.txt", &users.join("\n"))]).await;
+    let get = || {
+        http::Request::get("/metrics")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    // The first scraper takes the headers and then reads nothing; its
+    // render waits with a few chunks in flight.
+    let stalled = h.router.clone().oneshot(get()).await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    // Meanwhile a whole scrape goes through (the guard only turns a
+    // deadlock into a failure; it measures nothing).
+    let other = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let resp = h.router.clone().oneshot(get()).await.unwrap();
+        resp.into_body().collect().await.unwrap().to_bytes()
+    })
+    .await
+    .expect("the second scrape finished while the first was stalled");
+    let other = String::from_utf8(other.to_vec()).unwrap();
+    assert!(other.len() > 500_000, "{} bytes", other.len());
+    // The stalled body, read now, is complete: the same seat families.
+    let late = stalled.into_body().collect().await.unwrap().to_bytes();
+    let late = String::from_utf8(late.to_vec()).unwrap();
+    assert_eq!(seat_families(&late), seat_families(&other));
+    assert_eq!(
+        Scrape::parse(&late).find("msfb_seat_lost_total", &[]).len(),
+        10_000
+    );
 }

@@ -14,7 +14,6 @@ pub mod pages;
 pub mod serve;
 pub mod tls;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -25,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::CompressionLevel;
@@ -43,10 +42,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// socket busy while the next one is written, few enough to stay small.
 const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// How many scrapes render at once: one per core is all the CPU there is.
-fn concurrent_renders() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
+/// Longest a scraper may take to accept the next chunk of a scrape. One that
+/// stops reading loses its scrape after this long, rather than keeping the
+/// render's copy of the table alive until its connection is cut.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Prometheus text format 0.0.4.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -95,7 +94,6 @@ pub async fn run(
 
 /// Builds the router for `exporter`.
 pub fn router(exporter: Exporter) -> Router {
-    let renders = Arc::new(Semaphore::new(concurrent_renders()));
     let auth = auth::AuthState {
         exporter: exporter.clone(),
         cache: std::sync::Arc::default(),
@@ -107,9 +105,7 @@ pub fn router(exporter: Exporter) -> Router {
         .route("/status", get(pages::status))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
-        .fallback(move |State(exporter): State<Exporter>, req: Request| {
-            metrics_or_404(exporter, Arc::clone(&renders), req)
-        })
+        .fallback(metrics_or_404)
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(
             ServiceBuilder::new()
@@ -150,9 +146,12 @@ pub fn router(exporter: Exporter) -> Router {
 /// chunk (`metrics::exposition`) into a small channel, and the response
 /// sends each chunk as it comes (gzipped on the way when asked), so a
 /// 100k-target scrape neither waits for the whole text nor holds it twice.
-/// At most `renders` scrapes render at once; more wait their turn (each
-/// render holds a copy of the table's rows, a few MB at 100k targets).
-async fn metrics_or_404(exporter: Exporter, renders: Arc<Semaphore>, req: Request) -> Response {
+/// A scrape in flight holds its copy of the table's rows (about 40 bytes a
+/// target) and at most [`CHUNKS_IN_FLIGHT`] + 1 chunks; [`MAX_SCRAPES`]
+/// bounds how many there are, and [`SEND_TIMEOUT`] how long a scraper that
+/// stopped reading keeps one. No lock is shared between scrapes, so a slow
+/// scraper never delays another.
+async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Response {
     let path = exporter.generation().config.web.telemetry_path.clone();
     if req.uri().path() != path {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
@@ -160,6 +159,20 @@ async fn metrics_or_404(exporter: Exporter, renders: Arc<Semaphore>, req: Reques
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
     }
+    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
+    let runtime = tokio::runtime::Handle::current();
+    // Rendering 100k targets takes a while; keep it off the async workers
+    // so that polling and other requests carry on meanwhile. Returns
+    // whether every chunk was handed on.
+    let render = tokio::task::spawn_blocking(move || {
+        exporter.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
+            let sent = runtime.block_on(tokio::time::timeout(
+                SEND_TIMEOUT,
+                tx.send(Bytes::from(chunk)),
+            ));
+            matches!(sent, Ok(Ok(())))
+        })
+    });
     let failed = || {
         (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -167,19 +180,6 @@ async fn metrics_or_404(exporter: Exporter, renders: Arc<Semaphore>, req: Reques
         )
             .into_response()
     };
-    // The semaphore is never closed, so acquiring only waits.
-    let Ok(permit) = renders.acquire_owned().await else {
-        return failed();
-    };
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    // Rendering 100k targets takes a while; keep it off the async workers
-    // so that polling and other requests carry on meanwhile.
-    let render = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        exporter.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
-            tx.blocking_send(Bytes::from(chunk)).is_ok()
-        });
-    });
     // The first chunk decides the status: a render that fails before
     // writing anything is a 500.
     let Some(first) = rx.recv().await else {
@@ -195,7 +195,8 @@ async fn metrics_or_404(exporter: Exporter, renders: Arc<Semaphore>, req: Reques
         match rx.recv().await {
             Some(chunk) => Some((Ok(chunk), Some((rx, render)))),
             None => match render.await {
-                Ok(()) => None,
+                Ok(true) => None,
+                Ok(false) => Some((Err(std::io::Error::other("scrape abandoned")), None)),
                 Err(e) => {
                     tracing::error!(error = %e, "rendering metrics failed");
                     Some((Err(std::io::Error::other("rendering metrics failed")), None))
