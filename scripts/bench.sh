@@ -22,7 +22,7 @@
 #
 # Knobs (environment): BENCH_PORT_BASE (default 18480; five ports from it),
 # BENCH_SECONDS (wrk runs, default 10), BENCH_LOAD_SAMPLES (scrapes under
-# polling load to collect, default 200) and BENCH_LOAD_SECONDS (the most
+# polling load to collect, default 300) and BENCH_LOAD_SECONDS (the most
 # that may take, default 300), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
 # BENCH_KEEP=1 keeps the temporary directory.
 set -euo pipefail
@@ -31,7 +31,7 @@ cd "$(dirname "$0")/.."
 port_base=${BENCH_PORT_BASE:-18480}
 seconds=${BENCH_SECONDS:-10}
 load_seconds=${BENCH_LOAD_SECONDS:-300}
-load_samples=${BENCH_LOAD_SAMPLES:-200}
+load_samples=${BENCH_LOAD_SAMPLES:-300}
 cycles=${BENCH_CYCLES:-10}
 nginx_port=$port_base
 blackbox_port=$((port_base + 1))
