@@ -42,11 +42,6 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// socket busy while the next one is written, few enough to stay small.
 const CHUNKS_IN_FLIGHT: usize = 2;
 
-/// Longest a scraper may take to accept the next chunk of a scrape. One that
-/// stops reading loses its scrape after this long, rather than keeping the
-/// render's copy of the table alive until its connection is cut.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Prometheus text format 0.0.4.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -148,9 +143,11 @@ pub fn router(exporter: Exporter) -> Router {
 /// 100k-target scrape neither waits for the whole text nor holds it twice.
 /// A scrape in flight holds its copy of the table's rows (about 40 bytes a
 /// target) and at most [`CHUNKS_IN_FLIGHT`] + 1 chunks; [`MAX_SCRAPES`]
-/// bounds how many there are, and [`SEND_TIMEOUT`] how long a scraper that
-/// stopped reading keeps one. No lock is shared between scrapes, so a slow
-/// scraper never delays another.
+/// bounds how many there are. A scraper that stops reading keeps its scrape
+/// until its connection is closed (by the connection age limit of
+/// `serve::Limits`, or at shutdown), which drops the body and ends the
+/// render. No lock is shared between scrapes, so a slow scraper never
+/// delays another.
 async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Response {
     let path = exporter.generation().config.web.telemetry_path.clone();
     if req.uri().path() != path {
@@ -160,17 +157,13 @@ async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Respo
         return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
     }
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    let runtime = tokio::runtime::Handle::current();
     // Rendering 100k targets takes a while; keep it off the async workers
     // so that polling and other requests carry on meanwhile. Returns
-    // whether every chunk was handed on.
+    // whether every chunk was handed on (a send fails once the body, and
+    // with it the receiver, is dropped).
     let render = tokio::task::spawn_blocking(move || {
         exporter.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
-            let sent = runtime.block_on(tokio::time::timeout(
-                SEND_TIMEOUT,
-                tx.send(Bytes::from(chunk)),
-            ));
-            matches!(sent, Ok(Ok(())))
+            tx.blocking_send(Bytes::from(chunk)).is_ok()
         })
     });
     let failed = || {
