@@ -132,6 +132,21 @@ impl TokenSource {
         }
     }
 
+    /// A source already holding `token`, valid for an hour (unit tests that
+    /// exercise callers without a token endpoint).
+    #[cfg(test)]
+    pub(crate) fn preloaded(token: &str, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
+        let source = TokenSource::new(reqwest::Client::new(), config, telemetry);
+        let now = Instant::now();
+        source.state.try_lock().expect("fresh mutex").current = Some(Cached {
+            token: AccessToken::new(token.to_owned()),
+            refresh_at: now + Duration::from_secs(3000),
+            expires_at: now + Duration::from_secs(3600),
+            forced_at: None,
+        });
+        source
+    }
+
     /// The configuration this source was built for (to decide on reload
     /// whether the cached token can be kept).
     pub fn config(&self) -> &AuthConfig {
