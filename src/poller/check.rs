@@ -174,7 +174,10 @@ where
             detail: e.to_string(),
         })?;
         let failure = match attempt(token.clone()).await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                token.mark_accepted();
+                return Ok(value);
+            }
             Err(failure) => failure,
         };
         match classify_failure(failure) {
