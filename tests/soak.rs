@@ -111,8 +111,9 @@ async fn random_faults_keep_memory_and_series_flat() {
         m.samples.len()
     );
     // Series: per target at most 5 seat series plus one per (code, reason)
-    // pair this fault set can produce (10), plus the fixed families.
-    let per_target_bound = users.len() * (5 + 10);
+    // pair this run can produce — 500, 502, 503, 400, 409 not_online, 401,
+    // connect, decode, body, 404 seat, token: 11 — plus the fixed families.
+    let per_target_bound = users.len() * (5 + 11);
     let fixed = m
         .samples
         .iter()
