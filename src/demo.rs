@@ -236,21 +236,9 @@ pub async fn run(listen: Option<&str>, shutdown: CancellationToken) -> Result<()
         np = NOTES.0,
     );
     let story = tokio::spawn(timeline(Arc::clone(&fake), shutdown.child_token()));
-    let poller = tokio::spawn({
-        let exporter = exporter.clone();
-        let cancel = shutdown.child_token();
-        async move { exporter.run_poller(cancel).await }
-    });
-    let inventory = tokio::spawn({
-        let exporter = exporter.clone();
-        let cancel = shutdown.child_token();
-        async move { exporter.run_inventory(cancel).await }
-    });
-    web::run(exporter, listener, web::Transport::Plain, shutdown.clone()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = tokio::join!(poller, inventory);
-    })
-    .await;
+    exporter
+        .run(listener, web::Transport::Plain, shutdown)
+        .await;
     story.abort();
     Ok(())
 }

@@ -254,6 +254,47 @@ impl Exporter {
         tracing::debug!("poller stopped");
     }
 
+    /// Runs the whole exporter until `shutdown` fires: the poll loop, the
+    /// inventory loop and the HTTP endpoints on `listener`. Returns once the
+    /// endpoints have closed and the loops have stopped (they abort their
+    /// in-flight requests at once; they get a second at most).
+    pub async fn run(
+        &self,
+        listener: tokio::net::TcpListener,
+        transport: crate::web::Transport,
+        shutdown: CancellationToken,
+    ) {
+        let here = tokio::runtime::Handle::current();
+        self.run_on(&here, listener, transport, shutdown).await;
+    }
+
+    /// [`run`](Self::run) with the poll and inventory loops on `background`,
+    /// a runtime apart from the one serving HTTP (the daemon gives them one
+    /// with lower-priority threads, so that scrapes come first).
+    pub async fn run_on(
+        &self,
+        background: &tokio::runtime::Handle,
+        listener: tokio::net::TcpListener,
+        transport: crate::web::Transport,
+        shutdown: CancellationToken,
+    ) {
+        let poller = background.spawn({
+            let exporter = self.clone();
+            let cancel = shutdown.child_token();
+            async move { exporter.run_poller(cancel).await }
+        });
+        let inventory = background.spawn({
+            let exporter = self.clone();
+            let cancel = shutdown.child_token();
+            async move { exporter.run_inventory(cancel).await }
+        });
+        crate::web::run(self.clone(), listener, transport, shutdown).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = tokio::join!(poller, inventory);
+        })
+        .await;
+    }
+
     /// Re-reads the configuration file and applies it (SIGHUP,
     /// `/-/reload`). Concurrent calls are serialised.
     ///

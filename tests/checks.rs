@@ -388,3 +388,55 @@ async fn a_failing_token_endpoint_leaves_seats_alone() {
         "backoff: one token request for the whole cycle"
     );
 }
+
+#[tokio::test]
+async fn at_most_max_concurrency_checks_are_in_flight() {
+    let users: Vec<String> = (0..12).map(|i| format!("user{i}@contoso.com")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let h = Harness::new(&product(&refs), "max_concurrency = 3").await;
+    for u in &users {
+        h.fake.set_seat(P, S, u, FakeSeat::active());
+    }
+    h.fake.add_fault(Fault::always(
+        Match::AllSeats,
+        Action::Delay(Duration::from_millis(150)),
+    ));
+    h.cycle().await;
+    h.fake.reset_counts();
+    assert!(h.cycle().await.all_conclusive());
+    let counts = h.fake.counts();
+    assert_eq!(counts.seat_requests, 12);
+    assert_eq!(counts.max_in_flight, 3, "{counts:?}");
+}
+
+#[tokio::test]
+async fn requests_are_paced_to_max_requests_per_second() {
+    let users: Vec<String> = (0..11).map(|i| format!("user{i}@contoso.com")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let h = Harness::new(&product(&refs), "max_concurrency = 8").await;
+    // The harness config is unlimited; reload with 20 requests/s.
+    h.write_config(&product(&refs), "max_concurrency = 8");
+    let text = std::fs::read_to_string(h.config_path()).unwrap().replace(
+        "max_requests_per_second = 0",
+        "max_requests_per_second = 20",
+    );
+    std::fs::write(h.config_path(), text).unwrap();
+    h.exporter.reload().await.expect("reload");
+    for u in &users {
+        h.fake.set_seat(P, S, u, FakeSeat::active());
+    }
+    let started = std::time::Instant::now();
+    let report = h.cycle().await;
+    assert!(report.all_conclusive());
+    // 11 requests at 20/s: the first at once, then 10 gaps of 50 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let m = h.scrape().await;
+    assert_eq!(
+        m.value("msfb_poll_rate_limit_requests_per_second", &[]),
+        Some(20.0)
+    );
+}

@@ -240,3 +240,27 @@ fn the_example_file_is_valid_apart_from_the_files_it_names() {
     assert_eq!(c.summary(), "2 targets (1 products, 2 users)");
     assert_eq!(c.web.listen_address, ":10043");
 }
+
+#[test]
+fn a_cycle_that_cannot_fit_the_interval_is_warned_about() {
+    let users: Vec<String> = (0..50).map(|i| format!("\"u{i}@contoso.com\"")).collect();
+    let text = format!(
+        "[store]\nmax_requests_per_second = 2\n\n{AUTH}[poll]\ninterval = \"20s\"\n\n\
+         [[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [{}]\n",
+        users.join(", ")
+    );
+    let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert_eq!(
+        c.warnings,
+        [
+            "a poll cycle cannot fit: 50 targets at 2 requests/s take at least 25s, longer than \
+          poll.interval (20s); raise store.max_requests_per_second or poll.interval"
+        ]
+    );
+    // Split over five shards, each instance's share fits.
+    let sharded = text.replace("[poll]\n", "[poll]\nshard_count = 5\n");
+    std::fs::write(dir.path().join("config.toml"), sharded).unwrap();
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}

@@ -419,3 +419,23 @@ async fn a_seat_revoked_during_a_throttling_storm_is_reported_after_it() {
         Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn a_token_revoked_right_after_a_forced_refresh_is_still_replaced() {
+    // In order: alice's 401 forces a new token, bob and carol use it
+    // successfully; then the tenant revokes it.
+    let h = baseline("max_retries = 0\nmax_concurrency = 1").await;
+    h.fake
+        .add_fault(Fault::always(Match::User(ALICE.into()), Fault::status(401)));
+    let report = h.cycle().await;
+    assert_eq!(report.conclusive, 2);
+    h.fake.revoke_tokens();
+    let report = h.cycle().await;
+    assert_eq!(
+        report.conclusive, 2,
+        "bob and carol get a new token: {report:?}"
+    );
+    let m = h.scrape().await;
+    assert_eq!(m.success(BOB), Some(1.0));
+    assert_eq!(m.errors(ALICE, "401", ""), Some(2.0));
+}

@@ -24,13 +24,13 @@ const CAROL: &str = "carol@contoso.com";
 const HASH_KEY: &str = "log-test-key";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub(crate) enum Format {
     Logfmt,
     Json,
 }
 
 /// One log line as key → value.
-type Event = BTreeMap<String, String>;
+pub(crate) type Event = BTreeMap<String, String>;
 
 /// Splits a logfmt line: `key=value` pairs, values bare or double-quoted
 /// with backslash escapes.
@@ -124,23 +124,40 @@ fn parse(format: Format, line: &str) -> Event {
 }
 
 /// The binary running against a fake Store, with its stderr collected.
-struct Running {
+pub(crate) struct Running {
     format: Format,
     child: tokio::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
     reader: tokio::task::JoinHandle<()>,
-    fake: FakeStore,
+    pub(crate) fake: FakeStore,
     _dir: tempfile::TempDir,
 }
 
 impl Running {
     async fn start(format: Format, level: &str, metrics: &str) -> Running {
+        let edit = |config: String| config.replace("[store]\n", "[store]\nmax_retries = 0\n");
+        Self::start_with(format, level, metrics, edit, |fake| {
+            for u in [ALICE, BOB, CAROL] {
+                fake.set_seat(P, S, u, FakeSeat::active());
+            }
+            // carol's checks fail: warnings and debug lines, never a lost seat.
+            fake.add_fault(Fault::always(Match::User(CAROL.into()), Fault::status(503)));
+        })
+        .await
+    }
+
+    /// Starts the binary for alice, bob and carol with `metrics` in the
+    /// `[metrics]` table and the config text passed through `edit`, after
+    /// `setup` prepared the fake Store.
+    pub(crate) async fn start_with(
+        format: Format,
+        level: &str,
+        metrics: &str,
+        edit: impl FnOnce(String) -> String,
+        setup: impl FnOnce(&FakeStore),
+    ) -> Running {
         let fake = FakeStore::start().await.unwrap();
-        for u in [ALICE, BOB, CAROL] {
-            fake.set_seat(P, S, u, FakeSeat::active());
-        }
-        // carol's checks fail: warnings and debug lines, never a lost seat.
-        fake.add_fault(Fault::always(Match::User(CAROL.into()), Fault::status(503)));
+        setup(&fake);
         let dir = crate::util::temp_dir(&[
             ("secret", fake_store::CLIENT_SECRET),
             ("hash_key", &format!("{HASH_KEY}\n")),
@@ -150,8 +167,7 @@ impl Running {
             &config,
             format!(
                 "[metrics]\n{metrics}\n\n{}",
-                fake.config_toml("secret", &product(&[ALICE, BOB, CAROL]))
-                    .replace("[store]\n", "[store]\nmax_retries = 0\n")
+                edit(fake.config_toml("secret", &product(&[ALICE, BOB, CAROL])))
             ),
         )
         .unwrap();
@@ -193,13 +209,13 @@ impl Running {
         }
     }
 
-    fn events(&self) -> Vec<Event> {
+    pub(crate) fn events(&self) -> Vec<Event> {
         let lines = self.lines.lock().unwrap().clone();
         lines.iter().map(|l| parse(self.format, l)).collect()
     }
 
     /// Waits for a line with `message` (generous deadline: a busy machine).
-    async fn wait_for(&self, message: &str) -> Event {
+    pub(crate) async fn wait_for(&self, message: &str) -> Event {
         eventually(message, Duration::from_secs(90), || async {
             let events = self.events();
             events
@@ -211,7 +227,7 @@ impl Running {
         .await
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         let pid = self.child.id().expect("running") as libc::pid_t;
         // SAFETY: kill(2) with our own child's pid and a plain signal.
         let rc = unsafe { libc::kill(pid, signal) };
@@ -219,7 +235,7 @@ impl Running {
     }
 
     /// SIGTERM, then the exit code and every line.
-    async fn stop(mut self) -> (Option<i32>, Vec<String>) {
+    pub(crate) async fn stop(mut self) -> (Option<i32>, Vec<String>) {
         self.signal(libc::SIGTERM);
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await

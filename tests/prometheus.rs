@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
+use msfb_seat_exporter::fake_store::{FakeInventory, FakeSeat, Fault, Match};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -63,7 +63,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         text(&check.stderr)
     );
     assert!(
-        text(&check.stdout).contains("SUCCESS: 8 rules found"),
+        text(&check.stdout).contains("SUCCESS: 13 rules found"),
         "{}",
         text(&check.stdout)
     );
@@ -82,6 +82,9 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 
 /// Users of the end-to-end scenario: bob loses his seat, carol's checks
 /// fail (which must not look like a lost seat), alice and dave keep theirs.
+/// Contoso Notes (`P`) is checked in list mode (one of its listings
+/// fails), `P2` per user; both are in the Store's inventory with seats to
+/// spare.
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
 const CAROL: &str = "carol@contoso.com";
@@ -89,11 +92,21 @@ const DAVE: &str = "dave@contoso.com";
 const P2: &str = "9WZDNCRFJ3PS";
 const S2: &str = "0010";
 
+/// The alerts on seat capacity and the inventory (none of them fires in
+/// the scenario until capacity is taken away).
+const INVENTORY_ALERTS: [&str; 5] = [
+    "MsfbSeatsLow",
+    "MsfbSeatsExhausted",
+    "MsfbProductNotInInventory",
+    "MsfbInventoryPollFailing",
+    "MsfbSeatListingFailing",
+];
+
 async fn scenario() -> Served {
     let products = format!(
         "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nname = \"Contoso Notes\"\n\
-         users = [\"{ALICE}\", \"{BOB}\", \"{CAROL}\"]\n\n\
-         [[products]]\nproduct_id = \"{P2}\"\nsku_id = \"{S2}\"\nusers = [\"{DAVE}\"]\n"
+         mode = \"list\"\nusers = [\"{ALICE}\", \"{BOB}\"]\n\n\
+         [[products]]\nproduct_id = \"{P2}\"\nsku_id = \"{S2}\"\nusers = [\"{CAROL}\", \"{DAVE}\"]\n"
     );
     let served = Served::start(Setup {
         web: "",
@@ -102,12 +115,28 @@ async fn scenario() -> Served {
         files: vec![],
     })
     .await;
-    for (p, s, u) in [(P, S, ALICE), (P, S, BOB), (P, S, CAROL), (P2, S2, DAVE)] {
+    for (p, s, u) in [(P, S, ALICE), (P, S, BOB), (P2, S2, CAROL), (P2, S2, DAVE)] {
         served.fake.set_seat(p, s, u, FakeSeat::active());
+    }
+    // Available seats: capacity minus the active seats the fake holds.
+    for (p, s, seat_capacity) in [(P, S, 50), (P2, S2, 20)] {
+        served.fake.set_inventory(
+            p,
+            s,
+            FakeInventory {
+                seat_capacity,
+                ..FakeInventory::default()
+            },
+        );
     }
     served
         .fake
         .add_fault(Fault::always(Match::User(CAROL.into()), Fault::status(503)));
+    // One failed listing (400 is not retried), so that the listing error
+    // families have a series.
+    served
+        .fake
+        .add_fault(Fault::times(1, Match::AllListings, Fault::status(400)));
     served
 }
 
@@ -122,19 +151,26 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
     served.cycle().await;
     served.fake.remove_seat(P, S, BOB);
     // The token endpoint backs off after the failure; wait for a cycle
-    // that really reached the Store.
+    // and an inventory poll that really reached the Store.
     eventually(
-        "a conclusive check of bob",
+        "a conclusive check of bob and a complete inventory",
         Duration::from_secs(30),
         || async {
             served.cycle().await;
+            let inventory = served
+                .exporter
+                .poll_inventory(&CancellationToken::new())
+                .await
+                .expect("not cancelled");
             let m = served.exporter.render_metrics();
-            if m.contains(&format!(
+            if !m.contains(&format!(
                 "msfb_seat_active{{product_id=\"{P}\",sku_id=\"{S}\",user=\"{BOB}\"}} 0"
             )) {
-                Ok(())
-            } else {
                 Err("bob still active or unknown".into())
+            } else if !inventory.complete {
+                Err(format!("inventory poll: {inventory:?}"))
+            } else {
+                Ok(())
             }
         },
     )
@@ -150,6 +186,12 @@ async fn a_real_scrape_passes_promtool_check_metrics() {
         "msfb_seat_check_errors_total{",
         "msfb_oauth_token_request_failures_total{",
         "msfb_api_request_duration_seconds_bucket{",
+        "msfb_inventory_seat_capacity{",
+        "msfb_inventory_available_seats{",
+        "msfb_inventory_info{",
+        "msfb_inventory_poll_success ",
+        "msfb_seat_listing_pages{",
+        "msfb_seat_listing_errors_total{",
     ] {
         assert!(body.contains(family), "{family} missing from\n{body}");
     }
@@ -301,8 +343,9 @@ impl Drop for Prometheus {
     }
 }
 
-/// Runs a poll cycle about every half second until the token is cancelled
-/// (the configured interval has a 10 s minimum; the test needs faster).
+/// Runs a poll cycle and an inventory poll about every half second until
+/// the token is cancelled (the configured intervals have a 10 s minimum;
+/// the test needs faster).
 fn drive_cycles(served: &Served) -> tokio_util::sync::DropGuard {
     let stop = CancellationToken::new();
     let exporter = served.exporter.clone();
@@ -310,6 +353,9 @@ fn drive_cycles(served: &Served) -> tokio_util::sync::DropGuard {
     tokio::spawn(async move {
         while !token.is_cancelled() {
             if exporter.run_cycle(&token).await.is_none() {
+                break;
+            }
+            if exporter.poll_inventory(&token).await.is_none() {
                 break;
             }
             tokio::select! {
@@ -394,7 +440,87 @@ async fn real_prometheus_pages_for_the_lost_seat_and_answers_every_dashboard_que
         .collect();
     assert_eq!(lost_any_state, [BOB]);
 
+    // A minute and more of the inventory in Prometheus, with seats to
+    // spare: no capacity or inventory alert, not even pending.
+    let inventory_alerts: Vec<Value> = prom
+        .alerts()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| INVENTORY_ALERTS.contains(&label(a, "alertname")))
+        .collect();
+    assert!(inventory_alerts.is_empty(), "{inventory_alerts:#?}");
+
     dashboard_queries_return_data(&prom).await;
+
+    // The Store runs short: Contoso Notes keeps 2 of 50 seats (4%), P2
+    // none. The rules match what the exporter really exports (lower-cased
+    // status and policy, the product name), so both alerts go pending at
+    // once (their `for` is far beyond this test) with the right words.
+    served.fake.set_inventory(
+        P,
+        S,
+        FakeInventory {
+            seat_capacity: 50,
+            available_seats: Some(2),
+            ..FakeInventory::default()
+        },
+    );
+    served.fake.set_inventory(
+        P2,
+        S2,
+        FakeInventory {
+            seat_capacity: 20,
+            available_seats: Some(0),
+            ..FakeInventory::default()
+        },
+    );
+    let pending = eventually(
+        "MsfbSeatsLow and MsfbSeatsExhausted to be pending",
+        long,
+        || async {
+            let alerts = prom.alerts().await?;
+            let mut found: Vec<(String, String, String, String)> = alerts
+                .iter()
+                .filter(|a| INVENTORY_ALERTS.contains(&label(a, "alertname")))
+                .map(|a| {
+                    (
+                        label(a, "alertname").to_owned(),
+                        label(a, "product_id").to_owned(),
+                        a["state"].as_str().unwrap_or("").to_owned(),
+                        a["annotations"]["summary"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    )
+                })
+                .collect();
+            found.sort();
+            if found.len() == 2 {
+                Ok(found)
+            } else {
+                Err(format!("{alerts:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        pending,
+        [
+            (
+                "MsfbSeatsExhausted".to_owned(),
+                P2.to_owned(),
+                "pending".to_owned(),
+                format!("No seats left for ({P2}/{S2})"),
+            ),
+            (
+                "MsfbSeatsLow".to_owned(),
+                P.to_owned(),
+                "pending".to_owned(),
+                format!("Seats running low for Contoso Notes ({P}/{S}): 2 left"),
+            ),
+        ]
+    );
 }
 
 /// Every expression of the shipped dashboard, with its variables set as
@@ -455,6 +581,14 @@ async fn dashboard_queries_return_data(prom: &Prometheus) {
         "Upstream latency",
         "Poll cycle duration",
         "Token expiry",
+        "Inventory age",
+        "Products not in inventory",
+        "Listings failing",
+        "Capacity vs assigned",
+        "Available seats",
+        "Seat inventory",
+        "Listing pages (list mode)",
+        "Failed listings by code (list mode)",
     ] {
         assert!(titles.contains(&wanted), "no panel {wanted:?}");
     }

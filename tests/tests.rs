@@ -15,6 +15,10 @@ mod scrape;
 mod faults;
 // Reload: bad files change nothing, good ones swap atomically.
 mod reload;
+// The daemon under faults: SIGTERM during slow checks, no secret in any output.
+mod lifecycle;
+// Soak (ignored by default): memory and series flat under random faults.
+mod soak;
 // The binary: --config.check, --once, exit codes.
 mod cli;
 // HTTP endpoints other than the metrics.

@@ -112,3 +112,33 @@ async fn reload_through_the_endpoint() {
     );
     assert_eq!(request(&h.exporter, "GET", "/-/reload").await.0, 405);
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let served = crate::served::Served::start(crate::served::Setup {
+        web: "",
+        metrics: "",
+        products: &product(&["alice@contoso.com"]),
+        files: Vec::new(),
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(served.addr).await.unwrap();
+    slow.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    // The server closes the connection (header read timeout) instead of
+    // keeping it, and its memory, forever.
+    let mut buf = Vec::new();
+    // Whether it ends in EOF or a reset does not matter; that it ends does.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        slow.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the server cut the slow client off");
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("msfb_"),
+        "no metrics were served"
+    );
+}

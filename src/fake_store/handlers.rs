@@ -90,6 +90,25 @@ fn matches(m: &Match, kind: Kind, raw: &str, path: &str) -> bool {
     }
 }
 
+/// Counts a request as being answered until dropped (also when the client
+/// goes away mid-answer).
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let mut s = shared.lock();
+        s.in_flight += 1;
+        s.counts.max_in_flight = s.counts.max_in_flight.max(s.in_flight);
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.lock().in_flight -= 1;
+    }
+}
+
 /// Counts the request and takes the first matching fault.
 fn admit(state: &mut FakeState, kind: Kind, raw: &str, path: &str) -> Option<Action> {
     let c = &mut state.counts;
@@ -176,6 +195,7 @@ pub(crate) fn service(
                 .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
             let kind = kind_of(req.method(), &path);
             let action = admit(&mut shared.lock(), kind, &raw, &path);
+            let _in_flight = InFlight::enter(&shared);
             match action {
                 Some(Action::Drop) => Err(std::io::Error::other("fault: drop connection")),
                 Some(Action::Delay(d)) => {

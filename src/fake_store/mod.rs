@@ -136,6 +136,8 @@ pub struct Counts {
     pub inventory_requests: u64,
     /// Everything.
     pub total: u64,
+    /// Most requests being answered at the same moment.
+    pub max_in_flight: u64,
 }
 
 type ProductKey = (String, String);
@@ -157,6 +159,8 @@ pub(crate) struct State {
     pub not_found_shape: NotFoundShape,
     pub faults: Vec<Fault>,
     pub counts: Counts,
+    /// Requests being answered now.
+    pub in_flight: u64,
     /// Raw request targets (path and query) of the latest requests.
     pub log: std::collections::VecDeque<String>,
 }
@@ -182,6 +186,7 @@ impl State {
             not_found_shape: NotFoundShape::KeyValue,
             faults: Vec::new(),
             counts: Counts::default(),
+            in_flight: 0,
             log: std::collections::VecDeque::new(),
         }
     }

@@ -6,9 +6,13 @@
 //! Only a 2xx with SeatDetails or a 404 is conclusive: nothing else can move
 //! `msfb_seat_active`, which is how an outage never looks like a lost seat.
 
+use std::future::Future;
 use std::time::Duration;
 
-use crate::store::{Answer, ErrorCode, Failure, Reason, SeatState, StoreClient, TokenSource};
+use crate::store::{
+    AccessToken, Answer, ErrorCode, Failure, ItemType, Reason, SeatDetails, SeatState, StoreClient,
+    TokenSource,
+};
 use crate::targets::Outcome;
 
 use super::pacer::Pacer;
@@ -85,37 +89,51 @@ fn inconclusive(failure: Failure) -> Outcome {
 /// SPEC §5's table.
 pub fn classify(answer: Answer) -> Verdict {
     match answer {
-        Answer::Seat(seat) => {
-            let active = seat.state == SeatState::Active;
-            Verdict::Final(Outcome::Conclusive {
-                active,
-                assigned_at: seat.date_assigned.filter(|_| active),
-                negative: None,
-            })
-        }
-        Answer::NotFound(item) => Verdict::Final(Outcome::Conclusive {
-            active: false,
-            assigned_at: None,
-            negative: Some((ErrorCode::Status(404), Reason::from(item))),
-        }),
-        Answer::Failed(f) => match f.code {
-            ErrorCode::Status(401) => Verdict::Unauthorized(inconclusive(f)),
-            ErrorCode::Status(429) => Verdict::Transient {
-                retry_after: f.retry_after,
-                throttled: true,
-                outcome: inconclusive(f),
-            },
-            ErrorCode::Status(500..=599)
-            | ErrorCode::Timeout
-            | ErrorCode::Connect
-            | ErrorCode::Body => Verdict::Transient {
-                retry_after: f.retry_after,
-                throttled: false,
-                outcome: inconclusive(f),
-            },
-            // 400 (docs: Retry No), 409, other statuses, decode errors.
-            _ => Verdict::Final(inconclusive(f)),
+        Answer::Seat(seat) => Verdict::Final(seat_outcome(seat)),
+        Answer::NotFound(item) => Verdict::Final(not_found_outcome(item)),
+        Answer::Failed(f) => classify_failure(f),
+    }
+}
+
+/// A 2xx with SeatDetails: conclusive, active only for state Active.
+fn seat_outcome(seat: SeatDetails) -> Outcome {
+    let active = seat.state == SeatState::Active;
+    Outcome::Conclusive {
+        active,
+        assigned_at: seat.date_assigned.filter(|_| active),
+        negative: None,
+    }
+}
+
+/// A 404: conclusive "no seat", counted with its item type.
+fn not_found_outcome(item: ItemType) -> Outcome {
+    Outcome::Conclusive {
+        active: false,
+        assigned_at: None,
+        negative: Some((ErrorCode::Status(404), Reason::from(item))),
+    }
+}
+
+/// SPEC §5's table for an answer that is not a seat or a 404: whether it
+/// is retried, refreshes the token, or ends the check.
+pub fn classify_failure(f: Failure) -> Verdict {
+    match f.code {
+        ErrorCode::Status(401) => Verdict::Unauthorized(inconclusive(f)),
+        ErrorCode::Status(429) => Verdict::Transient {
+            retry_after: f.retry_after,
+            throttled: true,
+            outcome: inconclusive(f),
         },
+        ErrorCode::Status(500..=599)
+        | ErrorCode::Timeout
+        | ErrorCode::Connect
+        | ErrorCode::Body => Verdict::Transient {
+            retry_after: f.retry_after,
+            throttled: false,
+            outcome: inconclusive(f),
+        },
+        // 400 (docs: Retry No), 409, other statuses, decode errors.
+        _ => Verdict::Final(inconclusive(f)),
     }
 }
 
@@ -131,29 +149,42 @@ pub struct CheckContext<'a> {
     pub retry: RetryPolicy,
 }
 
-/// Checks one target, retrying per SPEC §5. Every request, retries
-/// included, waits for the pacer.
-pub async fn check(ctx: &CheckContext<'_>, product_id: &str, sku_id: &str, upn: &str) -> Outcome {
+/// Makes one upstream request with SPEC §5's rules around it: every
+/// attempt waits for the pacer and takes the cached token; a transient
+/// failure is retried with backoff up to `max_retries` (a 429 also slows the
+/// pacer down); a 401 drops the token and tries once more with a new one.
+/// `attempt` makes the request and returns its result, or the failure for
+/// these rules to judge. Shared by Get seat, Get seats pages and Get
+/// Inventory pages, so all three follow one table.
+///
+/// # Errors
+/// The inconclusive outcome when no attempt succeeded.
+pub async fn with_retries<T, F, Fut>(ctx: &CheckContext<'_>, mut attempt: F) -> Result<T, Outcome>
+where
+    F: FnMut(AccessToken) -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
     let mut retries = 0;
     let mut refreshed = false;
     loop {
         ctx.pacer.acquire().await;
-        let token = match ctx.tokens.get().await {
-            Ok(t) => t,
-            Err(e) => {
-                return Outcome::Inconclusive {
-                    code: ErrorCode::Token,
-                    reason: Reason::None,
-                    detail: e.to_string(),
-                };
+        let token = ctx.tokens.get().await.map_err(|e| Outcome::Inconclusive {
+            code: ErrorCode::Token,
+            reason: Reason::None,
+            detail: e.to_string(),
+        })?;
+        let failure = match attempt(token.clone()).await {
+            Ok(value) => {
+                token.mark_accepted();
+                return Ok(value);
             }
+            Err(failure) => failure,
         };
-        let answer = ctx.client.get_seat(product_id, sku_id, upn, &token).await;
-        match classify(answer) {
-            Verdict::Final(outcome) => return outcome,
+        match classify_failure(failure) {
+            Verdict::Final(outcome) => return Err(outcome),
             Verdict::Unauthorized(outcome) => {
                 if refreshed {
-                    return outcome;
+                    return Err(outcome);
                 }
                 ctx.tokens.invalidate(&token).await;
                 refreshed = true;
@@ -167,7 +198,7 @@ pub async fn check(ctx: &CheckContext<'_>, product_id: &str, sku_id: &str, upn: 
                     ctx.pacer.throttled();
                 }
                 if retries >= ctx.retry.max_retries {
-                    return outcome;
+                    return Err(outcome);
                 }
                 tokio::time::sleep(ctx.retry.delay(retries, retry_after)).await;
                 retries += 1;
@@ -176,10 +207,22 @@ pub async fn check(ctx: &CheckContext<'_>, product_id: &str, sku_id: &str, upn: 
     }
 }
 
+/// Checks one target with Get seat (SPEC §5).
+pub async fn check(ctx: &CheckContext<'_>, product_id: &str, sku_id: &str, upn: &str) -> Outcome {
+    let result = with_retries(ctx, |token| async move {
+        match ctx.client.get_seat(product_id, sku_id, upn, &token).await {
+            Answer::Seat(seat) => Ok(seat_outcome(seat)),
+            Answer::NotFound(item) => Ok(not_found_outcome(item)),
+            Answer::Failed(failure) => Err(failure),
+        }
+    })
+    .await;
+    result.unwrap_or_else(|outcome| outcome)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ItemType, SeatDetails};
 
     fn failed(code: ErrorCode) -> Answer {
         Answer::Failed(Failure {
@@ -285,5 +328,164 @@ mod tests {
             p.delay(0, Some(Duration::from_secs(42))),
             Duration::from_secs(42)
         );
+    }
+
+    mod retries {
+        //! The retry loop on tokio's paused clock: the waits are exact, and
+        //! the test takes no real time.
+
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::time::Duration;
+
+        use secrecy::SecretString;
+        use tokio::time::Instant;
+
+        use super::super::*;
+        use crate::config::{AuthConfig, StoreConfig};
+        use crate::metrics::Telemetry;
+
+        fn failure(code: ErrorCode, retry_after: Option<Duration>) -> Failure {
+            Failure {
+                code,
+                retry_after,
+                detail: String::new(),
+            }
+        }
+
+        struct Fixture {
+            client: StoreClient,
+            tokens: TokenSource,
+            pacer: Pacer,
+        }
+
+        fn fixture() -> Fixture {
+            let telemetry = Telemetry::new();
+            let store = StoreConfig {
+                base_url: "http://127.0.0.1:9".into(),
+                timeout: Duration::from_secs(10),
+                max_concurrency: 1,
+                max_requests_per_second: None,
+                max_retries: 0,
+            };
+            let auth = AuthConfig {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                client_secret: SecretString::from("s"),
+                token_url: "http://127.0.0.1:9/token".into(),
+                resource: "r".into(),
+            };
+            Fixture {
+                client: StoreClient::new(&store, telemetry.clone()).unwrap(),
+                tokens: TokenSource::preloaded("tok", auth, telemetry),
+                pacer: Pacer::new(None),
+            }
+        }
+
+        fn ctx(f: &Fixture, max_retries: u32) -> CheckContext<'_> {
+            CheckContext {
+                client: &f.client,
+                tokens: &f.tokens,
+                pacer: &f.pacer,
+                retry: RetryPolicy::new(max_retries),
+            }
+        }
+
+        /// Fails with `failures` in order, then succeeds; counts attempts.
+        async fn run(
+            ctx: &CheckContext<'_>,
+            failures: &[Failure],
+            attempts: &AtomicU32,
+        ) -> Result<u32, Outcome> {
+            with_retries(ctx, |_token| async {
+                let n = attempts.fetch_add(1, Ordering::SeqCst);
+                match failures.get(n as usize) {
+                    Some(f) => Err(f.clone()),
+                    None => Ok(n),
+                }
+            })
+            .await
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retry_after_is_waited_exactly() {
+            let f = fixture();
+            let attempts = AtomicU32::new(0);
+            let start = Instant::now();
+            let r = run(
+                &ctx(&f, 2),
+                &[failure(
+                    ErrorCode::Status(429),
+                    Some(Duration::from_secs(7)),
+                )],
+                &attempts,
+            )
+            .await;
+            assert_eq!(r, Ok(1));
+            assert_eq!(start.elapsed(), Duration::from_secs(7));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn backoff_stays_below_the_doubling_ceiling() {
+            let f = fixture();
+            let attempts = AtomicU32::new(0);
+            let start = Instant::now();
+            let fail = failure(ErrorCode::Status(503), None);
+            let r = run(&ctx(&f, 3), &[fail.clone(), fail.clone(), fail], &attempts).await;
+            assert_eq!(r, Ok(3));
+            // Ceilings 1 s + 2 s + 4 s with full jitter below them.
+            assert!(
+                start.elapsed() <= Duration::from_secs(7),
+                "{:?}",
+                start.elapsed()
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retries_end_at_max_retries_with_the_last_failure() {
+            let f = fixture();
+            let attempts = AtomicU32::new(0);
+            let fail = failure(ErrorCode::Timeout, None);
+            let r = run(&ctx(&f, 2), &vec![fail; 10], &attempts).await;
+            assert!(matches!(
+                r,
+                Err(Outcome::Inconclusive {
+                    code: ErrorCode::Timeout,
+                    ..
+                })
+            ));
+            assert_eq!(attempts.load(Ordering::SeqCst), 3);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn final_failures_are_not_retried_and_do_not_wait() {
+            for code in [400, 404, 409, 403] {
+                let f = fixture();
+                let attempts = AtomicU32::new(0);
+                let start = Instant::now();
+                let r = run(
+                    &ctx(&f, 5),
+                    &[failure(ErrorCode::Status(code), None)],
+                    &attempts,
+                )
+                .await;
+                assert!(r.is_err(), "{code}");
+                assert_eq!(attempts.load(Ordering::SeqCst), 1, "{code}");
+                assert_eq!(start.elapsed(), Duration::ZERO);
+            }
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_429_slows_the_shared_pacer() {
+            let f = fixture();
+            let attempts = AtomicU32::new(0);
+            assert_eq!(f.pacer.current_rate(), None);
+            let _ = run(
+                &ctx(&f, 0),
+                &[failure(ErrorCode::Status(429), None)],
+                &attempts,
+            )
+            .await;
+            assert!(f.pacer.current_rate().is_some());
+        }
     }
 }

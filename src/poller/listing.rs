@@ -33,11 +33,11 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use crate::store::{
-    Answer, ErrorCode, ItemType, Page, PageAnswer, PageKind, Reason, SeatListing, SeatState,
+    ErrorCode, ItemType, Page, PageAnswer, PageKind, Reason, SeatListing, SeatState,
 };
 use crate::targets::{Outcome, ProductGroup, Sighting};
 
-use super::check::{CheckContext, Verdict, classify};
+use super::check::{CheckContext, with_retries};
 use super::{record, unix_now};
 
 /// How a listing ended.
@@ -73,58 +73,21 @@ enum Fetched<T> {
     Failed(Outcome),
 }
 
-/// Requests one page, retrying as a Get seat would be retried. This mirrors
-/// `check::check` for a different request; the verdicts come from the same
-/// `classify`, so both follow one table.
+/// Requests one page, retried as a Get seat would be (`check::with_retries`).
 async fn fetch_page<K: PageKind>(
     ctx: &CheckContext<'_>,
     kind: &K,
     continuation: Option<&str>,
 ) -> Fetched<K::Page> {
-    let mut retries = 0;
-    let mut refreshed = false;
-    loop {
-        ctx.pacer.acquire().await;
-        let token = match ctx.tokens.get().await {
-            Ok(t) => t,
-            Err(e) => {
-                return Fetched::Failed(Outcome::Inconclusive {
-                    code: ErrorCode::Token,
-                    reason: Reason::None,
-                    detail: e.to_string(),
-                });
-            }
-        };
-        let failure = match ctx.client.get_page(kind, continuation, &token).await {
-            PageAnswer::Page(page, digest) => return Fetched::Page(page, digest),
-            PageAnswer::NotFound(item) => return Fetched::NotFound(item),
-            PageAnswer::Failed(f) => f,
-        };
-        match classify(Answer::Failed(failure)) {
-            Verdict::Final(outcome) => return Fetched::Failed(outcome),
-            Verdict::Unauthorized(outcome) => {
-                if refreshed {
-                    return Fetched::Failed(outcome);
-                }
-                ctx.tokens.invalidate(&token).await;
-                refreshed = true;
-            }
-            Verdict::Transient {
-                outcome,
-                retry_after,
-                throttled,
-            } => {
-                if throttled {
-                    ctx.pacer.throttled();
-                }
-                if retries >= ctx.retry.max_retries {
-                    return Fetched::Failed(outcome);
-                }
-                tokio::time::sleep(ctx.retry.delay(retries, retry_after)).await;
-                retries += 1;
-            }
+    let result = with_retries(ctx, |token| async move {
+        match ctx.client.get_page(kind, continuation, &token).await {
+            PageAnswer::Page(page, digest) => Ok(Fetched::Page(page, digest)),
+            PageAnswer::NotFound(item) => Ok(Fetched::NotFound(item)),
+            PageAnswer::Failed(failure) => Err(failure),
         }
-    }
+    })
+    .await;
+    result.unwrap_or_else(Fetched::Failed)
 }
 
 /// Walks every page of `kind`, handing each to `on_page` as it arrives,

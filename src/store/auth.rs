@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::HeaderValue;
@@ -34,8 +35,10 @@ const MIN_LIFETIME_FRACTION: u32 = 2;
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// After a 401 forced a refresh, further 401s within this time keep the new
-/// token instead of fetching yet another: a 401 storm (a revoked app, say)
-/// costs one token request per this period, not one per check.
+/// token, unless the API has accepted it meanwhile, instead of fetching yet
+/// another: a 401 storm (an app whose access was withdrawn, say) costs one
+/// token request per this period, not one per check, while a token that
+/// worked and was then revoked is still replaced at once.
 const FORCED_REFRESH_GAP: Duration = Duration::from_secs(10);
 /// Assumed lifetime when the endpoint omits `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -55,24 +58,43 @@ const OAUTH_ERRORS: &[&str] = &[
 
 /// A bearer token. Cloning shares it; `Debug` does not print it.
 #[derive(Clone)]
-pub struct AccessToken(Arc<HeaderValue>);
+pub struct AccessToken(Arc<TokenInner>);
+
+struct TokenInner {
+    /// `Bearer …`, made once per token rather than once per request, and
+    /// the only form the token is kept in.
+    header: HeaderValue,
+    /// The API has accepted this token at least once.
+    accepted: AtomicBool,
+}
 
 impl AccessToken {
-    /// Wraps a token string. The `Authorization` header value is made here,
-    /// once per token rather than once per request, and it is all that is
-    /// kept: the token is never needed in any other form.
+    /// Wraps a token string.
     pub fn new(token: String) -> AccessToken {
         let token = SecretString::from(token);
-        let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        let mut header = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer invalid"));
-        value.set_sensitive(true);
-        AccessToken(Arc::new(value))
+        header.set_sensitive(true);
+        AccessToken(Arc::new(TokenInner {
+            header,
+            accepted: AtomicBool::new(false),
+        }))
+    }
+
+    /// Records that the API answered a request made with this token (not
+    /// with a 401): it works, so a later 401 means it was revoked.
+    pub fn mark_accepted(&self) {
+        self.0.accepted.store(true, Ordering::Relaxed);
+    }
+
+    fn accepted(&self) -> bool {
+        self.0.accepted.load(Ordering::Relaxed)
     }
 
     /// The `Authorization` header value, marked sensitive so that HTTP
     /// tracing never prints it (a cheap clone of shared bytes).
     pub fn header_value(&self) -> HeaderValue {
-        HeaderValue::clone(&self.0)
+        self.0.header.clone()
     }
 
     fn same_as(&self, other: &AccessToken) -> bool {
@@ -133,6 +155,21 @@ impl TokenSource {
             telemetry,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// A source already holding `token`, valid for an hour (unit tests that
+    /// exercise callers without a token endpoint).
+    #[cfg(test)]
+    pub(crate) fn preloaded(token: &str, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
+        let source = TokenSource::new(reqwest::Client::new(), config, telemetry);
+        let now = Instant::now();
+        source.state.try_lock().expect("fresh mutex").current = Some(Cached {
+            token: AccessToken::new(token.to_owned()),
+            refresh_at: now + Duration::from_secs(3000),
+            expires_at: now + Duration::from_secs(3600),
+            forced_at: None,
+        });
+        source
     }
 
     /// The configuration this source was built for (to decide on reload
@@ -203,8 +240,8 @@ impl TokenSource {
     /// [`get`](Self::get) fetches a new one. A token that was already
     /// replaced is left alone, so a burst of 401s causes one refresh; a
     /// token that was itself fetched because of a 401 less than
-    /// [`FORCED_REFRESH_GAP`] ago is kept, so a storm of 401s causes one
-    /// refresh per gap.
+    /// [`FORCED_REFRESH_GAP`] ago and never accepted since is kept, so a
+    /// storm of 401s causes one refresh per gap.
     pub async fn invalidate(&self, token: &AccessToken) {
         let mut state = self.state.lock().await;
         let Some(current) = &state.current else {
@@ -213,9 +250,10 @@ impl TokenSource {
         if !current.token.same_as(token) {
             return;
         }
-        if current
-            .forced_at
-            .is_some_and(|at| at.elapsed() < FORCED_REFRESH_GAP)
+        if !current.token.accepted()
+            && current
+                .forced_at
+                .is_some_and(|at| at.elapsed() < FORCED_REFRESH_GAP)
         {
             return;
         }

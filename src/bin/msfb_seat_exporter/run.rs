@@ -2,7 +2,6 @@
 //! its signal handling (SIGTERM/SIGINT shut down, SIGHUP reloads).
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use msfb_seat_exporter::config::{self, LoadOptions};
@@ -118,23 +117,11 @@ async fn daemon(
 
     let signals = tokio::spawn(handle_signals(exporter.clone(), shutdown.clone()));
     let background = background_runtime().context("cannot start the polling runtime")?;
-    let poller = background.spawn({
-        let exporter = exporter.clone();
-        let cancel = shutdown.child_token();
-        async move { exporter.run_poller(cancel).await }
-    });
-    let inventory = background.spawn({
-        let exporter = exporter.clone();
-        let cancel = shutdown.child_token();
-        async move { exporter.run_inventory(cancel).await }
-    });
-    web::run(exporter, listener, transport, shutdown.clone()).await;
-    // The pollers stop as soon as the token fires; give them a moment to
-    // abort their in-flight requests.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = tokio::join!(poller, inventory);
-    })
-    .await;
+    exporter
+        .run_on(background.handle(), listener, transport, shutdown)
+        .await;
+    // The loops have stopped (or were given their second); do not wait for
+    // anything left on that runtime.
     background.shutdown_background();
     signals.abort();
     tracing::info!("msfb_seat_exporter stopped");

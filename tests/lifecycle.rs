@@ -1,0 +1,118 @@
+//! The daemon's life under faults (SPEC §2, §10): SIGTERM while checks hang
+//! on a slow Store, and secrets and tokens staying out of every log line and
+//! page while the token endpoint and the API misbehave.
+
+use std::time::{Duration, Instant};
+
+use msfb_seat_exporter::fake_store::{self, Action, FakeSeat, Fault, Match};
+
+use crate::logs::{Format, Running};
+use crate::served::eventually;
+use crate::util::{P, S};
+
+const USERS: [&str; 3] = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"];
+
+#[tokio::test]
+async fn sigterm_during_slow_checks_exits_0_within_5_seconds() {
+    // Every Get seat hangs for 60 s; the timeout (9 s) and two retries would
+    // keep a cycle busy for half a minute.
+    let edit = |config: String| {
+        config
+            .replace("timeout = \"2s\"", "timeout = \"9s\"")
+            .replace("[store]\n", "[store]\nmax_retries = 2\n")
+    };
+    let running = Running::start_with(Format::Logfmt, "info", "", edit, |fake| {
+        for u in USERS {
+            fake.set_seat(P, S, u, FakeSeat::active());
+        }
+        fake.add_fault(Fault::always(
+            Match::AllSeats,
+            Action::Delay(Duration::from_secs(60)),
+        ));
+    })
+    .await;
+    running.wait_for("msfb_seat_exporter started").await;
+    eventually("checks in flight", Duration::from_secs(60), || async {
+        let n = running.fake.counts().seat_requests;
+        if n >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} requests"))
+        }
+    })
+    .await;
+    let asked = Instant::now();
+    let (code, lines) = running.stop().await;
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+}
+
+#[tokio::test]
+async fn secrets_and_tokens_never_reach_logs_or_pages() {
+    let running = Running::start_with(Format::Json, "debug", "", |c| c, |fake| {
+        for u in USERS {
+            fake.set_seat(P, S, u, FakeSeat::active());
+        }
+        // The first token request is refused with a body that echoes the
+        // secret (a badly behaved proxy); later ones succeed.
+        fake.add_fault(Fault::times(
+            1,
+            Match::Token,
+            Action::Status {
+                code: 400,
+                body: format!(
+                    "{{\"error\":\"invalid_client\",\"error_description\":\"AADSTS7000215: bad secret {}\"}}",
+                    fake_store::CLIENT_SECRET
+                ),
+                retry_after: None,
+            },
+        ));
+        // alice's checks get 401s, bob's connections drop.
+        fake.add_fault(Fault::always(Match::User(USERS[0].into()), Fault::status(401)));
+        fake.add_fault(Fault::always(Match::User(USERS[1].into()), Action::Drop));
+    })
+    .await;
+    let started = running.wait_for("msfb_seat_exporter started").await;
+    let base = format!("http://{}", started["address"]);
+    // Two cycles: the first without a token, the second with one.
+    eventually("two cycles", Duration::from_secs(60), || async {
+        let n = running.fake.counts().token_requests;
+        if n >= 2 && running.fake.counts().seat_requests >= 5 {
+            Ok(())
+        } else {
+            Err(format!("{:?}", running.fake.counts()))
+        }
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut pages = String::new();
+    for path in ["/metrics", "/status", "/status?format=json", "/"] {
+        pages.push_str(
+            &http
+                .get(format!("{base}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    let (code, lines) = running.stop().await;
+    assert_eq!(code, Some(0));
+    let logs = lines.join("\n");
+    assert!(
+        logs.contains("token request failed"),
+        "the failure is logged: {logs}"
+    );
+    assert!(logs.contains("invalid_client"), "by its reason");
+    for (what, text) in [("logs", &logs), ("pages", &pages)] {
+        assert!(
+            !text.contains(fake_store::CLIENT_SECRET),
+            "secret in {what}"
+        );
+        assert!(!text.contains("fake-token-"), "token in {what}");
+        assert!(!text.contains("Bearer"), "authorization header in {what}");
+    }
+}

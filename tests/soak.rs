@@ -1,0 +1,133 @@
+//! Soak: thousands of cycles against a Store failing at random must keep
+//! memory and the number of exported series flat (issue: bounded
+//! everything). Ignored by default because it is long; CI runs it with a
+//! short `MSFB_SOAK_CYCLES` (see `.ci/run`):
+//!
+//! ```sh
+//! MSFB_SOAK_CYCLES=2000 cargo test --test tests soak -- --ignored --nocapture
+//! ```
+
+use std::time::Duration;
+
+use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
+
+use crate::util::{Harness, P, S, product};
+
+/// Resident set size of this process, from /proc.
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+fn random_fault(rng: &mut StdRng) -> Action {
+    match rng.random_range(0..10) {
+        0 => Fault::status(500),
+        1 => Fault::status(503),
+        // Not 429: each one halves the poller's request rate (tested in
+        // `faults`), which would make thousands of cycles take hours.
+        2 => Fault::status_retry_after(502, "0"),
+        3 => Fault::status(400),
+        4 => Fault::status(409),
+        5 => Fault::status(401),
+        6 => Action::Drop,
+        7 => Action::Malformed,
+        8 => Action::Oversized(2 << 20),
+        _ => Action::Body("{\"unexpected\":true}".into()),
+    }
+}
+
+#[tokio::test]
+#[ignore = "long; run with --ignored (CI does, with a short MSFB_SOAK_CYCLES)"]
+async fn random_faults_keep_memory_and_series_flat() {
+    let cycles: usize = std::env::var("MSFB_SOAK_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let seed: u64 = std::env::var("MSFB_SOAK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20261124);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let users: Vec<String> = (0..50).map(|i| format!("user{i}@contoso.com")).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let h = Harness::new(&product(&refs), "max_retries = 1\nmax_concurrency = 16").await;
+    for u in &users {
+        h.fake.set_seat(P, S, u, FakeSeat::active());
+    }
+
+    let warmup = (cycles / 5).max(1);
+    let mut baseline = None;
+    let mut max_series = 0;
+    for cycle in 0..cycles {
+        h.fake.clear_faults();
+        for _ in 0..rng.random_range(0..8) {
+            let user = &users[rng.random_range(0..users.len())];
+            h.fake.add_fault(Fault::always(
+                Match::User(user.clone()),
+                random_fault(&mut rng),
+            ));
+        }
+        if rng.random_bool(0.05) {
+            h.fake
+                .add_fault(Fault::times(1, Match::Token, Fault::status(500)));
+            h.fake.revoke_tokens();
+        }
+        let user = &users[rng.random_range(0..users.len())];
+        match rng.random_range(0..3) {
+            0 => h.fake.set_seat(P, S, user, FakeSeat::active()),
+            1 => h.fake.set_seat(P, S, user, FakeSeat::revoked()),
+            _ => h.fake.remove_seat(P, S, user),
+        }
+        let t0 = std::time::Instant::now();
+        let rep = h.cycle().await;
+        if std::env::var_os("SOAK_DEBUG").is_some() {
+            eprintln!("cycle {cycle}: {:?} {:?}", t0.elapsed(), rep.failures);
+        }
+        let m = h.scrape().await;
+        max_series = max_series.max(m.samples.len());
+        if cycle + 1 == warmup {
+            baseline = Some((rss_bytes(), m.samples.len()));
+        }
+        // Let a backed-off token endpoint recover now and then.
+        if cycle % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+    }
+    let (rss_then, series_then) = baseline.expect("warm-up finished");
+    let rss_now = rss_bytes();
+    let m = h.scrape().await;
+    eprintln!(
+        "soak: {cycles} cycles, seed {seed}: RSS {} KiB after warm-up, {} KiB at the end; \
+         series {series_then} after warm-up, {} at the end, {max_series} at most",
+        rss_then / 1024,
+        rss_now / 1024,
+        m.samples.len()
+    );
+    // Series: per target at most 5 seat series plus one per (code, reason)
+    // pair this run can produce — 500, 502, 503, 400, 409 not_online, 401,
+    // connect, decode, body, 404 seat, token: 11 — plus the fixed families.
+    let per_target_bound = users.len() * (5 + 11);
+    let fixed = m
+        .samples
+        .iter()
+        .filter(|s| !s.labels.contains_key("user"))
+        .count();
+    assert!(
+        max_series <= per_target_bound + fixed,
+        "{max_series} series"
+    );
+    // Memory: flat after warm-up, within allocator noise.
+    assert!(
+        rss_now <= rss_then + 16 * 1024 * 1024,
+        "RSS grew from {} KiB to {} KiB",
+        rss_then / 1024,
+        rss_now / 1024
+    );
+}
