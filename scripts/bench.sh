@@ -372,14 +372,18 @@ curl -s -o "$www/metrics.prom" "http://127.0.0.1:$us_port/metrics"
 chmod a+r "$www/metrics.prom"
 scrape_bytes=$(stat -c %s "$www/metrics.prom")
 log "us: full scrape of $big_targets targets ($scrape_bytes bytes) against nginx serving it as a file"
-timed() { # timed URL: median time_total of 15 fetches on one connection, ms
-    local args=()
-    for _ in $(seq 15); do args+=(-o /dev/null "$1"); done
-    curl -s -w '%{time_total}\n' "${args[@]}" | median | awk '{ printf "%.1f", $1 * 1000 }'
-}
-timed "$store/metrics.prom" >/dev/null # warm the page cache
-full_us=$(timed "http://127.0.0.1:$us_port/metrics")
-full_nginx=$(timed "$store/metrics.prom")
+# Fetched in turns, one of each at a time, so that a burst of other work on
+# the machine hits both sides alike; 21 each, the median counts.
+: >"$work/full-us.txt"
+: >"$work/full-nginx.txt"
+fetch() { curl -s -o /dev/null -w '%{time_total}\n' "$1"; }
+fetch "$store/metrics.prom" >/dev/null # warm the page cache
+for _ in $(seq 21); do
+    fetch "http://127.0.0.1:$us_port/metrics" >>"$work/full-us.txt"
+    fetch "$store/metrics.prom" >>"$work/full-nginx.txt"
+done
+full_us=$(median <"$work/full-us.txt" | awk '{ printf "%.1f", $1 * 1000 }')
+full_nginx=$(median <"$work/full-nginx.txt" | awk '{ printf "%.1f", $1 * 1000 }')
 gzip_us=$(curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}' \
     "http://127.0.0.1:$us_port/metrics" | awk '{ printf "%.1f ms, %.1f MB", $1 * 1000, $2 / 1e6 }')
 stop "$big_pid"
