@@ -401,7 +401,7 @@ while [ "${done_cycles:-0}" -lt "$cycles" ]; do
     done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
     done_cycles=${done_cycles%.*}
 done
-big_cycle=$(metric "$work/big10.prom" msfb_poll_cycle_duration_seconds)
+big_cycle=$(metric "$work/big10.prom" msfb_poll_cycle_duration_seconds | awk '{ printf "%.2f", $1 }')
 rss_100k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$big_pid/status")
 stop "$big_pid"
 
