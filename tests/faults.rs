@@ -220,21 +220,23 @@ async fn oversized_bodies() {
 
 #[tokio::test]
 async fn a_200_without_a_usable_state() {
-    // A 200 whose state is missing or not a string is garbage, not "no seat".
-    // (An unknown state *string* is a conclusive 0 per SPEC §5; see checks.)
-    fault_case(
-        "",
-        |f| {
-            f.add_fault(Fault::always(
-                Match::AllSeats,
-                Action::Body("{\"State\":7,\"AssignedTo\":\"x\"}".into()),
-            ))
-        },
-        clear,
-        "decode",
-        "",
-    )
-    .await;
+    // A 200 whose state is missing, not a string or blank is garbage, not
+    // "no seat". (A named unknown state is a conclusive 0 per SPEC §5; see
+    // checks.)
+    for body in [
+        "{\"State\":7,\"AssignedTo\":\"x\"}",
+        "{\"AssignedTo\":\"x\"}",
+        "{\"state\":\"  \",\"assignedTo\":\"x\"}",
+    ] {
+        fault_case(
+            "",
+            |f| f.add_fault(Fault::always(Match::AllSeats, Action::Body(body.into()))),
+            clear,
+            "decode",
+            "",
+        )
+        .await;
+    }
 }
 
 #[tokio::test]

@@ -151,12 +151,11 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     };
     let products = products(raw.products, &mut ctx)?;
     if let Some(rps) = store.max_requests_per_second {
-        let targets: usize = products.iter().map(|p| p.users.len()).sum();
-        let per_shard = targets.div_ceil(poll.shard_count as usize);
-        let needed = Duration::from_secs_f64(per_shard as f64 / rps);
+        let requests = requests_per_cycle(&products, poll.shard_count);
+        let needed = Duration::from_secs_f64(requests as f64 / rps);
         if needed > poll.interval {
             ctx.warnings.push(format!(
-                "a poll cycle cannot fit: {per_shard} targets at {rps} requests/s take at least {}, \
+                "a poll cycle cannot fit: {requests} requests at {rps} requests/s take at least {}, \
                  longer than poll.interval ({}); raise store.max_requests_per_second or poll.interval",
                 humantime::format_duration(Duration::from_secs(needed.as_secs())),
                 humantime::format_duration(poll.interval)
@@ -175,6 +174,31 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         products,
         warnings: ctx.warnings,
     })
+}
+
+/// The fewest requests one instance makes in a cycle: one Get seat per
+/// per-user target of its shard (about 1/`shard_count` of them), and for
+/// each list-mode product the pages of one listing, which every shard reads
+/// whole: at least one, and a page per 100 configured users if they all
+/// hold a seat. Discovery products count one page, as their size is unknown
+/// until listed.
+fn requests_per_cycle(products: &[ProductConfig], shard_count: u32) -> usize {
+    let per_user: usize = products
+        .iter()
+        .filter(|p| p.mode == Mode::PerUser)
+        .map(|p| p.users.len())
+        .sum();
+    let pages: usize = products
+        .iter()
+        .filter(|p| p.mode == Mode::List)
+        .map(|p| {
+            p.users
+                .len()
+                .div_ceil(crate::store::list::PAGE_SIZE as usize)
+                .max(1)
+        })
+        .sum();
+    per_user.div_ceil(shard_count.max(1) as usize) + pages
 }
 
 fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {

@@ -325,10 +325,12 @@ impl Page for SeatPage {
                 .filter(|s| !s.trim().is_empty())
                 .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no assignedTo"))?;
             let state = string(seat, "state")
+                .as_deref()
+                .and_then(SeatState::parse)
                 .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no state"))?;
             seats.push(ListedSeat {
                 assigned_to,
-                state: SeatState::parse(state),
+                state,
                 date_assigned: string(seat, "dateAssigned")
                     .as_deref()
                     .and_then(parse_datetime),

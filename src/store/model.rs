@@ -25,15 +25,21 @@ pub enum SeatState {
 }
 
 impl SeatState {
-    /// Reads a wire value, case-insensitively.
-    pub fn parse(state: String) -> SeatState {
-        if state.eq_ignore_ascii_case("active") {
+    /// Reads a wire value, case-insensitively and ignoring surrounding
+    /// white space. A blank value names no state at all: it is `None`, and
+    /// the answer is garbage (a `decode` error, inconclusive), not a seat
+    /// in some unknown state, which would be a conclusive 0 (SPEC §5).
+    pub fn parse(state: &str) -> Option<SeatState> {
+        let state = state.trim();
+        Some(if state.is_empty() {
+            return None;
+        } else if state.eq_ignore_ascii_case("active") {
             SeatState::Active
         } else if state.eq_ignore_ascii_case("revoked") {
             SeatState::Revoked
         } else {
-            SeatState::Other(state)
-        }
+            SeatState::Other(state.to_owned())
+        })
     }
 }
 
@@ -56,7 +62,7 @@ impl SeatDetails {
     ///
     /// # Errors
     /// [`DecodeError`] when the body is not a JSON object with a string
-    /// `state`. An unreadable `dateAssigned` is not an error: the date is
+    /// `state` that is not blank. An unreadable `dateAssigned` is not an error: the date is
     /// informational and must not make a seat look unknown.
     pub fn decode(body: &[u8]) -> Result<SeatDetails, DecodeError> {
         let wire: WireSeat =
@@ -64,8 +70,9 @@ impl SeatDetails {
         let state = wire
             .state
             .ok_or_else(|| DecodeError("no state field".into()))?;
+        let state = SeatState::parse(&state).ok_or_else(|| DecodeError("blank state".into()))?;
         Ok(SeatDetails {
-            state: SeatState::parse(state),
+            state,
             date_assigned: wire.date_assigned.as_deref().and_then(parse_datetime),
         })
     }
@@ -245,6 +252,12 @@ mod tests {
         assert_eq!(b.state, SeatState::Revoked);
         let c = SeatDetails::decode(br#"{"STATE":"Suspended"}"#).unwrap();
         assert_eq!(c.state, SeatState::Other("Suspended".into()));
+        let d = SeatDetails::decode(br#"{"state":" Active\n"}"#).unwrap();
+        assert_eq!(
+            d.state,
+            SeatState::Active,
+            "white space is not part of the state"
+        );
     }
 
     #[test]
@@ -255,6 +268,8 @@ mod tests {
             b"{}",
             b"{\"state\":1}",
             b"{\"state\":null}",
+            b"{\"state\":\"\"}",
+            b"{\"state\":\" \\t\"}",
             b"\"active\"",
             b"{\"state\":\"active\"",
         ] {
