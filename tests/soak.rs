@@ -27,11 +27,18 @@ fn rss_bytes() -> u64 {
 }
 
 fn random_fault(rng: &mut StdRng) -> Action {
+    // Rare: a check that times out (the fake config's timeout is 2 s) and a
+    // 429. Each costs real time (a timeout per attempt; a 429 halves the
+    // poller's request rate, recovering slowly, as tested in `faults`), so
+    // they are one fault in a hundred, not one in ten.
+    match rng.random_range(0..200) {
+        0 => return Action::Delay(Duration::from_secs(3)),
+        1 => return Fault::status_retry_after(429, "0"),
+        _ => {}
+    }
     match rng.random_range(0..10) {
         0 => Fault::status(500),
         1 => Fault::status(503),
-        // Not 429: each one halves the poller's request rate (tested in
-        // `faults`), which would make thousands of cycles take hours.
         2 => Fault::status_retry_after(502, "0"),
         3 => Fault::status(400),
         4 => Fault::status(409),
@@ -110,10 +117,32 @@ async fn random_faults_keep_memory_and_series_flat() {
         rss_now / 1024,
         m.samples.len()
     );
-    // Series: per target at most 5 seat series plus one per (code, reason)
-    // pair this run can produce — 500, 502, 503, 400, 409 not_online, 401,
-    // connect, decode, body, 404 seat, token: 11 — plus the fixed families.
-    let per_target_bound = users.len() * (5 + 11);
+    // Series: every target has exactly one series in each per-target family
+    // but the assigned timestamp (only while active) and the errors (one
+    // per (code, reason) pair seen: 500, 502, 503, 429, 400, 409
+    // not_online, 401, connect, timeout, decode, body, 404 seat, token:
+    // 13), at the end as after warm-up.
+    for family in [
+        "msfb_seat_active",
+        "msfb_seat_check_success",
+        "msfb_seat_last_success_timestamp_seconds",
+        "msfb_seat_lost_total",
+    ] {
+        let n = m.samples.iter().filter(|s| s.name == family).count();
+        assert_eq!(n, users.len(), "{family}: {n} series");
+    }
+    let errors = m
+        .samples
+        .iter()
+        .filter(|s| s.name == "msfb_seat_check_errors_total")
+        .count();
+    assert!(errors <= users.len() * 13, "{errors} error series");
+    assert!(
+        m.samples.len() <= series_then + users.len() * 13,
+        "{} series at the end, {series_then} after warm-up",
+        m.samples.len()
+    );
+    let per_target_bound = users.len() * (5 + 13);
     let fixed = m
         .samples
         .iter()
@@ -125,7 +154,7 @@ async fn random_faults_keep_memory_and_series_flat() {
     );
     // Memory: flat after warm-up, within allocator noise.
     assert!(
-        rss_now <= rss_then + 16 * 1024 * 1024,
+        rss_now <= rss_then + 8 * 1024 * 1024,
         "RSS grew from {} KiB to {} KiB",
         rss_then / 1024,
         rss_now / 1024
