@@ -88,9 +88,9 @@ impl CredentialCache {
     ) -> bool {
         let (known, hash) = match users.get(user) {
             Some(h) => (true, h.clone()),
-            // Same work as a known user, then refuse.
-            None => match users.values().next() {
-                Some(h) => (false, h.clone()),
+            // At least the work of any known user, then refuse.
+            None => match decoy(users) {
+                Some(h) => (false, h.to_owned()),
                 None => return false,
             },
         };
@@ -112,6 +112,18 @@ impl CredentialCache {
         }
         ok && known
     }
+}
+
+/// The hash an unknown user is checked against, so that a refusal takes as
+/// long as the slowest known user's check and the time of an answer does
+/// not tell whether a user name exists: the configured hash of the highest
+/// bcrypt cost (`$2b$12$…` has cost 12).
+fn decoy(users: &BTreeMap<String, String>) -> Option<&str> {
+    let cost = |h: &str| h.split('$').nth(2).and_then(|c| c.parse::<u32>().ok());
+    users
+        .values()
+        .max_by_key(|h| cost(h).unwrap_or(0))
+        .map(String::as_str)
 }
 
 /// State of the middleware.
@@ -173,6 +185,17 @@ pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_users_are_checked_against_the_costliest_hash() {
+        let users = BTreeMap::from([
+            ("a".to_owned(), "$2b$05$aaaaaaaaaaaaaaaaaaaaaa".to_owned()),
+            ("b".to_owned(), "$2y$12$bbbbbbbbbbbbbbbbbbbbbb".to_owned()),
+            ("c".to_owned(), "$2b$10$cccccccccccccccccccccc".to_owned()),
+        ]);
+        assert_eq!(decoy(&users), Some("$2y$12$bbbbbbbbbbbbbbbbbbbbbb"));
+        assert_eq!(decoy(&BTreeMap::new()), None);
+    }
 
     /// Cost 4, the minimum: these tests are about the logic, not the cost.
     fn users() -> BTreeMap<String, String> {
