@@ -17,7 +17,7 @@
 //! with `status="removed"`.
 //!
 //! Memory: only the entries of configured products are kept while paging;
-//! the cut-off is [`MAX_PAGES`].
+//! a listing longer than `[inventory] max_pages` pages is cut off.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -30,11 +30,6 @@ use crate::poller::check::CheckContext;
 use crate::poller::listing::{ListingEnd, fetch_all};
 use crate::poller::unix_now;
 use crate::store::{InventoryEntry, InventoryListing};
-
-/// Get Inventory page cut-off: far more than any tenant's products (each
-/// page holds up to 100), small enough that a Store that never ends the
-/// listing is noticed within one poll.
-pub const MAX_PAGES: u32 = 1000;
 
 /// What the latest complete inventory says about a configured product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,23 +125,28 @@ impl Exporter {
             retry: self.retry_policy(&generation.config),
         };
         let mut found: HashMap<(String, String), InventoryFacts> = HashMap::new();
-        let listing = fetch_all(&ctx, &InventoryListing, MAX_PAGES, |page| {
-            for entry in &page.entries {
-                let k = key(&entry.product_id, &entry.sku_id);
-                if !wanted.contains(&k) {
-                    continue;
-                }
-                let facts = InventoryFacts::from_entry(entry);
-                // Listed twice (an old removed entry beside the live one):
-                // the active entry is the one that says something.
-                match found.get(&k) {
-                    Some(old) if old.is_active() && !facts.is_active() => {}
-                    _ => {
-                        found.insert(k, facts);
+        let listing = fetch_all(
+            &ctx,
+            &InventoryListing,
+            generation.config.inventory.max_pages,
+            |page| {
+                for entry in &page.entries {
+                    let k = key(&entry.product_id, &entry.sku_id);
+                    if !wanted.contains(&k) {
+                        continue;
+                    }
+                    let facts = InventoryFacts::from_entry(entry);
+                    // Listed twice (an old removed entry beside the live one):
+                    // the active entry is the one that says something.
+                    match found.get(&k) {
+                        Some(old) if old.is_active() && !facts.is_active() => {}
+                        _ => {
+                            found.insert(k, facts);
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         let end = tokio::select! {
             _ = cancel.cancelled() => return None,
             end = listing => end,

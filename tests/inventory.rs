@@ -244,6 +244,29 @@ async fn an_endless_inventory_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_listing_that_never_ends_is_cut_off_at_max_pages() {
+    let h = harness("").await;
+    assert!(poll(&h).await.complete);
+    h.write_config(&products(PRODUCTS, "max_pages = 3"), "");
+    h.exporter.reload().await.expect("reload");
+    // Every page has a new continuation token: only the page limit stops it.
+    h.fake.set_paging(Paging {
+        endless: true,
+        page_size: Some(1),
+        ..Paging::default()
+    });
+    let before = h.scrape().await.api("get_inventory", "200").unwrap_or(0.0);
+    assert!(!poll(&h).await.complete);
+    let m = h.scrape().await;
+    assert_eq!(m.api("get_inventory", "200"), Some(before + 3.0));
+    assert_eq!(
+        m.value("msfb_inventory_poll_errors_total", &[("code", "paging")]),
+        Some(1.0)
+    );
+    assert_eq!(gauge(&m, "msfb_inventory_seat_capacity", P), Some(25.0));
+}
+
+#[tokio::test]
 async fn a_transient_inventory_failure_is_retried() {
     let h = harness("max_retries = 2").await;
     h.fake

@@ -189,6 +189,8 @@ pub struct InventoryConfig {
     pub enabled: bool,
     /// How often.
     pub interval: Duration,
+    /// Get Inventory pages after which a listing is cut off as an error.
+    pub max_pages: u32,
 }
 
 /// How a product's seats are checked (SPEC §11).

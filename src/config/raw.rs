@@ -140,6 +140,7 @@ pub(crate) struct RawInventory {
     pub enabled: bool,
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    pub max_pages: i64,
 }
 
 impl Default for RawInventory {
@@ -147,6 +148,7 @@ impl Default for RawInventory {
         Self {
             enabled: true,
             interval: Duration::from_secs(3600),
+            max_pages: 1000,
         }
     }
 }

@@ -148,6 +148,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     let inventory = InventoryConfig {
         enabled: raw.inventory.enabled,
         interval: raw.inventory.interval,
+        max_pages: page_limit(&KeyPath::of("inventory.max_pages"), raw.inventory.max_pages)?,
     };
     let products = products(raw.products, &mut ctx)?;
     if let Some(rps) = store.max_requests_per_second {
@@ -652,13 +653,7 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
     }
     let max_pages = match p.max_pages {
         None => DEFAULT_MAX_PAGES,
-        Some(n) if (1..=1_000_000).contains(&n) => n as u32,
-        Some(n) => {
-            return Err(issue(
-                &key.key("max_pages"),
-                format!("must be between 1 and 1000000 (got {n})"),
-            ));
-        }
+        Some(n) => page_limit(&key.key("max_pages"), n)?,
     };
     Ok(ProductConfig {
         product_id: p.product_id,
@@ -670,6 +665,18 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
         forget_after,
         max_pages,
     })
+}
+
+/// A listing's page cut-off (`[[products]] max_pages`, `[inventory]
+/// max_pages`): 1 to 1000000.
+fn page_limit(key: &KeyPath, n: i64) -> Result<u32, Issue> {
+    match u32::try_from(n) {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err(issue(
+            key,
+            format!("must be between 1 and 1000000 (got {n})"),
+        )),
+    }
 }
 
 #[cfg(test)]
