@@ -131,3 +131,73 @@ async fn once_prints_the_exposition_and_reports_inconclusive_checks() {
         "msfb_seat_check_success{{product_id=\"{P}\",sku_id=\"{S}\",user=\"bob@contoso.com\"}} 0\n"
     )));
 }
+
+/// The README's first command: `--demo` shows a newcomer a seat being lost
+/// on `/metrics` within a minute, while a seat that stays is never shown
+/// lost. Runs the real binary for about 35 s (the demo's own timeline); the
+/// deadline is the README's promise, with room for a slow machine.
+#[tokio::test]
+async fn the_demo_shows_a_lost_seat_within_a_minute() {
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .args(["--demo", "--web.listen-address=127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let metrics_url = loop {
+        let line = lines
+            .next_line()
+            .await
+            .expect("read stdout")
+            .expect("the demo prints its URLs");
+        if let Some(url) = line.trim().strip_prefix("Metrics:") {
+            break url.trim().to_owned();
+        }
+    };
+    let notes = [("product_id", "9NBLGGH4R315")];
+    let seat = |m: &crate::util::Scrape, user: &str| {
+        let mut labels = notes.to_vec();
+        labels.push(("user", user));
+        m.value("msfb_seat_active", &labels)
+    };
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    let mut bob_held = false;
+    loop {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(90),
+            "no lost seat within 90 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let Ok(response) = client.get(&metrics_url).send().await else {
+            continue;
+        };
+        let m = crate::util::Scrape::parse(&response.text().await.expect("body"));
+        if seat(&m, "alice@contoso.com").is_some() {
+            assert_eq!(
+                seat(&m, "alice@contoso.com"),
+                Some(1.0),
+                "alice keeps her seat"
+            );
+        }
+        match seat(&m, "bob@contoso.com") {
+            Some(v) if v == 1.0 => bob_held = true,
+            Some(v) if v == 0.0 && bob_held => {
+                let mut labels = notes.to_vec();
+                labels.push(("user", "bob@contoso.com"));
+                assert_eq!(m.value("msfb_seat_lost_total", &labels), Some(1.0));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the seat was lost after {:?}",
+        started.elapsed()
+    );
+}
