@@ -149,26 +149,55 @@ impl StoreClient {
         let body = read_body(response).await;
         self.telemetry
             .observe_get_seat(ErrorCode::Status(status), started.elapsed().as_secs_f64());
-        match (status, body) {
-            (200..=299, Ok(body)) => match SeatDetails::decode(&body) {
-                Ok(seat) => Answer::Seat(seat),
-                Err(e) => Answer::Failed(Failure {
-                    code: ErrorCode::Decode,
-                    retry_after: None,
-                    detail: e.to_string(),
-                }),
-            },
-            (200..=299, Err(failure)) => Answer::Failed(failure),
-            // The item type is a detail: an unreadable 404 body is still a 404.
-            (404, body) => Answer::NotFound(
-                body.map_or(ItemType::Unknown, |b| ItemType::from_not_found_body(&b)),
-            ),
-            (status, _) => Answer::Failed(Failure {
-                code: ErrorCode::Status(status),
-                retry_after,
-                detail: format!("HTTP {status}"),
-            }),
+        match interpret(status, body, retry_after, |b| {
+            SeatDetails::decode(b).map_err(|e| e.to_string())
+        }) {
+            Reply::Body(seat) => Answer::Seat(seat),
+            Reply::NotFound(item) => Answer::NotFound(item),
+            Reply::Failed(failure) => Answer::Failed(failure),
         }
+    }
+}
+
+/// What an answered request says, before the caller's own answer type.
+pub(crate) enum Reply<T> {
+    /// A 2xx whose body decoded.
+    Body(T),
+    /// A 404, with the item type its body names.
+    NotFound(ItemType),
+    /// Anything else: inconclusive.
+    Failed(Failure),
+}
+
+/// Reads an answer the same way for every request (SPEC §4, §5): a 2xx body
+/// that does not decode is `decode`, an unreadable one keeps the body
+/// read's failure; a 404 is a 404 whatever its body (the item type is a
+/// detail, `unknown` when the body cannot be read); any other status is a
+/// failure carrying its `Retry-After`.
+pub(crate) fn interpret<T>(
+    status: u16,
+    body: Result<Bytes, Failure>,
+    retry_after: Option<Duration>,
+    decode: impl FnOnce(&[u8]) -> Result<T, String>,
+) -> Reply<T> {
+    match (status, body) {
+        (200..=299, Ok(body)) => match decode(&body) {
+            Ok(value) => Reply::Body(value),
+            Err(detail) => Reply::Failed(Failure {
+                code: ErrorCode::Decode,
+                retry_after: None,
+                detail,
+            }),
+        },
+        (200..=299, Err(failure)) => Reply::Failed(failure),
+        (404, body) => {
+            Reply::NotFound(body.map_or(ItemType::Unknown, |b| ItemType::from_not_found_body(&b)))
+        }
+        (status, _) => Reply::Failed(Failure {
+            code: ErrorCode::Status(status),
+            retry_after,
+            detail: format!("HTTP {status}"),
+        }),
     }
 }
 

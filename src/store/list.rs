@@ -25,7 +25,8 @@ use sha2::{Digest, Sha256};
 use super::ErrorCode;
 use super::auth::AccessToken;
 use super::client::{
-    Failure, SEGMENT, StoreClient, parse_retry_after, read_body, transport_failure,
+    Failure, Reply, SEGMENT, StoreClient, interpret, parse_retry_after, read_body,
+    transport_failure,
 };
 use super::model::{ItemType, SeatState, parse_datetime};
 use crate::metrics::operation;
@@ -173,24 +174,12 @@ impl StoreClient {
             &ErrorCode::Status(status).label(),
             started.elapsed().as_secs_f64(),
         );
-        match (status, body) {
-            (200..=299, Ok(body)) => match K::Page::decode(&body) {
-                Ok(page) => PageAnswer::Page(page, digest(&body)),
-                Err(detail) => PageAnswer::Failed(Failure {
-                    code: ErrorCode::Decode,
-                    retry_after: None,
-                    detail,
-                }),
-            },
-            (200..=299, Err(failure)) => PageAnswer::Failed(failure),
-            (404, body) => PageAnswer::NotFound(
-                body.map_or(ItemType::Unknown, |b| ItemType::from_not_found_body(&b)),
-            ),
-            (status, _) => PageAnswer::Failed(Failure {
-                code: ErrorCode::Status(status),
-                retry_after,
-                detail: format!("HTTP {status}"),
-            }),
+        match interpret(status, body, retry_after, |b| {
+            K::Page::decode(b).map(|page| (page, digest(b)))
+        }) {
+            Reply::Body((page, digest)) => PageAnswer::Page(page, digest),
+            Reply::NotFound(item) => PageAnswer::NotFound(item),
+            Reply::Failed(failure) => PageAnswer::Failed(failure),
         }
     }
 }

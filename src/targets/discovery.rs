@@ -240,14 +240,7 @@ pub(super) fn carry_discovery(
 mod tests {
     use super::*;
     use crate::store::{ErrorCode, Reason};
-
-    fn conclusive(active: bool) -> Outcome {
-        Outcome::Conclusive {
-            active,
-            assigned_at: Some(5.0),
-            negative: None,
-        }
-    }
+    use crate::targets::state::tests::conclusive;
 
     fn sighting(upn: &str, active: bool) -> (String, Sighting) {
         (

@@ -209,10 +209,12 @@ impl Target {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn conclusive(active: bool) -> Outcome {
+    /// A conclusive answer, with a date when active (shared with the
+    /// discovery tests).
+    pub(in crate::targets) fn conclusive(active: bool) -> Outcome {
         Outcome::Conclusive {
             active,
             assigned_at: Some(5.0),
