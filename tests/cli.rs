@@ -200,3 +200,24 @@ async fn the_demo_shows_a_lost_seat_within_a_minute() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_listen_address_in_use_is_a_runtime_failure_exit_1() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, fake.config_toml("secret", &product(&["a@b.c"]))).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = run(&[
+        &format!("--config.file={}", config.display()),
+        &format!("--web.listen-address={address}"),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("cannot listen on {address}")),
+        "{}",
+        text(&out.stderr)
+    );
+}

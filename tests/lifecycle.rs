@@ -49,6 +49,34 @@ async fn sigterm_during_slow_checks_exits_0_within_5_seconds() {
 }
 
 #[tokio::test]
+async fn sigint_shuts_down_like_sigterm() {
+    let running = Running::start_with(
+        Format::Logfmt,
+        "info",
+        "",
+        |c| c,
+        |fake| {
+            for u in USERS {
+                fake.set_seat(P, S, u, FakeSeat::active());
+            }
+        },
+    )
+    .await;
+    running.wait_for("msfb_seat_exporter started").await;
+    let asked = Instant::now();
+    let (code, lines) = running.stop_with(libc::SIGINT).await;
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "{lines:#?}");
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("msfb_seat_exporter stopped")),
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test]
 async fn secrets_and_tokens_never_reach_logs_or_pages() {
     let running = Running::start_with(Format::Json, "debug", "", |c| c, |fake| {
         for u in USERS {

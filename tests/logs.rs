@@ -235,11 +235,16 @@ impl Running {
     }
 
     /// SIGTERM, then the exit code and every line.
-    pub(crate) async fn stop(mut self) -> (Option<i32>, Vec<String>) {
-        self.signal(libc::SIGTERM);
+    pub(crate) async fn stop(self) -> (Option<i32>, Vec<String>) {
+        self.stop_with(libc::SIGTERM).await
+    }
+
+    /// `signal` (SIGTERM or SIGINT), then the exit code and every line.
+    pub(crate) async fn stop_with(mut self, signal: libc::c_int) -> (Option<i32>, Vec<String>) {
+        self.signal(signal);
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .expect("exits after SIGTERM")
+            .expect("exits after the signal")
             .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.reader).await;
         let lines = self.lines.lock().unwrap().clone();
