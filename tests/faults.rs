@@ -218,6 +218,86 @@ async fn oversized_bodies() {
     .await;
 }
 
+/// A `body` fault with one retry per check: both faulted cycles together
+/// must have made two requests per check (SPEC §5: an unreadable body is
+/// retried).
+async fn body_fault_case(action: Action) {
+    fault_case(
+        "max_retries = 1",
+        |f| {
+            f.reset_counts();
+            f.add_fault(Fault::always(Match::AllSeats, action.clone()));
+        },
+        |f| {
+            assert_eq!(
+                f.counts().seat_requests,
+                2 * 3 * 2,
+                "two cycles, three checks, each retried once"
+            );
+            f.clear_faults();
+        },
+        "body",
+        "",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_chunked_bodies() {
+    // No Content-Length: only counting the bytes read finds the cap. The
+    // body is an active seat, so reading it whole would be conclusive.
+    body_fault_case(Action::OversizedChunked(3 << 20)).await;
+}
+
+#[tokio::test]
+async fn bodies_cut_off_mid_stream() {
+    body_fault_case(Action::CutMidBody).await;
+}
+
+/// The two streamed faults really are what the cases above rely on: a 200
+/// with no `Content-Length` whose body is over 1 MiB, and a 200 whose body
+/// starts and then fails.
+#[tokio::test]
+async fn the_fake_streams_bodies_without_a_length_and_cuts_them() {
+    let fake = FakeStore::start().await.unwrap();
+    let url = format!("{}/V1/Inventory/{P}/{S}/Seats/{ALICE}", fake.base_url());
+    let http = reqwest::Client::new();
+
+    fake.add_fault(Fault::times(
+        1,
+        Match::AllSeats,
+        Action::OversizedChunked(3 << 20),
+    ));
+    let resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers().get("content-length"), None);
+    assert_eq!(
+        resp.headers()
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok()),
+        Some("chunked")
+    );
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), 3 << 20);
+    assert!(body.starts_with(b"{\"State\":\"Active\""));
+
+    fake.add_fault(Fault::times(1, Match::AllSeats, Action::CutMidBody));
+    let mut resp = http.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.expect("the first chunk arrives");
+    assert!(first.is_some_and(|c| !c.is_empty()));
+    let err = loop {
+        match resp.chunk().await {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the body ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    // reqwest reports a failed body read as a body or decode error; the
+    // client counts both as `body`.
+    assert!(err.is_body() || err.is_decode(), "{err:?}");
+}
+
 #[tokio::test]
 async fn a_200_without_a_usable_state() {
     // A 200 whose state is missing, not a string or blank is garbage, not

@@ -1,5 +1,6 @@
 //! The exposition as a whole: a golden file for the seat families, and the
-//! presence and shape of every metric SPEC §6 names.
+//! presence and shape of every metric SPEC §6 names; scrapes under load and
+//! while a poll hangs (SPEC §10).
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 
@@ -220,4 +221,78 @@ async fn a_scraper_that_stops_reading_delays_no_other() {
         Scrape::parse(&late).find("msfb_seat_lost_total", &[]).len(),
         10_000
     );
+}
+
+/// SPEC §10: a scrape never waits for a poll. The daemon's first cycle
+/// hangs (every Get seat is delayed 30 s, within a 45 s timeout) while
+/// /metrics and /-/healthy are asked with a 2 s client timeout: they answer,
+/// and the metrics show that the cycle had not finished.
+#[tokio::test]
+async fn scrapes_and_health_checks_answer_while_every_check_hangs() {
+    use std::time::Duration;
+
+    use msfb_seat_exporter::fake_store::Action;
+
+    use crate::logs::{Format, Running};
+    use crate::served::eventually;
+
+    let edit = |config: String| {
+        config
+            .replace("timeout = \"2s\"", "timeout = \"45s\"")
+            .replace("interval = \"10s\"", "interval = \"2m\"")
+            .replace("[store]\n", "[store]\nmax_retries = 0\n")
+    };
+    let running = Running::start_with(Format::Logfmt, "info", "", edit, |fake| {
+        for u in ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"] {
+            fake.set_seat(P, S, u, FakeSeat::active());
+        }
+        fake.add_fault(Fault::always(
+            Match::AllSeats,
+            Action::Delay(Duration::from_secs(30)),
+        ));
+    })
+    .await;
+    let started = running.wait_for("msfb_seat_exporter started").await;
+    let base = format!("http://{}", started["address"]);
+    // Every check of the first cycle is waiting on the Store.
+    eventually("checks in flight", Duration::from_secs(60), || async {
+        let n = running.fake.counts().seat_requests;
+        if n >= 3 {
+            Ok(())
+        } else {
+            Err(format!("{n} requests"))
+        }
+    })
+    .await;
+    // The timeout is the assertion: a scrape that waited for the poll
+    // would take most of 30 s.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let resp = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers while checks are in flight");
+    assert_eq!(resp.status(), 200);
+    let m = Scrape::parse(&resp.text().await.expect("the whole body within 2 s"));
+    assert_eq!(
+        m.find("msfb_seat_exporter_build_info", &[]).len(),
+        1,
+        "{}",
+        m.text
+    );
+    // Taken before the first cycle ended: no conclusive answer yet.
+    assert!(m.find("msfb_seat_active", &[]).is_empty(), "{}", m.text);
+    let resp = http
+        .get(format!("{base}/-/healthy"))
+        .send()
+        .await
+        .expect("/-/healthy answers while checks are in flight");
+    assert_eq!(resp.status(), 200);
+    // Still the same cycle: no check was answered in the meantime.
+    assert_eq!(running.fake.counts().seat_requests, 3);
+    let (code, lines) = running.stop().await;
+    assert_eq!(code, Some(0), "{lines:#?}");
 }

@@ -43,6 +43,13 @@ pub enum Action {
     Malformed,
     /// A 200 whose body is this many bytes (over the exporter's cap).
     Oversized(usize),
+    /// A 200 whose body is this many bytes, streamed with chunked transfer
+    /// encoding: no `Content-Length`, so only counting the bytes read can
+    /// tell that it is over the exporter's cap.
+    OversizedChunked(usize),
+    /// A 200 with its headers and the start of a seat body (chunked), then
+    /// the body stream fails and the connection is cut mid-body.
+    CutMidBody,
     /// Close the connection without answering.
     Drop,
     /// A 200 with this body.

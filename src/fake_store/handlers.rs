@@ -162,10 +162,59 @@ fn respond(action: Action) -> Response {
             body.push_str("\"}");
             json_response(StatusCode::OK, body)
         }
+        Action::OversizedChunked(n) => chunked_response(oversized_chunks(n)),
+        Action::CutMidBody => chunked_response(cut_mid_body()),
         Action::Body(body) => json_response(StatusCode::OK, body),
         // Delay and Drop are handled by the caller.
         Action::Delay(_) | Action::Drop => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
+}
+
+/// Bytes sent per chunk of a streamed body.
+const CHUNK: usize = 64 * 1024;
+
+/// A seat body of `n` bytes (an active seat, padded), in chunks.
+fn oversized_chunks(
+    n: usize,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    let head = b"{\"State\":\"Active\",\"Padding\":\"".as_slice();
+    let tail = b"\"}".as_slice();
+    let padding = n.saturating_sub(head.len() + tail.len());
+    let mut parts = vec![bytes::Bytes::from_static(head)];
+    let mut left = padding;
+    while left > 0 {
+        let len = left.min(CHUNK);
+        parts.push(bytes::Bytes::from(vec![b'x'; len]));
+        left -= len;
+    }
+    parts.push(bytes::Bytes::from_static(tail));
+    futures::stream::iter(parts.into_iter().map(Ok))
+}
+
+/// The start of a seat body, a pause (so that hyper flushes the headers and
+/// that chunk), then an error: hyper aborts the connection mid-body.
+fn cut_mid_body()
+-> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static {
+    use futures::StreamExt as _;
+    let start = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"{\"State\":\"Act")) });
+    let cut = futures::stream::once(async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        Err(std::io::Error::other("fault: connection cut mid-body"))
+    });
+    start.chain(cut)
+}
+
+/// A 200 JSON response streaming `chunks`: without a known length, hyper
+/// sends it with `Transfer-Encoding: chunked` and no `Content-Length`.
+fn chunked_response(
+    chunks: impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {

@@ -7,9 +7,10 @@
 //! seats) and the inventory (Get Inventory) in pages, and can be told to
 //! misbehave ([`Fault`]): a status for N requests, for one user or for one
 //! page of a listing, a delay, a `Retry-After`, a malformed or oversized
-//! body, a dropped connection, tokens that expire after N seconds, and
-//! listings that ignore the page size, repeat a token or never end
-//! ([`Paging`]). It counts what it was asked, so tests can assert on the
+//! body (with a `Content-Length` or streamed in chunks without one), a body
+//! cut off mid-stream, a dropped connection, tokens that expire after N
+//! seconds, and listings that ignore the page size, repeat a token or never
+//! end ([`Paging`]). It counts what it was asked, so tests can assert on the
 //! requests the exporter really made.
 //!
 //! Continuation tokens are opaque strings full of characters that URL

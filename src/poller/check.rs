@@ -330,6 +330,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn backoff_ceiling_doubles_per_retry_up_to_the_cap() {
+        // Full jitter: retry `r` waits up to min(cap, base·2^r). The largest
+        // of many samples for retry `r` exceeds everything retry `r - 1`
+        // can produce, so a fixed (or linear) ceiling fails here. Each
+        // assertion fails by chance with probability 2^-400.
+        let p = RetryPolicy::new(8);
+        let max_of = |retry: u32| (0..400).map(|_| p.delay(retry, None)).max().unwrap();
+        for retry in 1..5 {
+            let previous_ceiling = p.base * (1 << (retry - 1));
+            let max = max_of(retry);
+            assert!(
+                max > previous_ceiling,
+                "retry {retry}: max {max:?} <= {previous_ceiling:?}"
+            );
+        }
+        // Attempt 3 (retry 2, ceiling 4 s) against attempt 1 (retry 0,
+        // ceiling 1 s): beyond anything the first backoff can produce.
+        assert!(max_of(2) > p.base * 2);
+        // Past the cap the ceiling stays at 30 s: 2^6 s would be 64 s.
+        let late = max_of(6);
+        assert!(late > Duration::from_secs(16) && late <= p.cap, "{late:?}");
+    }
+
     mod retries {
         //! The retry loop on tokio's paused clock: the waits are exact, and
         //! the test takes no real time.
@@ -422,6 +446,56 @@ mod tests {
             .await;
             assert_eq!(r, Ok(1));
             assert_eq!(start.elapsed(), Duration::from_secs(7));
+        }
+
+        /// A failure whose `Retry-After` is read from `value` as the
+        /// client reads a response header, at the time of the attempt.
+        fn failure_with_header(code: ErrorCode, value: &str) -> Failure {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(
+                reqwest::header::RETRY_AFTER,
+                reqwest::header::HeaderValue::from_str(value).unwrap(),
+            );
+            let retry_after =
+                crate::store::parse_retry_after(&headers, std::time::SystemTime::now());
+            failure(code, retry_after)
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retry_after_as_an_http_date_is_waited_for() {
+            let f = fixture();
+            let attempts = AtomicU32::new(0);
+            // 45 s from now, to the second (HTTP dates have no fraction):
+            // between 44 and 45 s, far beyond the 1 s first backoff.
+            let date =
+                httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(45));
+            let fail = failure_with_header(ErrorCode::Status(503), &date);
+            let expected = fail.retry_after.expect("an HTTP date is understood");
+            assert!(expected > Duration::from_secs(44), "{expected:?}");
+            let start = Instant::now();
+            let r = run(&ctx(&f, 1), &[fail], &attempts).await;
+            assert_eq!(r, Ok(1));
+            // Tokio's timer rounds a sleep up to the next millisecond.
+            let waited = start.elapsed();
+            assert!(
+                waited >= expected && waited <= expected + Duration::from_millis(1),
+                "waited {waited:?} for {expected:?}"
+            );
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn retry_after_over_60_seconds_is_capped_at_60() {
+            let later =
+                httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(7200));
+            for value in ["3600", later.as_str()] {
+                let f = fixture();
+                let attempts = AtomicU32::new(0);
+                let fail = failure_with_header(ErrorCode::Status(429), value);
+                let start = Instant::now();
+                let r = run(&ctx(&f, 2), &[fail.clone(), fail], &attempts).await;
+                assert_eq!(r, Ok(2), "{value}");
+                assert_eq!(start.elapsed(), Duration::from_secs(120), "{value}");
+            }
         }
 
         #[tokio::test(start_paused = true)]

@@ -18,6 +18,9 @@ use std::time::Duration;
 
 pub use auth::{AccessToken, TokenError, TokenSource};
 pub(crate) use client::SEGMENT;
+// For the poller's retry tests: `Retry-After` read as the client reads it.
+#[cfg(test)]
+pub(crate) use client::parse_retry_after;
 pub use client::{Answer, Failure, StoreClient, seat_path};
 pub use list::{
     InventoryEntry, InventoryListing, InventoryPage, ListedSeat, Page, PageAnswer, PageKind,
