@@ -36,7 +36,7 @@ fn random_fault(rng: &mut StdRng) -> Action {
         1 => return Fault::status_retry_after(429, "0"),
         _ => {}
     }
-    match rng.random_range(0..10) {
+    match rng.random_range(0..12) {
         0 => Fault::status(500),
         1 => Fault::status(503),
         2 => Fault::status_retry_after(502, "0"),
@@ -46,6 +46,8 @@ fn random_fault(rng: &mut StdRng) -> Action {
         6 => Action::Drop,
         7 => Action::Malformed,
         8 => Action::Oversized(2 << 20),
+        9 => Action::OversizedChunked(2 << 20),
+        10 => Action::CutMidBody,
         _ => Action::Body("{\"unexpected\":true}".into()),
     }
 }
