@@ -2,8 +2,9 @@
 //! the accepted forms, and the shipped example file.
 
 use std::path::Path;
+use std::time::Duration;
 
-use msfb_seat_exporter::config::{self, LoadOptions};
+use msfb_seat_exporter::config::{self, LoadOptions, Mode};
 
 use crate::util::{load_with_env, temp_dir};
 
@@ -120,6 +121,21 @@ rejected! {
         "config.toml:2: web.basic_auth_users.prom: must be a bcrypt hash (\"$2b$...\"), not a plain password";
     tls_cert_without_key: format!("[web]\ntls_cert_file = \"secret.txt\"\n\n{AUTH}{PRODUCT}") =>
         "config.toml:1: web.tls_key_file: is required when web.tls_cert_file is set";
+    // Listing, discovery and inventory (issue 6, SPEC §11).
+    users_neither_list_nor_all: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"everyone\"\n") =>
+        "config.toml:9: products[0].users: must be a list of user principal names or \"all\" (got \"everyone\")";
+    discovery_in_per_user_mode: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nmode = \"per_user\"\n") =>
+        "config.toml:10: products[0].mode: users = \"all\" needs mode = \"list\" (or no mode)";
+    users_file_with_discovery: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nusers_file = \"users.txt\"\n") =>
+        "config.toml:10: products[0].users_file: cannot be combined with users = \"all\"";
+    forget_after_without_discovery: format!("{AUTH}{PRODUCT}mode = \"list\"\nforget_after = \"1d\"\n") =>
+        "config.toml:11: products[0].forget_after: only applies to users = \"all\"";
+    zero_max_pages: format!("{AUTH}{PRODUCT}mode = \"list\"\nmax_pages = 0\n") =>
+        "config.toml:11: products[0].max_pages: must be between 1 and 1000000 (got 0)";
+    too_many_max_pages: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nmax_pages = 1000001\n") =>
+        "config.toml:10: products[0].max_pages: must be between 1 and 1000000 (got 1000001)";
+    inventory_interval_too_short: format!("{AUTH}[inventory]\ninterval = \"9s\"\n\n{PRODUCT}") =>
+        "config.toml:7: inventory.interval: must be at least 10s (got 9s)";
 }
 
 #[test]
@@ -220,8 +236,9 @@ fn plain_http_is_accepted_with_a_warning() {
     );
 }
 
-#[test]
-fn the_example_file_is_valid_apart_from_the_files_it_names() {
+/// The shipped example with its secret file replaced by one in a fresh
+/// directory (returned with the text).
+fn example_with_secret() -> (tempfile::TempDir, String) {
     let example =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example"))
             .expect("config.toml.example");
@@ -235,10 +252,105 @@ fn the_example_file_is_valid_apart_from_the_files_it_names() {
         text, example,
         "the example names the secret file this test replaces"
     );
+    (dir, text)
+}
+
+#[test]
+fn the_example_file_is_valid_apart_from_the_files_it_names() {
+    let (dir, text) = example_with_secret();
     std::fs::write(dir.path().join("config.toml"), text).unwrap();
     let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("example is valid");
     assert_eq!(c.summary(), "2 targets (1 products, 2 users)");
     assert_eq!(c.web.listen_address, ":10043");
+}
+
+#[test]
+fn the_examples_commented_list_and_discovery_settings_are_valid() {
+    let (dir, text) = example_with_secret();
+    // The first product's commented mode and max_pages, set as shown.
+    let mut edited = text.clone();
+    for line in ["mode = \"per_user\"\n", "max_pages = 10000\n"] {
+        let commented = format!("\n# {line}");
+        assert_eq!(
+            edited.matches(&commented).count(),
+            1,
+            "the example shows {line:?} once, commented out"
+        );
+        edited = edited.replace(&commented, &format!("\n{line}"));
+    }
+    // The commented discovery product at the end, every line uncommented.
+    let (head, block) = edited
+        .split_once("# Discovery: watch every seat the Store lists for a product.\n")
+        .expect("the example has a commented discovery block");
+    let mut uncommented = head.to_owned();
+    for line in block.lines() {
+        let line = line
+            .strip_prefix("# ")
+            .unwrap_or_else(|| panic!("not a commented line in the discovery block: {line:?}"));
+        uncommented.push_str(line);
+        uncommented.push('\n');
+    }
+    std::fs::write(dir.path().join("config.toml"), uncommented).unwrap();
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("example is valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.products.len(), 2);
+    let listed = &c.products[0];
+    assert_eq!(listed.mode, Mode::PerUser);
+    assert_eq!(listed.max_pages, 10_000);
+    assert!(!listed.discover);
+    let d = &c.products[1];
+    assert_eq!(
+        (d.product_id.as_str(), d.sku_id.as_str()),
+        ("9WZDNCRFJ3PS", "0010")
+    );
+    assert!(d.discover);
+    assert_eq!(d.mode, Mode::List);
+    assert!(d.users.is_empty());
+    assert_eq!(d.forget_after, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(d.max_pages, 10_000);
+    assert_eq!(c.summary(), "2 targets (2 products, 2 users)");
+}
+
+#[test]
+fn listing_discovery_and_inventory_defaults() {
+    let text = format!(
+        "{AUTH}{PRODUCT}\n[[products]]\nproduct_id = \"P2\"\nsku_id = \"S2\"\nusers = \"all\"\n\n\
+         [[products]]\nproduct_id = \"P3\"\nsku_id = \"S3\"\nmode = \"list\"\nusers = [\"a@b.c\"]\n"
+    );
+    let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let got: Vec<(bool, Mode, Duration, u32)> = c
+        .products
+        .iter()
+        .map(|p| (p.discover, p.mode, p.forget_after, p.max_pages))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (false, Mode::PerUser, week, 10_000),
+            (true, Mode::List, week, 10_000),
+            (false, Mode::List, week, 10_000),
+        ]
+    );
+    assert!(c.products[1].users.is_empty());
+    assert!(c.inventory.enabled);
+    assert_eq!(c.inventory.interval, Duration::from_secs(3600));
+    // Explicit values are taken as written; a disabled inventory's
+    // interval is not checked.
+    let text = format!(
+        "{AUTH}[inventory]\nenabled = false\ninterval = \"1s\"\n\n[[products]]\nproduct_id = \"P\"\n\
+         sku_id = \"S\"\nusers = \"all\"\nmode = \"list\"\nforget_after = \"2h\"\nmax_pages = 1000000\n"
+    );
+    std::fs::write(dir.path().join("config.toml"), text).unwrap();
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert!(!c.inventory.enabled);
+    let p = &c.products[0];
+    assert_eq!(
+        (p.discover, p.mode, p.forget_after, p.max_pages),
+        (true, Mode::List, Duration::from_secs(7200), 1_000_000)
+    );
 }
 
 #[test]

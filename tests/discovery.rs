@@ -6,6 +6,8 @@
 //! time forward with `tokio::time::advance` instead of sleeping (as the tokio
 //! testing guide suggests); requests in between still run in real time.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::config::{self, LoadOptions};
@@ -130,6 +132,93 @@ async fn discovery_assign_revoke_reassign_forget() {
     let m = h.scrape().await;
     assert_eq!(m.active(BOB), Some(1.0));
     assert_eq!(lost(&m, BOB), Some(0.0));
+}
+
+/// Info lines of this thread's tracing events, as JSON objects (fields
+/// flattened), while the returned guards live. The test runtime is
+/// single-threaded, so the pollers' events are the test thread's.
+///
+/// A second, idle dispatcher is registered first: while only one exists,
+/// tracing-core works out a callsite's interest from the default of the
+/// thread that first reaches it, so a log line first reached by another
+/// test's thread (without a subscriber) would be off here too.
+fn capture_info_lines() -> (
+    (tracing::Dispatch, tracing::subscriber::DefaultGuard),
+    impl Fn() -> Vec<BTreeMap<String, String>>,
+) {
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let idle = tracing::Dispatch::new(tracing_subscriber::registry());
+    let guard = tracing::subscriber::set_default(subscriber);
+    let lines = move || {
+        let bytes = sink.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v.as_object()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or(v.to_string(), str::to_owned)))
+                    .collect()
+            })
+            .collect()
+    };
+    ((idle, guard), lines)
+}
+
+#[tokio::test]
+async fn a_forgotten_seat_is_logged_once_with_its_target() {
+    let (_guard, lines) = capture_info_lines();
+    let h = Harness::new(&discovered(""), "").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.set_seat(P, S, BOB, FakeSeat::active());
+    h.cycle().await;
+    h.fake.remove_seat(P, S, BOB);
+    h.cycle().await;
+    let forgotten = || {
+        lines()
+            .into_iter()
+            .filter(|e| e["message"] == "lost seat forgotten")
+            .collect::<Vec<_>>()
+    };
+    let messages: Vec<String> = lines().into_iter().map(|e| e["message"].clone()).collect();
+    assert!(messages.contains(&"seat lost".to_owned()), "{messages:?}");
+    // Not before forget_after has passed.
+    advance(Duration::from_secs(59 * 60)).await;
+    h.cycle().await;
+    assert!(forgotten().is_empty(), "{:?}", lines());
+    advance(Duration::from_secs(2 * 60)).await;
+    h.cycle().await;
+    // Later cycles do not log it again.
+    h.cycle().await;
+    let events = forgotten();
+    assert_eq!(events.len(), 1, "{:?}", lines());
+    let field = |key: &str| events[0].get(key).map(String::as_str);
+    assert_eq!(field("level"), Some("INFO"), "{events:?}");
+    assert_eq!(field("user"), Some(BOB), "{events:?}");
+    assert_eq!(field("product_id"), Some(P), "{events:?}");
+    assert_eq!(field("sku_id"), Some(S), "{events:?}");
+    assert_eq!(field("forget_after"), Some("1h"), "{events:?}");
+    assert_eq!(h.scrape().await.active(BOB), None);
 }
 
 #[tokio::test]

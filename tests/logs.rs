@@ -1,10 +1,11 @@
 //! The binary's log lines (issue 4): `--log.format=logfmt` and `json` both
 //! parse line by line; at info there is one line per seat state change and
-//! per reload and none per successful check; with `user_label = "hash"` no
-//! UPN appears in the logs, the metrics or the pages of the running binary.
+//! per reload and none per successful check; a failed reload is one error
+//! line naming file, line and key; with `user_label = "hash"` no UPN appears
+//! in the logs, the metrics or the pages of the running binary.
 //!
-//! These run the real binary against the fake Store for two poll cycles, so
-//! each takes a little over the 10 s minimum interval.
+//! These run the real binary against the fake Store for three poll cycles,
+//! so each takes a little over twice the 10 s minimum interval.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -22,6 +23,11 @@ const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
 const CAROL: &str = "carol@contoso.com";
 const HASH_KEY: &str = "log-test-key";
+/// A plain password in the bad file of the failed reload: refused, never
+/// repeated.
+const PLAIN_PASSWORD: &str = "hunter2-plain-password";
+/// What the failed reload logs.
+const RELOAD_FAILED: &str = "configuration reload failed; keeping the previous configuration";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Format {
@@ -130,7 +136,7 @@ pub(crate) struct Running {
     lines: Arc<Mutex<Vec<String>>>,
     reader: tokio::task::JoinHandle<()>,
     pub(crate) fake: FakeStore,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Running {
@@ -205,8 +211,13 @@ impl Running {
             lines,
             reader,
             fake,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// The configuration file the binary was started with.
+    pub(crate) fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("config.toml")
     }
 
     pub(crate) fn events(&self) -> Vec<Event> {
@@ -253,7 +264,8 @@ impl Running {
 }
 
 /// Runs the story: start, first cycle, bob's seat revoked, seen at the
-/// second cycle, SIGHUP, SIGTERM. Returns the lines and what the running
+/// second cycle, given back, seen at the third, SIGHUP with a good file,
+/// SIGHUP with a bad one, SIGTERM. Returns the lines and what the running
 /// binary served on the way.
 async fn story(format: Format, level: &str, metrics: &str) -> (Vec<String>, Vec<String>) {
     let running = Running::start(format, level, metrics).await;
@@ -275,8 +287,19 @@ async fn story(format: Format, level: &str, metrics: &str) -> (Vec<String>, Vec<
         assert_eq!(resp.status(), 200, "{path}");
         pages.push(resp.text().await.unwrap());
     }
+    running.fake.set_seat(P, S, BOB, FakeSeat::active());
+    running.wait_for("seat assigned").await;
     running.signal(libc::SIGHUP);
     running.wait_for("configuration reloaded").await;
+    // A bad file: a plain password where a bcrypt hash belongs (line 2).
+    let good = std::fs::read_to_string(running.config_path()).unwrap();
+    std::fs::write(
+        running.config_path(),
+        format!("[web]\nbasic_auth_users = {{ prom = \"{PLAIN_PASSWORD}\" }}\n\n{good}"),
+    )
+    .unwrap();
+    running.signal(libc::SIGHUP);
+    running.wait_for(RELOAD_FAILED).await;
     let (code, lines) = running.stop().await;
     assert_eq!(code, Some(0), "{lines:#?}");
     (lines, pages)
@@ -292,17 +315,36 @@ fn assert_info_lines(format: Format, lines: &[String], user: &str) {
         [
             "msfb_seat_exporter started",
             "seat lost",
+            "seat assigned",
             "configuration reloaded",
             "shutting down",
             "msfb_seat_exporter stopped",
         ],
         "{lines:#?}"
     );
-    let lost = info[1];
-    assert_eq!(lost["user"], user);
-    assert_eq!(lost["product_id"], P);
-    assert_eq!(lost["sku_id"], S);
-    assert_eq!(info[2]["targets"], "3");
+    for change in &info[1..3] {
+        assert_eq!(change["user"], user, "{change:?}");
+        assert_eq!(change["product_id"], P, "{change:?}");
+        assert_eq!(change["sku_id"], S, "{change:?}");
+    }
+    assert_eq!(info[3]["targets"], "3");
+    // The bad file's reload: one error line naming file, line, key and
+    // problem, without the password it refused; no secret in any line.
+    let errors: Vec<&Event> = events.iter().filter(|e| e["level"] == "error").collect();
+    assert_eq!(errors.len(), 1, "{lines:#?}");
+    assert_eq!(errors[0]["message"], RELOAD_FAILED);
+    let error = &errors[0]["error"];
+    assert!(
+        error.ends_with(
+            "/config.toml:2: web.basic_auth_users.prom: must be a bcrypt hash (\"$2b$...\"), \
+             not a plain password"
+        ),
+        "{error}"
+    );
+    for line in lines {
+        assert!(!line.contains(PLAIN_PASSWORD), "{line}");
+        assert!(!line.contains(fake_store::CLIENT_SECRET), "{line}");
+    }
     // carol's failures are reported once per cycle (two or more ran), as a
     // warning with counts, not per check; the only other warning is the
     // fake Store's plain-http URL, at start and at the reload.

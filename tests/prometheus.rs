@@ -526,7 +526,9 @@ async fn real_prometheus_pages_for_the_lost_seat_and_answers_every_dashboard_que
 /// Every expression of the shipped dashboard, with its variables set as
 /// Grafana would, returns data from a Prometheus that scraped the exporter
 /// (called once a seat has been lost and checks have failed, so that the
-/// "lost" and "error" panels have something to show).
+/// "lost" and "error" panels have something to show). The panels that end
+/// in `or vector(0)` always return data, so theirs must be the number the
+/// scenario gives, counted from series that exist.
 async fn dashboard_queries_return_data(prom: &Prometheus) {
     let text = std::fs::read_to_string(repo("contrib/grafana/msfb_seat_exporter.json")).unwrap();
     let dash: Value = serde_json::from_str(&text).unwrap();
@@ -592,6 +594,7 @@ async fn dashboard_queries_return_data(prom: &Prometheus) {
     ] {
         assert!(titles.contains(&wanted), "no panel {wanted:?}");
     }
+    let mut checked_or_zero = std::collections::BTreeSet::new();
     for product in [all.as_str(), P] {
         for (title, expr) in &exprs {
             let q = expr
@@ -608,6 +611,78 @@ async fn dashboard_queries_return_data(prom: &Prometheus) {
                 !result.is_empty(),
                 "{title} (product {product}): no data for {q}"
             );
+            // `or vector(0)` answers even when the expression before it
+            // matches nothing (a misspelt metric or label included): check
+            // that number, and that the expression counts real series.
+            let Some(inner) = q.strip_suffix(" or vector(0)") else {
+                continue;
+            };
+            let at_all = product == all;
+            let (want, condition, series) = or_zero_expectation(title, at_all);
+            checked_or_zero.insert(title.as_str());
+            let ctx = format!("{title} (product {product})");
+            assert_eq!(single_value(&result), want, "{ctx}: {q} gave {result:?}");
+            let matched = prom.query(inner).await.unwrap();
+            if want > 0.0 {
+                assert_eq!(
+                    single_value(&matched),
+                    want,
+                    "{ctx}: {inner} gave {matched:?}"
+                );
+            } else {
+                assert!(matched.is_empty(), "{ctx}: {inner} gave {matched:?}");
+            }
+            // Without its condition, the count is of every series the
+            // panel looks at.
+            let unconditional = inner.replace(condition, "");
+            assert_ne!(unconditional, inner, "{ctx}: {condition:?} not in {inner}");
+            let all_series = prom.query(&unconditional).await.unwrap();
+            assert_eq!(
+                single_value(&all_series),
+                series,
+                "{ctx}: {unconditional} gave {all_series:?}"
+            );
         }
+    }
+    assert_eq!(
+        checked_or_zero.into_iter().collect::<Vec<_>>(),
+        [
+            "Failing checks",
+            "Listings failing",
+            "Products not in inventory"
+        ],
+        "the panels that end in `or vector(0)`"
+    );
+}
+
+/// For a panel ending in `or vector(0)`, with the product variable at All
+/// (`at_all`) or at `P`: the number it must show in the scenario, the
+/// condition that picks what it counts, and how many series it counts
+/// without that condition. carol's checks (P2) always fail; P (list mode)
+/// and P2 are both in the inventory, active; P's one failed listing is long
+/// past when the dashboard is checked.
+fn or_zero_expectation(title: &str, at_all: bool) -> (f64, &'static str, f64) {
+    match (title, at_all) {
+        // carol, of four targets (two of them P's).
+        ("Failing checks", true) => (1.0, " == 0", 4.0),
+        ("Failing checks", false) => (0.0, " == 0", 2.0),
+        // Two products in the inventory, one of them P.
+        ("Products not in inventory", true) => (0.0, ",status=~\"missing|removed\"", 2.0),
+        ("Products not in inventory", false) => (0.0, ",status=~\"missing|removed\"", 1.0),
+        // Only P lists its seats.
+        ("Listings failing", _) => (0.0, " == 0", 1.0),
+        _ => panic!("{title}: no expectation for a panel ending in `or vector(0)`"),
+    }
+}
+
+/// The value of a one-sample instant vector; NaN for anything else (so
+/// that it equals nothing).
+fn single_value(result: &[Value]) -> f64 {
+    match result {
+        [one] => one["value"][1]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN),
+        _ => f64::NAN,
     }
 }
