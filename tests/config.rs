@@ -134,6 +134,10 @@ rejected! {
         "config.toml:11: products[0].max_pages: must be between 1 and 1000000 (got 0)";
     too_many_max_pages: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nmax_pages = 1000001\n") =>
         "config.toml:10: products[0].max_pages: must be between 1 and 1000000 (got 1000001)";
+    max_pages_in_per_user_mode: format!("{AUTH}{PRODUCT}max_pages = 50\n") =>
+        "config.toml:10: products[0].max_pages: only applies to mode = \"list\"";
+    inventory_max_pages_out_of_range: format!("{AUTH}[inventory]\nmax_pages = 0\n\n{PRODUCT}") =>
+        "config.toml:7: inventory.max_pages: must be between 1 and 1000000 (got 0)";
     inventory_interval_too_short: format!("{AUTH}[inventory]\ninterval = \"9s\"\n\n{PRODUCT}") =>
         "config.toml:7: inventory.interval: must be at least 10s (got 9s)";
 }
@@ -269,7 +273,7 @@ fn the_examples_commented_list_and_discovery_settings_are_valid() {
     let (dir, text) = example_with_secret();
     // The first product's commented mode and max_pages, set as shown.
     let mut edited = text.clone();
-    for line in ["mode = \"per_user\"\n", "max_pages = 10000\n"] {
+    for line in ["mode = \"list\"\n", "max_pages = 10000\n"] {
         let commented = format!("\n# {line}");
         assert_eq!(
             edited.matches(&commented).count(),
@@ -295,7 +299,7 @@ fn the_examples_commented_list_and_discovery_settings_are_valid() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.products.len(), 2);
     let listed = &c.products[0];
-    assert_eq!(listed.mode, Mode::PerUser);
+    assert_eq!(listed.mode, Mode::List);
     assert_eq!(listed.max_pages, 10_000);
     assert!(!listed.discover);
     let d = &c.products[1];

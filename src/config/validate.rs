@@ -653,6 +653,12 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
     }
     let max_pages = match p.max_pages {
         None => DEFAULT_MAX_PAGES,
+        Some(_) if mode == Mode::PerUser => {
+            return Err(issue(
+                &key.key("max_pages"),
+                "only applies to mode = \"list\"",
+            ));
+        }
         Some(n) => page_limit(&key.key("max_pages"), n)?,
     };
     Ok(ProductConfig {
