@@ -32,15 +32,7 @@ async fn sigterm_during_slow_checks_exits_0_within_5_seconds() {
     })
     .await;
     running.wait_for("msfb_seat_exporter started").await;
-    eventually("checks in flight", Duration::from_secs(60), || async {
-        let n = running.fake.counts().seat_requests;
-        if n >= 3 {
-            Ok(())
-        } else {
-            Err(format!("{n} requests"))
-        }
-    })
-    .await;
+    running.wait_for_seat_requests(3).await;
     let asked = Instant::now();
     let (code, lines) = running.stop().await;
     let took = asked.elapsed();

@@ -225,6 +225,19 @@ impl Running {
         lines.iter().map(|l| parse(self.format, l)).collect()
     }
 
+    /// Waits until the fake Store has seen at least `n` Get seat requests.
+    pub(crate) async fn wait_for_seat_requests(&self, n: u64) {
+        eventually("checks in flight", Duration::from_secs(60), || async {
+            let seen = self.fake.counts().seat_requests;
+            if seen >= n {
+                Ok(())
+            } else {
+                Err(format!("{seen} requests"))
+            }
+        })
+        .await;
+    }
+
     /// Waits for a line with `message` (generous deadline: a busy machine).
     pub(crate) async fn wait_for(&self, message: &str) -> Event {
         eventually(message, Duration::from_secs(90), || async {

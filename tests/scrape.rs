@@ -234,7 +234,6 @@ async fn scrapes_and_health_checks_answer_while_every_check_hangs() {
     use msfb_seat_exporter::fake_store::Action;
 
     use crate::logs::{Format, Running};
-    use crate::served::eventually;
 
     let edit = |config: String| {
         config
@@ -255,15 +254,7 @@ async fn scrapes_and_health_checks_answer_while_every_check_hangs() {
     let started = running.wait_for("msfb_seat_exporter started").await;
     let base = format!("http://{}", started["address"]);
     // Every check of the first cycle is waiting on the Store.
-    eventually("checks in flight", Duration::from_secs(60), || async {
-        let n = running.fake.counts().seat_requests;
-        if n >= 3 {
-            Ok(())
-        } else {
-            Err(format!("{n} requests"))
-        }
-    })
-    .await;
+    running.wait_for_seat_requests(3).await;
     // The timeout is the assertion: a scrape that waited for the poll
     // would take most of 30 s.
     let http = reqwest::Client::builder()
