@@ -358,6 +358,44 @@ fn listing_discovery_and_inventory_defaults() {
 }
 
 #[test]
+fn a_tiny_rate_is_warned_about_not_a_panic() {
+    let text = format!("[store]\nmax_requests_per_second = 1e-300\n\n{AUTH}{PRODUCT}");
+    let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].starts_with("a poll cycle cannot fit: 1 requests at 0.000"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn basic_auth_hashes_of_different_costs_are_warned_about() {
+    let hash = |cost: &str| format!("$2b${cost}${}", "a".repeat(53));
+    let text = format!(
+        "[web]\nbasic_auth_users = {{ prom = \"{}\", grafana = \"{}\", ops = \"{}\" }}\n\n{AUTH}{PRODUCT}",
+        hash("12"),
+        hash("10"),
+        hash("12"),
+    );
+    let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert_eq!(
+        c.warnings,
+        [
+            "web.basic_auth_users: the hashes have different bcrypt costs (10, 12); a refused \
+          request for a cheaper user answers faster than for an unknown one, which tells that \
+          the user exists: hash every password with the same cost"
+        ]
+    );
+    let same = text.replace(&hash("10"), &hash("12"));
+    std::fs::write(dir.path().join("config.toml"), same).unwrap();
+    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
 fn a_cycle_that_cannot_fit_the_interval_is_warned_about() {
     let users: Vec<String> = (0..50).map(|i| format!("\"u{i}@contoso.com\"")).collect();
     let text = format!(

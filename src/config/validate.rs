@@ -153,7 +153,8 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     let products = products(raw.products, &mut ctx)?;
     if let Some(rps) = store.max_requests_per_second {
         let requests = requests_per_cycle(&products, poll.shard_count);
-        let needed = Duration::from_secs_f64(requests as f64 / rps);
+        // A tiny rate gives more seconds than a Duration holds: no panic.
+        let needed = Duration::try_from_secs_f64(requests as f64 / rps).unwrap_or(Duration::MAX);
         if needed > poll.interval {
             ctx.warnings.push(format!(
                 "a poll cycle cannot fit: {requests} requests at {rps} requests/s take at least {}, \
@@ -275,6 +276,17 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
                 "must be a bcrypt hash (\"$2b$...\"), not a plain password",
             ));
         }
+    }
+    // Validated above: the cost is the two digits after "$2b$".
+    let costs: std::collections::BTreeSet<&str> =
+        raw.basic_auth_users.values().map(|h| &h[4..6]).collect();
+    if costs.len() > 1 {
+        ctx.warnings.push(format!(
+            "web.basic_auth_users: the hashes have different bcrypt costs ({}); a refused \
+             request for a cheaper user answers faster than for an unknown one, which tells \
+             that the user exists: hash every password with the same cost",
+            costs.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     Ok(WebConfig {
         listen_address,

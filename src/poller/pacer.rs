@@ -107,7 +107,9 @@ impl Pacer {
             match s.base {
                 None => None,
                 Some(base) => {
-                    let gap = Duration::from_secs_f64(1.0 / (base * s.factor)).min(SLOWEST);
+                    // A tiny configured rate is more than a Duration holds.
+                    let gap = Duration::try_from_secs_f64(1.0 / (base * s.factor))
+                        .map_or(SLOWEST, |g| g.min(SLOWEST));
                     let slot = s.next.max(now);
                     s.next = slot + gap;
                     Some(slot)
@@ -174,6 +176,12 @@ mod tests {
         // Fractional rates work too.
         let slow = Pacer::new(Some(0.5));
         assert_eq!(time_for(&slow, 3).await, Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_too_small_for_a_duration_waits_the_slowest_gap() {
+        let pacer = Pacer::new(Some(1e-300));
+        assert_eq!(time_for(&pacer, 3).await, SLOWEST * 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -177,7 +177,7 @@ impl StoreClient {
         match interpret(status, body, retry_after, |b| {
             K::Page::decode(b).map(|page| (page, digest(b)))
         }) {
-            Reply::Body((page, digest)) => PageAnswer::Page(page, digest),
+            Reply::Body((page, hash)) => PageAnswer::Page(page, hash),
             Reply::NotFound(item) => PageAnswer::NotFound(item),
             Reply::Failed(failure) => PageAnswer::Failed(failure),
         }
@@ -310,13 +310,18 @@ impl Page for SeatPage {
                     "response is not {WHAT}: seats[{i}] is not an object"
                 ));
             };
+            // Trimmed like the state: padding must not make a listed user
+            // look unlisted, which would read as a lost seat.
             let assigned_to = string(seat, "assignedTo")
-                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
                 .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no assignedTo"))?;
             let state = string(seat, "state")
                 .as_deref()
                 .and_then(SeatState::parse)
-                .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no state"))?;
+                .ok_or_else(|| {
+                    format!("response is not {WHAT}: seats[{i}] has no state or a blank one")
+                })?;
             seats.push(ListedSeat {
                 assigned_to,
                 state,
@@ -414,6 +419,12 @@ mod tests {
         .unwrap();
         assert_eq!(pascal.seats[0].assigned_to, "A@X.Y");
         assert_eq!(pascal.continuation(), None);
+        // Padding is not part of the user or the state.
+        let padded =
+            SeatPage::decode(br#"{"seats":[{"assignedTo":" a@x.y\t","state":" Active "}]}"#)
+                .unwrap();
+        assert_eq!(padded.seats[0].assigned_to, "a@x.y");
+        assert_eq!(padded.seats[0].state, SeatState::Active);
     }
 
     #[test]
@@ -439,6 +450,8 @@ mod tests {
             br#"{"seats":[1]}"#,
             br#"{"seats":[{"state":"active"}]}"#,
             br#"{"seats":[{"assignedTo":"","state":"active"}]}"#,
+            br#"{"seats":[{"assignedTo":"  ","state":"active"}]}"#,
+            br#"{"seats":[{"assignedTo":"a@x.y","state":" "}]}"#,
             br#"{"seats":[{"assignedTo":"a@x.y"}]}"#,
             br#"{"seats":[{"assignedTo":"a@x.y","state":1}]}"#,
             br#"{"seats":[],"continuationToken":7}"#,

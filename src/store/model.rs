@@ -31,9 +31,10 @@ impl SeatState {
     /// in some unknown state, which would be a conclusive 0 (SPEC §5).
     pub fn parse(state: &str) -> Option<SeatState> {
         let state = state.trim();
-        Some(if state.is_empty() {
+        if state.is_empty() {
             return None;
-        } else if state.eq_ignore_ascii_case("active") {
+        }
+        Some(if state.eq_ignore_ascii_case("active") {
             SeatState::Active
         } else if state.eq_ignore_ascii_case("revoked") {
             SeatState::Revoked
@@ -62,8 +63,9 @@ impl SeatDetails {
     ///
     /// # Errors
     /// [`DecodeError`] when the body is not a JSON object with a string
-    /// `state` that is not blank. An unreadable `dateAssigned` is not an error: the date is
-    /// informational and must not make a seat look unknown.
+    /// `state` that is not blank. An unreadable `dateAssigned` is not an
+    /// error: the date is informational and must not make a seat look
+    /// unknown.
     pub fn decode(body: &[u8]) -> Result<SeatDetails, DecodeError> {
         let wire: WireSeat =
             serde_json::from_slice(body).map_err(|e| DecodeError(e.to_string()))?;

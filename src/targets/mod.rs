@@ -11,7 +11,7 @@
 //! a new one and the exporter swaps the `Arc` (see `exporter`). Kept targets
 //! are the *same* `Arc<Target>` in both tables, so a check that was in flight
 //! during the swap still lands in the state the new table exports.
-//!//!
+//!
 //! Two things change without a reload, and each sits behind its own short
 //! std `Mutex`, shared by `Arc` across generations like targets:
 //! [`ProductState`] (inventory and listing health, `product`) and
@@ -58,6 +58,7 @@ pub struct Product {
     pub max_pages: u32,
 }
 
+/// A product and this instance's targets for it.
 #[derive(Debug)]
 pub struct ProductGroup {
     /// The product (shared with in-flight checks).

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ProductConfig;
 
+/// Whether this instance's shard owns the target: a stable hash (SHA-256 of
 /// product, SKU and lower-cased UPN) modulo the shard count. Stable across
 /// versions and platforms, unlike `std`'s hasher.
 pub fn in_shard(product: &ProductConfig, upn: &str, index: u32, count: u32) -> bool {

@@ -13,9 +13,11 @@
 //! most [`super::MAX_SCRAPES`] run at once because this layer sits inside the
 //! concurrency limit.
 //!
-//! Timing: a wrong password and an unknown user cost the same, because an
-//! unknown user's password is checked against a configured hash (of the
-//! same cost) and then refused anyway; bcrypt compares in constant time.
+//! Timing: an unknown user's password is checked against the costliest
+//! configured hash and then refused anyway, so a refusal for an unknown user
+//! takes at least as long as for any known one, and exactly as long when all
+//! hashes have the same cost (the configuration warns when they do not);
+//! bcrypt compares in constant time.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -114,10 +116,9 @@ impl CredentialCache {
     }
 }
 
-/// The hash an unknown user is checked against, so that a refusal takes as
-/// long as the slowest known user's check and the time of an answer does
-/// not tell whether a user name exists: the configured hash of the highest
-/// bcrypt cost (`$2b$12$…` has cost 12).
+/// The hash an unknown user is checked against, so that a refusal takes at
+/// least as long as the slowest known user's check: the configured hash of
+/// the highest bcrypt cost (`$2b$12$…` has cost 12).
 fn decoy(users: &BTreeMap<String, String>) -> Option<&str> {
     let cost = |h: &str| h.split('$').nth(2).and_then(|c| c.parse::<u32>().ok());
     users
