@@ -408,6 +408,21 @@ async fn a_token_expiring_mid_cycle_is_refreshed_before_it_fails() {
 }
 
 #[tokio::test]
+async fn an_absurd_token_lifetime_is_no_crash() {
+    let h = Harness::new(&product(&["a@contoso.com"]), "").await;
+    h.fake.set_seat(P, S, "a@contoso.com", FakeSeat::active());
+    for number in [false, true] {
+        h.fake.set_expires_in_as_number(number);
+        h.fake.set_token_lifetime(Duration::from_secs(u64::MAX));
+        h.fake.revoke_tokens();
+        for _ in 0..2 {
+            assert!(h.cycle().await.all_conclusive());
+        }
+    }
+    assert_eq!(h.scrape().await.active("a@contoso.com"), Some(1.0));
+}
+
+#[tokio::test]
 async fn a_token_revoked_mid_cycle_is_replaced() {
     let users: Vec<String> = (0..8).map(|i| format!("user{i}@contoso.com")).collect();
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();

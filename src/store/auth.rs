@@ -42,6 +42,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const FORCED_REFRESH_GAP: Duration = Duration::from_secs(10);
 /// Assumed lifetime when the endpoint omits `expires_in`.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime believed (Azure AD gives about an hour). A larger
+/// `expires_in` is taken as this, so that an absurd value neither keeps a
+/// revoked token forever nor overflows the clock arithmetic.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// OAuth error codes we pass through as the `reason` label (a closed set).
 const OAUTH_ERRORS: &[&str] = &[
@@ -345,6 +349,7 @@ impl TokenSource {
         if lifetime < Duration::from_secs(1) {
             return Err(decode("expires_in is 0"));
         }
+        let lifetime = lifetime.min(MAX_LIFETIME);
         debug_assert!(body.len() <= MAX_BODY_BYTES);
         Ok((AccessToken::new(token.to_owned()), lifetime))
     }
