@@ -138,6 +138,10 @@ rejected! {
         "config.toml:10: products[0].max_pages: only applies to mode = \"list\"";
     inventory_max_pages_out_of_range: format!("{AUTH}[inventory]\nmax_pages = 0\n\n{PRODUCT}") =>
         "config.toml:7: inventory.max_pages: must be between 1 and 1000000 (got 0)";
+    poll_interval_too_long: format!("{AUTH}[poll]\ninterval = \"500000000000y\"\n\n{PRODUCT}") =>
+        "config.toml:7: poll.interval: must be at most 30days (got 500000000000years)";
+    inventory_interval_too_long: format!("{AUTH}[inventory]\ninterval = \"1y\"\n\n{PRODUCT}") =>
+        "config.toml:7: inventory.interval: must be at most 30days (got 1year)";
     inventory_interval_too_short: format!("{AUTH}[inventory]\ninterval = \"9s\"\n\n{PRODUCT}") =>
         "config.toml:7: inventory.interval: must be at least 10s (got 9s)";
 }

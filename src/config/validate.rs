@@ -20,6 +20,9 @@ use super::{
 /// Shortest poll interval: the Store is a shared service, not a health
 /// endpoint.
 pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(10);
+/// Longest poll or inventory interval: far longer than anyone polls, and
+/// far inside what the clock arithmetic of the schedules can add.
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Longest id or UPN we accept; AAD UPNs are at most 113 characters, so this
 /// only stops a runaway value from reaching every label.
 const MAX_NAME_LEN: usize = 256;
@@ -135,15 +138,8 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     }
     let metrics = metrics(raw.metrics, &ctx)?;
     let inventory_key = KeyPath::of("inventory.interval");
-    if raw.inventory.enabled && raw.inventory.interval < MIN_INTERVAL {
-        return Err(issue(
-            &inventory_key,
-            format!(
-                "must be at least {} (got {})",
-                humantime::format_duration(MIN_INTERVAL),
-                humantime::format_duration(raw.inventory.interval)
-            ),
-        ));
+    if raw.inventory.enabled {
+        check_interval(&inventory_key, raw.inventory.interval)?;
     }
     let inventory = InventoryConfig {
         enabled: raw.inventory.enabled,
@@ -445,17 +441,26 @@ fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
     })
 }
 
+/// An interval between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
+fn check_interval(key: &KeyPath, interval: Duration) -> Checked<()> {
+    let bound = if interval < MIN_INTERVAL {
+        format!("at least {}", humantime::format_duration(MIN_INTERVAL))
+    } else if interval > MAX_INTERVAL {
+        format!("at most {}", humantime::format_duration(MAX_INTERVAL))
+    } else {
+        return Ok(());
+    };
+    Err(issue(
+        key,
+        format!(
+            "must be {bound} (got {})",
+            humantime::format_duration(interval)
+        ),
+    ))
+}
+
 fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
-    if raw.interval < MIN_INTERVAL {
-        return Err(issue(
-            &KeyPath::of("poll.interval"),
-            format!(
-                "must be at least {} (got {})",
-                humantime::format_duration(MIN_INTERVAL),
-                humantime::format_duration(raw.interval)
-            ),
-        ));
-    }
+    check_interval(&KeyPath::of("poll.interval"), raw.interval)?;
     let count = match ctx.options.shard_count {
         Some(c) => i64::from(c),
         None => raw.shard_count,
