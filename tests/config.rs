@@ -74,7 +74,7 @@ rejected! {
     unknown_section: format!("{AUTH}[polling]\ninterval = \"5m\"\n\n{PRODUCT}") =>
         "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `products`";
     unknown_product_key: format!("{AUTH}{PRODUCT}user = \"x@y.z\"\n") =>
-        "config.toml:10: products[0].user: unknown field `user`, expected one of `product_id`, `sku_id`, `name`, `users`, `users_file`, `mode`, `forget_after`, `max_pages`";
+        "config.toml:10: products[0].user: unknown field `user`, expected one of `product_id`, `sku_id`, `name`, `users`, `users_file`, `mode`, `forget_after`, `max_pages`, `max_discovered`";
     missing_auth: PRODUCT =>
         "config.toml:1: auth: missing field `auth`";
     missing_tenant: format!("[auth]\nclient_id = \"c\"\nclient_secret_file = \"secret.txt\"\n\n{PRODUCT}") =>
@@ -138,6 +138,12 @@ rejected! {
         "config.toml:10: products[0].max_pages: only applies to mode = \"list\"";
     inventory_max_pages_out_of_range: format!("{AUTH}[inventory]\nmax_pages = 0\n\n{PRODUCT}") =>
         "config.toml:7: inventory.max_pages: must be between 1 and 1000000 (got 0)";
+    max_discovered_without_discovery: format!("{AUTH}{PRODUCT}mode = \"list\"\nmax_discovered = 5\n") =>
+        "config.toml:11: products[0].max_discovered: only applies to users = \"all\"";
+    zero_max_discovered: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nmax_discovered = 0\n") =>
+        "config.toml:10: products[0].max_discovered: must be between 1 and 10000000 (got 0)";
+    forget_after_too_long: format!("{AUTH}[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = \"all\"\nforget_after = \"2y\"\n") =>
+        "config.toml:10: products[0].forget_after: must be at most 1year (got 2years)";
     poll_interval_too_long: format!("{AUTH}[poll]\ninterval = \"500000000000y\"\n\n{PRODUCT}") =>
         "config.toml:7: poll.interval: must be at most 30days (got 500000000000years)";
     inventory_interval_too_long: format!("{AUTH}[inventory]\ninterval = \"1y\"\n\n{PRODUCT}") =>

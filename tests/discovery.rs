@@ -355,3 +355,34 @@ async fn shards_split_the_discovered_seats() {
     want.sort();
     assert_eq!(seen, want, "every seat in exactly one shard");
 }
+
+#[tokio::test]
+async fn a_listing_past_max_discovered_is_failed_and_changes_nothing() {
+    let h = Harness::new(&discovered("max_discovered = 2"), "max_retries = 0").await;
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.set_seat(P, S, BOB, FakeSeat::active());
+    assert!(h.cycle().await.all_conclusive());
+    // A third seat: more than this instance may keep. The listing fails,
+    // nobody is added, and alice and bob keep their seats.
+    h.fake.set_seat(P, S, CAROL, FakeSeat::active());
+    assert!(!h.cycle().await.all_conclusive());
+    let m = h.scrape().await;
+    assert_eq!(m.active(ALICE), Some(1.0));
+    assert_eq!(m.active(BOB), Some(1.0));
+    assert_eq!(m.success(BOB), Some(0.0));
+    assert_eq!(m.active(CAROL), None);
+    assert_eq!(
+        m.value(
+            "msfb_seat_listing_errors_total",
+            &[("product_id", P), ("code", "paging")]
+        ),
+        Some(1.0)
+    );
+    // Back within the limit: the listing is applied again.
+    h.fake.remove_seat(P, S, CAROL);
+    h.fake.remove_seat(P, S, BOB);
+    assert!(h.cycle().await.all_conclusive());
+    let m = h.scrape().await;
+    assert_eq!(m.active(BOB), Some(0.0));
+    assert_eq!(m.active(CAROL), None);
+}

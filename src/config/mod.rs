@@ -221,6 +221,8 @@ pub struct ProductConfig {
     pub forget_after: Duration,
     /// Listing safety cut-off.
     pub max_pages: u32,
+    /// Discovery: most targets this instance keeps for the product.
+    pub max_discovered: usize,
 }
 
 impl Config {

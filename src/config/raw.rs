@@ -188,4 +188,5 @@ pub(crate) struct RawProduct {
     #[serde(default, with = "humantime_serde")]
     pub forget_after: Option<Duration>,
     pub max_pages: Option<i64>,
+    pub max_discovered: Option<i64>,
 }

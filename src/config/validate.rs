@@ -32,6 +32,11 @@ const MAX_CONCURRENCY: i64 = 1024;
 const MAX_RETRIES: i64 = 10;
 const DEFAULT_FORGET_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 const DEFAULT_MAX_PAGES: u32 = 10_000;
+/// Longest `forget_after`.
+const MAX_FORGET_AFTER: Duration = Duration::from_secs(31_557_600); // "1year" to humantime
+/// Discovered targets kept per product and instance by default: about
+/// 45 MiB of state; a larger tenant raises it or shards.
+const DEFAULT_MAX_DISCOVERED: usize = 100_000;
 
 /// A rejected key and why.
 #[derive(Debug)]
@@ -668,6 +673,34 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
             "only applies to users = \"all\"",
         ));
     }
+    if forget_after > MAX_FORGET_AFTER {
+        return Err(issue(
+            &key.key("forget_after"),
+            format!(
+                "must be at most {} (got {})",
+                humantime::format_duration(MAX_FORGET_AFTER),
+                humantime::format_duration(forget_after)
+            ),
+        ));
+    }
+    let max_discovered = match p.max_discovered {
+        None => DEFAULT_MAX_DISCOVERED,
+        Some(_) if !discover => {
+            return Err(issue(
+                &key.key("max_discovered"),
+                "only applies to users = \"all\"",
+            ));
+        }
+        Some(n) => match usize::try_from(n) {
+            Ok(n) if (1..=10_000_000).contains(&n) => n,
+            _ => {
+                return Err(issue(
+                    &key.key("max_discovered"),
+                    format!("must be between 1 and 10000000 (got {n})"),
+                ));
+            }
+        },
+    };
     let max_pages = match p.max_pages {
         None => DEFAULT_MAX_PAGES,
         Some(_) if mode == Mode::PerUser => {
@@ -687,6 +720,7 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
         mode,
         forget_after,
         max_pages,
+        max_discovered,
     })
 }
 

@@ -208,14 +208,24 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
         .collect();
     let discovery = group.discovery.as_deref();
     let mut seen: HashMap<String, Sighting> = HashMap::new();
+    // Discovery keeps at most `max_discovered` listed seats besides the
+    // configured users: a Store (or a fault) listing millions of names must
+    // not become millions of targets. A listing that shows more is failed.
+    let room = wanted.len().saturating_add(product.max_discovered);
+    let mut overflow = false;
     let end = fetch_all(ctx, &kind, product.max_pages, |page| {
         for seat in page.seats {
             let key = seat.assigned_to.to_lowercase();
-            let keep = wanted.contains(&key)
+            let configured = wanted.contains(&key);
+            let keep = configured
                 || discovery.is_some_and(|d| {
                     usable_name(&seat.assigned_to) && d.owns(product, &seat.assigned_to)
                 });
             if !keep {
+                continue;
+            }
+            if !configured && seen.len() >= room && !seen.contains_key(&key) {
+                overflow = true;
                 continue;
             }
             let outcome = listed_outcome(&seat.state, seat.date_assigned);
@@ -240,6 +250,19 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
         }
     })
     .await;
+    let end = match end {
+        ListingEnd::Complete { pages } if overflow => ListingEnd::Failed {
+            pages,
+            code: ErrorCode::Paging,
+            reason: Reason::None,
+            detail: format!(
+                "the listing shows more than max_discovered = {} seats for this instance; \
+                 raise it or shard the product",
+                product.max_discovered
+            ),
+        },
+        end => end,
+    };
     let now = unix_now();
     let unlisted = match &end {
         ListingEnd::Complete { pages } => {
@@ -299,6 +322,7 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
             &seen,
             &unlisted,
             product.forget_after,
+            product.max_discovered,
             tokio::time::Instant::now(),
         );
         for (t, outcome) in &plan.record {
@@ -311,6 +335,13 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
                 user = %t.user_label(),
                 forget_after = %humantime::format_duration(product.forget_after),
                 "lost seat forgotten"
+            );
+        }
+        if !plan.evicted.is_empty() {
+            tracing::warn!(
+                product_id = %product.product_id, sku_id = %product.sku_id,
+                forgotten = plan.evicted.len(), max_discovered = product.max_discovered,
+                "lost seats forgotten before forget_after to stay within max_discovered"
             );
         }
         tracing::debug!(

@@ -74,6 +74,9 @@ pub struct DiscoveryPlan {
     pub discovered: Vec<Arc<Target>>,
     /// Targets forgotten (lost for longer than `forget_after`).
     pub forgotten: Vec<Arc<Target>>,
+    /// Lost targets forgotten before `forget_after` to keep the set within
+    /// its limit.
+    pub evicted: Vec<Arc<Target>>,
 }
 
 /// The targets of a `users = "all"` product (see the module header).
@@ -129,15 +132,45 @@ impl Discovery {
     /// for `forget_after`, measured from the listing that first showed it
     /// gone, is forgotten instead of recorded — so a lost seat is always
     /// exported at 0 until at least the next listing.
+    ///
+    /// The set holds at most `limit` targets (`max_discovered`; the listing
+    /// never passes more than that many seats). When new seats would take
+    /// it past the limit, lost targets make room, the longest lost first,
+    /// before their `forget_after` (in [`DiscoveryPlan::evicted`]).
     pub fn plan(
         &self,
         seen: &HashMap<String, Sighting>,
         unlisted: &Outcome,
         forget_after: Duration,
+        limit: usize,
         now: tokio::time::Instant,
     ) -> DiscoveryPlan {
+        let held = |key: &str| {
+            seen.get(key)
+                .is_some_and(|s| matches!(s.outcome, Outcome::Conclusive { active: true, .. }))
+        };
         let mut plan = DiscoveryPlan::default();
         let mut entries = self.entries();
+        let new = seen
+            .keys()
+            .filter(|k| held(k) && !entries.contains_key(*k))
+            .count();
+        let excess = (entries.len() + new).saturating_sub(limit);
+        if excess > 0 {
+            // Lost earlier first (oldest `inactive_since`), then those lost
+            // in this listing (no `inactive_since` yet).
+            let mut lost: Vec<(bool, Option<tokio::time::Instant>, String)> = entries
+                .iter()
+                .filter(|(k, _)| !held(k))
+                .map(|(k, d)| (d.inactive_since.is_none(), d.inactive_since, k.clone()))
+                .collect();
+            lost.sort();
+            for (_, _, key) in lost.into_iter().take(excess) {
+                if let Some(d) = entries.remove(&key) {
+                    plan.evicted.push(d.target);
+                }
+            }
+        }
         entries.retain(|key, d| {
             let outcome = seen.get(key).map_or(unlisted, |s| &s.outcome);
             let active = matches!(outcome, Outcome::Conclusive { active: true, .. });
@@ -157,6 +190,7 @@ impl Discovery {
         for (key, sighting) in seen {
             if entries.contains_key(key)
                 || !matches!(sighting.outcome, Outcome::Conclusive { active: true, .. })
+                || entries.len() >= limit
             {
                 continue;
             }
@@ -275,7 +309,7 @@ mod tests {
         let seen: HashMap<_, _> = [sighting("Alice@X.Y", true), sighting("carol@x.y", false)]
             .into_iter()
             .collect();
-        let plan = d.plan(&seen, &unlisted, day, t0);
+        let plan = d.plan(&seen, &unlisted, day, 100, t0);
         apply(&plan);
         assert_eq!(plan.discovered.len(), 1);
         assert_eq!(plan.discovered[0].upn(), "Alice@X.Y");
@@ -287,7 +321,7 @@ mod tests {
             (t0 + day, true),
             (t0 + 2 * day - Duration::from_secs(1), true),
         ] {
-            let plan = d.plan(&none, &unlisted, day, at);
+            let plan = d.plan(&none, &unlisted, day, 100, at);
             apply(&plan);
             assert!(plan.forgotten.is_empty());
             assert_eq!(d.len(), usize::from(kept));
@@ -295,20 +329,93 @@ mod tests {
         let alice = d.snapshot().pop().unwrap();
         assert_eq!(alice.state().seat.map(|s| s.active), Some(false));
         assert_eq!(alice.state().lost_total, 1);
-        let plan = d.plan(&none, &unlisted, day, t0 + 2 * day);
+        let plan = d.plan(&none, &unlisted, day, 100, t0 + 2 * day);
         assert_eq!(plan.forgotten.len(), 1);
         assert!(plan.record.is_empty());
         assert!(d.is_empty());
         // Assigned again: a new target with fresh counters.
-        let plan = d.plan(&seen, &unlisted, day, t0 + 3 * day);
+        let plan = d.plan(&seen, &unlisted, day, 100, t0 + 3 * day);
         apply(&plan);
         assert_eq!(plan.discovered.len(), 1);
         assert_eq!(d.snapshot()[0].state().lost_total, 0);
         // Reassigned within the window: the same target, clock reset.
-        d.plan(&none, &unlisted, day, t0 + 4 * day);
-        let plan = d.plan(&seen, &unlisted, day, t0 + 4 * day + day / 2);
+        d.plan(&none, &unlisted, day, 100, t0 + 4 * day);
+        let plan = d.plan(&seen, &unlisted, day, 100, t0 + 4 * day + day / 2);
         assert!(plan.discovered.is_empty());
-        let plan = d.plan(&none, &unlisted, day, t0 + 5 * day + day / 4);
+        let plan = d.plan(&none, &unlisted, day, 100, t0 + 5 * day + day / 4);
         assert!(plan.forgotten.is_empty(), "the loss clock restarted");
+    }
+
+    #[test]
+    fn a_full_set_makes_room_from_the_longest_lost() {
+        let d = Discovery::new(DiscoverySettings {
+            shard_index: 0,
+            shard_count: 1,
+            user_label: UserLabel::Upn,
+        });
+        let unlisted = Outcome::Conclusive {
+            active: false,
+            assigned_at: None,
+            negative: Some((ErrorCode::Status(404), Reason::Seat)),
+        };
+        let day = Duration::from_secs(86_400);
+        let t0 = tokio::time::Instant::now();
+        let listing = |held: &[&str]| -> HashMap<String, Sighting> {
+            held.iter().map(|u| sighting(u, true)).collect()
+        };
+        let names = |targets: &[Arc<Target>]| {
+            let mut n: Vec<String> = targets.iter().map(|t| t.upn().to_owned()).collect();
+            n.sort();
+            n
+        };
+        // a and b are lost one after the other; c stays.
+        d.plan(&listing(&["a", "b", "c"]), &unlisted, day, 3, t0);
+        d.plan(
+            &listing(&["b", "c"]),
+            &unlisted,
+            day,
+            3,
+            t0 + Duration::from_secs(60),
+        );
+        d.plan(
+            &listing(&["c"]),
+            &unlisted,
+            day,
+            3,
+            t0 + Duration::from_secs(120),
+        );
+        assert_eq!(d.len(), 3);
+        // d is new and the set is full: a, lost longest, makes room.
+        let plan = d.plan(
+            &listing(&["c", "d"]),
+            &unlisted,
+            day,
+            3,
+            t0 + Duration::from_secs(180),
+        );
+        assert_eq!(names(&plan.evicted), ["a"]);
+        assert!(plan.forgotten.is_empty());
+        assert_eq!(names(&d.snapshot()), ["b", "c", "d"]);
+        // Two more new seats, with c now gone too: b (lost earlier) and then
+        // c (lost in this very listing) make room.
+        let plan = d.plan(
+            &listing(&["d", "e", "f"]),
+            &unlisted,
+            day,
+            3,
+            t0 + Duration::from_secs(240),
+        );
+        assert_eq!(names(&plan.evicted), ["b", "c"]);
+        assert_eq!(names(&d.snapshot()), ["d", "e", "f"]);
+        // Held seats are never evicted: a seventh cannot get in.
+        let plan = d.plan(
+            &listing(&["d", "e", "f", "g"]),
+            &unlisted,
+            day,
+            3,
+            t0 + Duration::from_secs(300),
+        );
+        assert!(plan.evicted.is_empty());
+        assert_eq!(d.len(), 3);
     }
 }

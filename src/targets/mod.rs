@@ -56,6 +56,8 @@ pub struct Product {
     pub forget_after: Duration,
     /// Listing safety cut-off.
     pub max_pages: u32,
+    /// Discovery: most targets kept (see [`Discovery::plan`]).
+    pub max_discovered: usize,
 }
 
 /// A product and this instance's targets for it.
@@ -234,6 +236,7 @@ impl TargetTable {
                     discover: p.discover,
                     forget_after: p.forget_after,
                     max_pages: p.max_pages,
+                    max_discovered: p.max_discovered,
                 });
                 let prev = prev_groups
                     .get(&(p.product_id.clone(), p.sku_id.clone()))
