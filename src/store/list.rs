@@ -28,7 +28,7 @@ use super::client::{
     Failure, Reply, SEGMENT, StoreClient, interpret, parse_retry_after, read_body,
     transport_failure,
 };
-use super::model::{ItemType, SeatState, parse_datetime};
+use super::model::{ItemType, SeatState, describe_json_error, parse_datetime};
 use crate::metrics::operation;
 
 /// `maxResults` we ask for: the documented maximum of Get seats. Get
@@ -252,7 +252,10 @@ fn object(body: &[u8], what: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(format!("response is not {what}: not a JSON object")),
-        Err(e) => Err(format!("response is not {what}: {e}")),
+        Err(e) => Err(format!(
+            "response is not {what}: {}",
+            describe_json_error(&e)
+        )),
     }
 }
 

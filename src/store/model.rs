@@ -68,7 +68,7 @@ impl SeatDetails {
     /// unknown.
     pub fn decode(body: &[u8]) -> Result<SeatDetails, DecodeError> {
         let wire: WireSeat =
-            serde_json::from_slice(body).map_err(|e| DecodeError(e.to_string()))?;
+            serde_json::from_slice(body).map_err(|e| DecodeError(describe_json_error(&e)))?;
         let state = wire
             .state
             .ok_or_else(|| DecodeError("no state field".into()))?;
@@ -78,6 +78,21 @@ impl SeatDetails {
             date_assigned: wire.date_assigned.as_deref().and_then(parse_datetime),
         })
     }
+}
+
+/// What is wrong with a body that did not decode, without quoting it:
+/// serde_json's own message repeats the offending value (a 1 MiB string
+/// would be kept in every target's last error and logged), so only the
+/// kind of error and where it is are told.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Io => "unreadable",
+        Category::Syntax => "not valid JSON",
+        Category::Data => "JSON of another shape",
+        Category::Eof => "truncated JSON",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
 /// SeatDetails on the wire, with case-insensitive field names.
@@ -259,6 +274,19 @@ mod tests {
             d.state,
             SeatState::Active,
             "white space is not part of the state"
+        );
+    }
+
+    #[test]
+    fn a_decode_error_does_not_quote_the_body() {
+        let body = format!("\"{}\"", "\u{85}".repeat(100_000));
+        let e = SeatDetails::decode(body.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 100, "{e}");
+        assert_eq!(
+            e,
+            "response is not SeatDetails: JSON of another shape (line 1, column 200002)"
         );
     }
 

@@ -167,9 +167,26 @@ impl TargetState {
             at: now,
             code,
             reason,
-            detail,
+            detail: clip(detail),
         });
     }
+}
+
+/// Longest error detail kept per target: one is kept for every target, so
+/// a detail that quoted an upstream body must not cost a megabyte each.
+const MAX_DETAIL_BYTES: usize = 512;
+
+/// `detail` cut to [`MAX_DETAIL_BYTES`] at a character boundary.
+fn clip(mut detail: String) -> String {
+    if detail.len() > MAX_DETAIL_BYTES {
+        let mut end = MAX_DETAIL_BYTES;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+        detail.push('…');
+    }
+    detail
 }
 
 /// One (product, SKU, user).
@@ -228,6 +245,22 @@ pub(super) mod tests {
             reason: Reason::None,
             detail: "x".into(),
         }
+    }
+
+    #[test]
+    fn a_long_error_detail_is_clipped_at_a_character() {
+        let mut s = TargetState::default();
+        s.record(
+            &Outcome::Inconclusive {
+                code: ErrorCode::Decode,
+                reason: Reason::None,
+                detail: "é".repeat(100_000),
+            },
+            1.0,
+        );
+        let detail = s.last_error.unwrap().detail;
+        assert!(detail.len() <= MAX_DETAIL_BYTES + '…'.len_utf8());
+        assert!(detail.starts_with("éé") && detail.ends_with('…'));
     }
 
     #[test]
