@@ -223,6 +223,37 @@ async fn a_scraper_that_stops_reading_delays_no_other() {
     );
 }
 
+/// The 40-request limit counts a request until its body is sent: clients
+/// that take the headers and stop reading hold their slots (and with them
+/// the memory of their pages), so the 41st is refused; once they go, the
+/// slots are free again.
+#[tokio::test]
+async fn an_unread_body_keeps_its_slot_until_it_is_dropped() {
+    use tower::ServiceExt as _;
+    let h = Harness::new(&product(&["a@contoso.com"]), "").await;
+    h.cycle().await;
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    let mut unread = Vec::new();
+    for i in 0..40 {
+        let path = ["/metrics", "/status", "/status?format=json", "/"][i % 4];
+        let response = h.router.clone().oneshot(get(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        unread.push(response);
+    }
+    assert_eq!(h.get("/metrics").await.0, 503);
+    assert_eq!(h.get("/-/healthy").await.0, 200);
+    drop(unread.pop());
+    assert_eq!(h.get("/metrics").await.0, 200);
+    drop(unread);
+    for path in ["/metrics", "/status", "/"] {
+        assert_eq!(h.get(path).await.0, 200, "{path}");
+    }
+}
+
 /// SPEC §10: a scrape never waits for a poll. The daemon's first cycle
 /// hangs (every Get seat is delayed 30 s, within a 45 s timeout) while
 /// /metrics and /-/healthy are asked with a 2 s client timeout: they answer,

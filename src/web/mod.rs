@@ -90,6 +90,31 @@ pub async fn run(
     }
 }
 
+/// Takes one of the [`MAX_SCRAPES`] slots for the whole life of a request,
+/// its body included, or answers 503 at once when none is free. The slot
+/// travels with the response body and is freed when the last byte has gone
+/// out or the client has gone: a limit that ended with the handler would let
+/// clients that stop reading hold any number of rendered pages.
+async fn hold_slot(
+    State(slots): State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Ok(slot) = slots.try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many concurrent requests\n",
+        )
+            .into_response();
+    };
+    let (parts, body) = next.run(request).await.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held = &slot;
+        chunk
+    });
+    Response::from_parts(parts, axum::body::Body::from_stream(body))
+}
+
 /// Builds the router for `exporter`.
 pub fn router(exporter: Exporter) -> Router {
     let auth = auth::AuthState {
@@ -98,6 +123,9 @@ pub fn router(exporter: Exporter) -> Router {
     };
     // Layers wrap what is above them: authentication runs inside the
     // concurrency limit, so at most MAX_SCRAPES bcrypt checks run at once.
+    // One semaphore for every route of this router (a per-route limit would
+    // make one per route).
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
         .route("/status", get(pages::status))
@@ -107,22 +135,12 @@ pub fn router(exporter: Exporter) -> Router {
         .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
-                    if err.is::<tower::timeout::error::Elapsed>() {
-                        (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
-                    } else {
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            "too many concurrent requests\n",
-                        )
-                    }
+                .layer(HandleErrorLayer::new(|_: tower::BoxError| async move {
+                    (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n")
                 }))
-                .load_shed()
-                // Global: one semaphore shared by every route (a plain
-                // concurrency limit would make one per route).
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(MAX_SCRAPES))
                 .timeout(REQUEST_TIMEOUT),
-        );
+        )
+        .layer(axum::middleware::from_fn_with_state(slots, hold_slot));
     Router::new()
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(limited)

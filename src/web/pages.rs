@@ -217,8 +217,18 @@ pub async fn status(State(exporter): State<Exporter>, Query(q): Query<StatusQuer
     let rows = status_rows(&generation.table);
     let now = rfc3339(crate::poller::unix_now());
     if q.format.as_deref() == Some("json") {
-        return axum::Json(serde_json::json!({ "generated_at": now, "targets": rows }))
-            .into_response();
+        /// Serialised straight from the rows: a `json!` value tree would
+        /// hold a second, larger copy of every row while the text is made.
+        #[derive(Serialize)]
+        struct StatusJson<'a> {
+            generated_at: String,
+            targets: &'a [StatusRow],
+        }
+        return axum::Json(StatusJson {
+            generated_at: now,
+            targets: &rows,
+        })
+        .into_response();
     }
     let mut body = String::with_capacity(rows.len() * 300 + 4096);
     let _ = write!(
