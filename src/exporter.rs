@@ -56,6 +56,18 @@ pub enum ReloadError {
     /// The loader task failed.
     #[error("configuration loader failed: {0}")]
     Loader(String),
+    /// The error of a reload that ran for this request and others at once.
+    #[error("{0}")]
+    Shared(String),
+}
+
+/// The latest reload, for callers that were served by it.
+#[derive(Debug, Default)]
+struct ReloadRecord {
+    /// Every request with a ticket up to this one has been served.
+    served: u64,
+    /// Its outcome, as text for the callers that share it.
+    outcome: Option<Result<(), String>>,
 }
 
 /// Settings that are not in the configuration file.
@@ -87,7 +99,10 @@ struct Inner {
     pacer: Arc<Pacer>,
     options: Options,
     ready: AtomicBool,
-    reload_lock: tokio::sync::Mutex<()>,
+    /// Serialises reloads and remembers the latest (see `reload`).
+    reload_lock: tokio::sync::Mutex<ReloadRecord>,
+    /// Reload requests so far; each takes the next number as its ticket.
+    reload_tickets: std::sync::atomic::AtomicU64,
     changed: watch::Sender<u64>,
 }
 
@@ -130,7 +145,8 @@ impl Exporter {
                 pacer,
                 options,
                 ready: AtomicBool::new(ready),
-                reload_lock: tokio::sync::Mutex::new(()),
+                reload_lock: tokio::sync::Mutex::new(ReloadRecord::default()),
+                reload_tickets: std::sync::atomic::AtomicU64::new(0),
                 changed,
             }),
         })
@@ -301,8 +317,25 @@ impl Exporter {
     /// # Errors
     /// [`ReloadError`] when the new configuration is refused; the old one
     /// stays in force and `…_config_last_reload_successful` becomes 0.
+    ///
+    /// Reloads are serialised, and callers that queue up share the work: a
+    /// caller that finds a reload has run since its request (so read the
+    /// files as they were then or later) gets that reload's outcome instead
+    /// of running another. However many requests arrive during a reload,
+    /// at most one more runs after it.
     pub async fn reload(&self) -> Result<(), ReloadError> {
-        let _serial = self.inner.reload_lock.lock().await;
+        use std::sync::atomic::Ordering::SeqCst;
+        let ticket = self.inner.reload_tickets.fetch_add(1, SeqCst) + 1;
+        let mut record = self.inner.reload_lock.lock().await;
+        if record.served >= ticket {
+            return match &record.outcome {
+                Some(Err(message)) => Err(ReloadError::Shared(message.clone())),
+                _ => Ok(()),
+            };
+        }
+        // Every request made before the files are read is served by this
+        // reload.
+        let serves = self.inner.reload_tickets.load(SeqCst);
         let path = self.generation().config.source.clone();
         let options = self.inner.options.load.clone();
         let loaded = tokio::task::spawn_blocking(move || config::load(&path, &options))
@@ -324,6 +357,8 @@ impl Exporter {
                 tracing::error!(error = %e, "configuration reload failed; keeping the previous configuration");
             }
         }
+        record.served = serves;
+        record.outcome = Some(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         result
     }
 

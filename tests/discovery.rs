@@ -142,7 +142,7 @@ async fn discovery_assign_revoke_reassign_forget() {
 /// tracing-core works out a callsite's interest from the default of the
 /// thread that first reaches it, so a log line first reached by another
 /// test's thread (without a subscriber) would be off here too.
-fn capture_info_lines() -> (
+pub(crate) fn capture_info_lines() -> (
     (tracing::Dispatch, tracing::subscriber::DefaultGuard),
     impl Fn() -> Vec<BTreeMap<String, String>>,
 ) {

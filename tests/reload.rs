@@ -350,3 +350,38 @@ async fn at_most_forty_requests_are_served_at_once() {
     }
     assert_eq!(h.get("/metrics").await.0, 200);
 }
+
+/// Reloads that queue up behind a running one share the next reload: ten
+/// requests made while one is stuck reading the file cost one more reload,
+/// not ten (one log line each), and all succeed.
+#[tokio::test]
+async fn queued_reloads_share_one_reload() {
+    let (_guard, lines) = crate::discovery::capture_info_lines();
+    let h = Harness::new(&product(&[ALICE]), "").await;
+    let fifo = FifoConfig::new(&h);
+    let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
+    // Let it reach the FIFO: a reader blocks there until release.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    let queued: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
+        .collect();
+    // On this one-thread runtime, yielding lets every queued request take
+    // its ticket and wait on the lock.
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    tokio::task::spawn_blocking(move || fifo.release())
+        .await
+        .unwrap();
+    assert_eq!(first.await.unwrap().0, 200);
+    for q in queued {
+        assert_eq!(q.await.unwrap().0, 200);
+    }
+    let reloads = lines()
+        .into_iter()
+        .filter(|e| e["message"] == "configuration reloaded")
+        .count();
+    assert_eq!(reloads, 2, "{:?}", lines());
+}
