@@ -414,36 +414,29 @@ fn a_cycle_that_cannot_fit_the_interval_is_warned_about() {
         users.join(", ")
     );
     let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
-    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
-    assert_eq!(
-        c.warnings,
-        [
-            "a poll cycle cannot fit: 50 requests at 2 requests/s take at least 25s, longer than \
-          poll.interval (20s); raise store.max_requests_per_second or poll.interval"
-        ]
-    );
+    let warnings = |text: &str| {
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        load_with_env(&dir.path().join("config.toml"), &[])
+            .expect("valid")
+            .warnings
+    };
+    let fifty_requests = [
+        "a poll cycle cannot fit: 50 requests at 2 requests/s take at least 25s, longer than \
+          poll.interval (20s); raise store.max_requests_per_second or poll.interval",
+    ];
+    assert_eq!(warnings(&text), fifty_requests);
     // In list mode the 50 users are one page of one listing.
     let listed = text.replace("sku_id = \"S\"\n", "sku_id = \"S\"\nmode = \"list\"\n");
-    std::fs::write(dir.path().join("config.toml"), &listed).unwrap();
-    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let w = warnings(&listed);
+    assert!(w.is_empty(), "{w:?}");
     // 5000 listed users are at least 50 pages, which every shard reads.
     let many: Vec<String> = (0..5000).map(|i| format!("\"u{i}@contoso.com\"")).collect();
     let big = listed
         .replace(&users.join(", "), &many.join(", "))
         .replace("[poll]\n", "[poll]\nshard_count = 5\n");
-    std::fs::write(dir.path().join("config.toml"), big).unwrap();
-    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
-    assert_eq!(
-        c.warnings,
-        [
-            "a poll cycle cannot fit: 50 requests at 2 requests/s take at least 25s, longer than \
-          poll.interval (20s); raise store.max_requests_per_second or poll.interval"
-        ]
-    );
+    assert_eq!(warnings(&big), fifty_requests);
     // Split over five shards, each instance's share fits.
     let sharded = text.replace("[poll]\n", "[poll]\nshard_count = 5\n");
-    std::fs::write(dir.path().join("config.toml"), sharded).unwrap();
-    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
-    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let w = warnings(&sharded);
+    assert!(w.is_empty(), "{w:?}");
 }

@@ -29,6 +29,15 @@ fn discovered(extra: &str) -> String {
     )
 }
 
+/// Two listings: alice and bob both discovered, then bob's seat gone.
+async fn alice_held_and_bob_lost(h: &Harness) {
+    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    h.fake.set_seat(P, S, BOB, FakeSeat::active());
+    h.cycle().await;
+    h.fake.remove_seat(P, S, BOB);
+    h.cycle().await;
+}
+
 /// Moves tokio's clock forward by `by`, then lets it run on in real time.
 async fn advance(by: Duration) {
     tokio::time::pause();
@@ -189,11 +198,7 @@ pub(crate) fn capture_info_lines() -> (
 async fn a_forgotten_seat_is_logged_once_with_its_target() {
     let (_guard, lines) = capture_info_lines();
     let h = Harness::new(&discovered(""), "").await;
-    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
-    h.fake.set_seat(P, S, BOB, FakeSeat::active());
-    h.cycle().await;
-    h.fake.remove_seat(P, S, BOB);
-    h.cycle().await;
+    alice_held_and_bob_lost(&h).await;
     let forgotten = || {
         lines()
             .into_iter()
@@ -224,11 +229,7 @@ async fn a_forgotten_seat_is_logged_once_with_its_target() {
 #[tokio::test]
 async fn a_failed_listing_neither_loses_nor_forgets_a_discovered_seat() {
     let h = Harness::new(&discovered(""), "max_retries = 0").await;
-    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
-    h.fake.set_seat(P, S, BOB, FakeSeat::active());
-    h.cycle().await;
-    h.fake.remove_seat(P, S, BOB);
-    h.cycle().await;
+    alice_held_and_bob_lost(&h).await;
     // Now everything goes: the Store reclaims alice's seat too, but every
     // listing fails, for longer than forget_after.
     h.fake.remove_seat(P, S, ALICE);
@@ -269,11 +270,7 @@ async fn a_discovery_product_is_not_ready_before_its_first_listing() {
 #[tokio::test]
 async fn discovered_targets_survive_a_reload_and_go_with_their_product() {
     let h = Harness::new(&discovered(""), "").await;
-    h.fake.set_seat(P, S, ALICE, FakeSeat::active());
-    h.fake.set_seat(P, S, BOB, FakeSeat::active());
-    h.cycle().await;
-    h.fake.remove_seat(P, S, BOB);
-    h.cycle().await;
+    alice_held_and_bob_lost(&h).await;
     // An unrelated change: everything is kept, counters included.
     h.write_config(&discovered(""), "max_retries = 1");
     h.exporter.reload().await.expect("reload");

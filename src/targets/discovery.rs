@@ -286,8 +286,9 @@ mod tests {
         )
     }
 
-    #[test]
-    fn discovery_assigns_revokes_and_forgets() {
+    /// A set for one shard of one, and what a listing says of a seat it
+    /// does not show.
+    fn unsharded() -> (Discovery, Outcome) {
         let d = Discovery::new(DiscoverySettings {
             shard_index: 0,
             shard_count: 1,
@@ -298,6 +299,12 @@ mod tests {
             assigned_at: None,
             negative: Some((ErrorCode::Status(404), Reason::Seat)),
         };
+        (d, unlisted)
+    }
+
+    #[test]
+    fn discovery_assigns_revokes_and_forgets() {
+        let (d, unlisted) = unsharded();
         let day = Duration::from_secs(86_400);
         let t0 = tokio::time::Instant::now();
         let apply = |plan: &DiscoveryPlan| {
@@ -348,16 +355,7 @@ mod tests {
 
     #[test]
     fn a_full_set_makes_room_from_the_longest_lost() {
-        let d = Discovery::new(DiscoverySettings {
-            shard_index: 0,
-            shard_count: 1,
-            user_label: UserLabel::Upn,
-        });
-        let unlisted = Outcome::Conclusive {
-            active: false,
-            assigned_at: None,
-            negative: Some((ErrorCode::Status(404), Reason::Seat)),
-        };
+        let (d, unlisted) = unsharded();
         let day = Duration::from_secs(86_400);
         let t0 = tokio::time::Instant::now();
         let listing = |held: &[&str]| -> HashMap<String, Sighting> {
