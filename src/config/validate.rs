@@ -149,7 +149,11 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     let inventory = InventoryConfig {
         enabled: raw.inventory.enabled,
         interval: raw.inventory.interval,
-        max_pages: page_limit(&KeyPath::of("inventory.max_pages"), raw.inventory.max_pages)?,
+        max_pages: count_up_to(
+            &KeyPath::of("inventory.max_pages"),
+            raw.inventory.max_pages,
+            MAX_PAGES,
+        )?,
     };
     let products = products(raw.products, &mut ctx)?;
     if let Some(rps) = store.max_requests_per_second {
@@ -691,15 +695,7 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
                 "only applies to users = \"all\"",
             ));
         }
-        Some(n) => match usize::try_from(n) {
-            Ok(n) if (1..=10_000_000).contains(&n) => n,
-            _ => {
-                return Err(issue(
-                    &key.key("max_discovered"),
-                    format!("must be between 1 and 10000000 (got {n})"),
-                ));
-            }
-        },
+        Some(n) => count_up_to(&key.key("max_discovered"), n, 10_000_000)? as usize,
     };
     let max_pages = match p.max_pages {
         None => DEFAULT_MAX_PAGES,
@@ -709,7 +705,7 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
                 "only applies to mode = \"list\"",
             ));
         }
-        Some(n) => page_limit(&key.key("max_pages"), n)?,
+        Some(n) => count_up_to(&key.key("max_pages"), n, MAX_PAGES)?,
     };
     Ok(ProductConfig {
         product_id: p.product_id,
@@ -724,15 +720,15 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
     })
 }
 
-/// A listing's page cut-off (`[[products]] max_pages`, `[inventory]
-/// max_pages`): 1 to 1000000.
-fn page_limit(key: &KeyPath, n: i64) -> Result<u32, Issue> {
+/// Highest page cut-off of a listing (`[[products]] max_pages`,
+/// `[inventory] max_pages`).
+const MAX_PAGES: u32 = 1_000_000;
+
+/// A count limit from 1 to `max`.
+fn count_up_to(key: &KeyPath, n: i64, max: u32) -> Result<u32, Issue> {
     match u32::try_from(n) {
-        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-        _ => Err(issue(
-            key,
-            format!("must be between 1 and 1000000 (got {n})"),
-        )),
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(issue(key, format!("must be between 1 and {max} (got {n})"))),
     }
 }
 
