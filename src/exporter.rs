@@ -312,7 +312,7 @@ impl Exporter {
     }
 
     /// Re-reads the configuration file and applies it (SIGHUP,
-    /// `/-/reload`). Concurrent calls are serialised.
+    /// `/-/reload`).
     ///
     /// # Errors
     /// [`ReloadError`] when the new configuration is refused; the old one
