@@ -47,3 +47,5 @@ mod privacy;
 mod sharding;
 // contrib/kubernetes/: the StatefulSet, Service and scrape config.
 mod kubernetes;
+// The documentation: links and anchors, the README as a front door.
+mod docs;

@@ -42,7 +42,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// render runs on without waiting for each write, few enough to stay small.
 /// Every time the channel is full the render thread sleeps and must be woken
 /// for the next chunk, and on a busy host each wake-up waits for a core
-/// (README, Performance: two chunks against more).
+/// (docs/performance.md: two chunks against more).
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Prometheus text format 0.0.4.

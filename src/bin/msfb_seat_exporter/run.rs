@@ -149,7 +149,7 @@ fn background_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// the lowest there is. A check costs tens of microseconds of CPU, so even a
 /// host whose cores are saturated leaves the pollers enough for a cycle of
 /// 10k targets well inside a minute, while a scrape, waited for by
-/// Prometheus, gets the cores first (README, Performance: +10 against +19).
+/// Prometheus, gets the cores first (docs/performance.md: +10 against +19).
 const BACKGROUND_NICE: i32 = 19;
 
 /// Lowers the calling thread's CPU priority. On Linux `setpriority` with
