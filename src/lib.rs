@@ -37,6 +37,7 @@ pub mod exporter;
 pub mod fake_store;
 pub mod inventory;
 pub mod metrics;
+pub mod persistence;
 pub mod poller;
 pub mod store;
 pub mod targets;

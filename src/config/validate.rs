@@ -14,7 +14,7 @@ use super::locate::KeyPath;
 use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
     AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    PersistenceConfig, PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -156,6 +156,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
+    let persistence = persistence(raw.persistence, &ctx)?;
     if let Some(rps) = store.max_requests_per_second {
         let requests = requests_per_cycle(&products, poll.shard_count);
         // A tiny rate gives more seconds than a Duration holds: no panic.
@@ -178,6 +179,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         poll,
         metrics,
         inventory,
+        persistence,
         products,
         warnings: ctx.warnings,
     })
@@ -514,6 +516,46 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
         }
     };
     Ok(MetricsConfig { user_label })
+}
+
+/// `[persistence] file`, or `--persistence.file` in its place. The file
+/// need not exist (a first start), but its directory must, and the path
+/// must not name something that is not a regular file: the exporter
+/// replaces it by renaming, which would swallow a directory or a FIFO's
+/// name.
+fn persistence(raw: super::raw::RawPersistence, ctx: &Ctx<'_>) -> Checked<PersistenceConfig> {
+    let key = KeyPath::of("persistence.file");
+    let file = match (&ctx.options.persistence_file, raw.file) {
+        (Some(flag), _) if flag.as_os_str().is_empty() => {
+            return Err(issue(&key, "--persistence.file must not be empty"));
+        }
+        (Some(flag), _) => flag.clone(),
+        (None, Some(written)) => ctx.resolve(&key, &written)?,
+        (None, None) => return Ok(PersistenceConfig::default()),
+    };
+    if let Ok(meta) = std::fs::metadata(&file)
+        && !meta.is_file()
+    {
+        return Err(issue(
+            &key,
+            format!("{} exists and is not a regular file", file.display()),
+        ));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if file.file_name().is_none() || !dir.is_dir() {
+        return Err(issue(
+            &key,
+            format!(
+                "{}: the directory {} does not exist",
+                file.display(),
+                dir.display()
+            ),
+        ));
+    }
+    Ok(PersistenceConfig { file: Some(file) })
 }
 
 /// Checks a product or SKU id: non-empty, no whitespace or control

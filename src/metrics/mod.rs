@@ -13,6 +13,9 @@
 //!   written any more.
 
 pub mod exposition;
+mod persistence;
+
+pub use persistence::PersistenceMetrics;
 
 use std::sync::{Arc, OnceLock};
 
@@ -73,6 +76,8 @@ pub struct Telemetry {
     pub reload_successful: Gauge,
     /// `msfb_seat_exporter_config_last_reload_success_timestamp_seconds`.
     pub reload_success_time: Gauge,
+    /// The state file's instruments (SPEC §13).
+    pub persistence: PersistenceMetrics,
     /// Get seat's request series, looked up once (see [`SeriesCache`]).
     get_seat: Arc<SeriesCache>,
 }
@@ -196,6 +201,7 @@ impl Telemetry {
                 "Unix time of the last successful configuration load.",
             )
             .expect("static metric definition is valid"),
+            persistence: PersistenceMetrics::register(&registry),
             registry,
             get_seat: Arc::new(SeriesCache::new()),
         };

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Mode};
 
-pub use discovery::{Discovery, DiscoveryPlan, Sighting};
+pub use discovery::{Discovery, DiscoveryPlan, RestoredTarget, Sighting};
 use discovery::{DiscoverySettings, carry_discovery};
 pub use product::{ListingStatus, ProductState, ProductStatus};
 pub use shard::{hash_user, in_shard, shard_of};

@@ -29,6 +29,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen_address: args.listen_address.clone(),
         shard_index: args.shard_index,
         shard_count: args.shard_count,
+        persistence_file: args.persistence_file.clone(),
         ..LoadOptions::default()
     };
     let path = args.config_file.clone();
@@ -100,6 +101,9 @@ async fn daemon(
     transport: web::Transport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Saved values are exported from the first scrape on: load them before
+    // anything listens.
+    let restored = exporter.restore_state().await;
     let generation = exporter.generation();
     let address = generation.config.web.listen_address.clone();
     let listener = web::serve::bind(&address)
@@ -110,6 +114,7 @@ async fn daemon(
         tls = matches!(transport, web::Transport::Tls(_)),
         version = env!("CARGO_PKG_VERSION"),
         targets = generation.table.len(),
+        restored,
         interval = %humantime::format_duration(generation.config.poll.interval),
         "msfb_seat_exporter started"
     );
