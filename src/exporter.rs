@@ -256,7 +256,7 @@ impl Exporter {
                     if self.cycle(Scope::All, &cancel).await.is_none() {
                         break;
                     }
-                    self.save_state().await;
+                    self.save_state(false).await;
                 }
                 Ok(()) = changed.changed() => {
                     let new_period = self.generation().config.poll.interval;
@@ -269,7 +269,7 @@ impl Exporter {
                     if self.cycle(Scope::Unchecked, &cancel).await.is_none() {
                         break;
                     }
-                    self.save_state().await;
+                    self.save_state(false).await;
                 }
             }
         }
@@ -315,7 +315,7 @@ impl Exporter {
             let _ = tokio::join!(poller, inventory);
         })
         .await;
-        self.save_state().await;
+        self.save_state(true).await;
     }
 
     /// Loads `[persistence] file` into the fresh table (SPEC §13): call it
@@ -343,8 +343,7 @@ impl Exporter {
             }
         };
         if let Ok(persistence::Loaded::Restored(a)) = loaded
-            && a.discovery_covered
-            && generation.table.all_checked()
+            && a.complete
         {
             self.inner.ready.store(true, Ordering::Relaxed);
         }
@@ -357,18 +356,20 @@ impl Exporter {
     /// blocking thread (never on the path of a scrape). The file named by
     /// the configuration in force is used, so a reload that changes it
     /// takes effect at the next save. A failure is logged and counted and
-    /// changes nothing else.
-    pub async fn save_state(&self) {
+    /// changes nothing else. `clean` is for the save at shutdown, after the
+    /// last check.
+    pub async fn save_state(&self, clean: bool) {
         let generation = self.generation();
         let Some(path) = generation.config.persistence.file.clone() else {
             return;
         };
         let exporter = self.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            let result = exporter
-                .inner
-                .saver
-                .save(&path, &generation.table, &generation.config);
+            let result =
+                exporter
+                    .inner
+                    .saver
+                    .save(&path, &generation.table, &generation.config, clean);
             (path, result)
         })
         .await;

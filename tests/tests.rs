@@ -49,3 +49,5 @@ mod sharding;
 mod kubernetes;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Persistence: restarts, kill -9, bad state files (SPEC §13).
+mod persistence;

@@ -5,7 +5,7 @@
 //! time without building the whole file in memory.
 //!
 //! ```text
-//! {"format":"msfb_seat_exporter state","version":1,…}   header
+//! {"format":"msfb_seat_exporter state","version":1,…}  header
 //! {"product_id":"…","sku_id":"…","discovery":false,"targets":2}
 //! ["alice@contoso.com",1,1764860000.123,1764000000,0,1,null]
 //! ["bob@contoso.com",0,1764860000.456,null,1,1,null]
@@ -75,6 +75,10 @@ pub(super) struct Header {
     pub version: u32,
     /// Unix seconds of the save.
     pub saved_at: f64,
+    /// Written at shutdown, after the last check: nothing newer was ever
+    /// shown. A save at the end of a cycle is not clean: a crash after it
+    /// loses what later checks found (see `table::apply`).
+    pub clean: bool,
     /// What target ids are: `"upn"`, or `"hash:"` and a fingerprint of the
     /// hash key, so ids made with another key are never matched.
     pub users: String,
@@ -310,6 +314,7 @@ mod tests {
             format: FORMAT.into(),
             version: VERSION,
             saved_at: 1.5,
+            clean: true,
             users: "upn".into(),
             shard: [0, 1],
             products,

@@ -160,18 +160,21 @@ impl Saver {
     ///
     /// # Errors
     /// Any I/O error; the previous file is then untouched.
+    /// `clean` marks the save at shutdown, after the last check (see
+    /// `format::Header::clean`).
     pub fn save(
         &self,
         path: &Path,
         table: &TargetTable,
         config: &Config,
+        clean: bool,
     ) -> io::Result<SaveReport> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
         let now = (unix_now(), tokio::time::Instant::now());
         let mut targets = 0;
         let bytes = file::replace(path, |w| {
-            targets = table::write(w, table, config, now.0, now.1)?;
+            targets = table::write(w, table, config, clean, now.0, now.1)?;
             Ok(())
         })?;
         Ok(SaveReport {

@@ -64,6 +64,7 @@ pub(super) fn write(
     w: &mut dyn Write,
     table: &TargetTable,
     config: &Config,
+    clean: bool,
     now_unix: f64,
     now: tokio::time::Instant,
 ) -> io::Result<usize> {
@@ -71,6 +72,7 @@ pub(super) fn write(
         format: FORMAT.into(),
         version: VERSION,
         saved_at: ms(now_unix),
+        clean,
         users: users_id(config),
         shard: [config.poll.shard_index, config.poll.shard_count],
         products: table.groups.len(),
@@ -130,9 +132,9 @@ pub struct Applied {
     /// Saved targets left out: no longer configured, another shard's, or
     /// past `max_discovered`.
     pub dropped: usize,
-    /// Whether every discovery product was in the file as one, so that its
-    /// targets are known before its first listing (readiness).
-    pub discovery_covered: bool,
+    /// Whether every configured target and every discovery product was in
+    /// the file, so that `/-/ready` need not wait for a first check.
+    pub complete: bool,
 }
 
 /// Why nothing in a readable file applies.
@@ -145,9 +147,21 @@ pub struct Mismatch {
     now: String,
 }
 
-/// The saved state of a target.
-fn state_of(r: &Record) -> TargetState {
+/// The saved state of a target. After an unclean stop (`clean` false) a
+/// seat saved as not active is withheld (unknown until its first check)
+/// while its loss count is kept: the exporter may have found it active
+/// again after the save and shown that, and exporting the stale 0 would
+/// then be a 1 → 0 the Store never gave. A stale 1 is harmless: it can
+/// only stand for a seat that was shown at 1 and has since gone, which the
+/// first check reports as the loss it is.
+fn state_of(r: &Record, clean: bool) -> TargetState {
     let active = r.1 == 1;
+    if !active && !clean {
+        return TargetState {
+            lost_total: r.4,
+            ..TargetState::default()
+        };
+    }
     TargetState {
         seat: Some(Seat {
             active,
@@ -191,6 +205,7 @@ pub(super) fn apply(
         });
     }
     let hashed = matches!(config.metrics.user_label, UserLabel::Hash(_));
+    let clean = file.header.clean;
     let same_shard = file.header.shard == [config.poll.shard_index, config.poll.shard_count];
     let total: usize = file.products.iter().map(|(_, r)| r.len()).sum();
     let mut saved: HashMap<(String, String), (ProductLine, Vec<Record>)> = file
@@ -201,12 +216,12 @@ pub(super) fn apply(
     let mut applied = Applied {
         restored: 0,
         dropped: 0,
-        discovery_covered: true,
+        complete: true,
     };
     for g in &table.groups {
         let key = (g.product.product_id.clone(), g.product.sku_id.clone());
         let Some((line, records)) = saved.remove(&key) else {
-            applied.discovery_covered &= g.discovery.is_none();
+            applied.complete &= g.targets.is_empty() && g.discovery.is_none();
             continue;
         };
         let mut by_id: HashMap<String, Record> = records
@@ -215,13 +230,16 @@ pub(super) fn apply(
             .collect();
         for t in &g.targets {
             let id = if hashed { t.user_label() } else { t.upn() };
-            if let Some(r) = by_id.remove(&match_key(id, hashed)) {
-                *t.state() = state_of(&r);
-                applied.restored += 1;
+            match by_id.remove(&match_key(id, hashed)) {
+                Some(r) => {
+                    *t.state() = state_of(&r, clean);
+                    applied.restored += 1;
+                }
+                None => applied.complete = false,
             }
         }
         let Some(d) = &g.discovery else { continue };
-        applied.discovery_covered &= line.discovery;
+        applied.complete &= line.discovery;
         // A hashed label does not tell which shard owns the seat.
         if hashed && !same_shard {
             continue;
@@ -230,7 +248,7 @@ pub(super) fn apply(
         let items = by_id
             .into_values()
             .map(|r| RestoredTarget {
-                state: state_of(&r),
+                state: state_of(&r, clean),
                 lost_for: r.6.map(|at| lost_for(at).unwrap_or(Duration::ZERO)),
                 id: r.0,
             })
@@ -327,8 +345,17 @@ mod tests {
     }
 
     fn save(table: &TargetTable, config: &Config, now: tokio::time::Instant) -> Vec<u8> {
+        save_as(table, config, now, true)
+    }
+
+    fn save_as(
+        table: &TargetTable,
+        config: &Config,
+        now: tokio::time::Instant,
+        clean: bool,
+    ) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let n = write(&mut bytes, table, config, 10_000.0, now).unwrap();
+        let n = write(&mut bytes, table, config, clean, 10_000.0, now).unwrap();
         assert_eq!(n, 4, "carol has nothing to save");
         bytes
     }
@@ -362,7 +389,8 @@ mod tests {
             Applied {
                 restored: 4,
                 dropped: 0,
-                discovery_covered: true
+                // carol was never checked: readiness waits for her.
+                complete: false
             }
         );
         assert_eq!(seats(&after), seats(&before));
@@ -448,5 +476,46 @@ mod tests {
         let applied = apply(decode(&bytes).unwrap(), &after, &fewer, 10_000.0, now).unwrap();
         assert_eq!((applied.restored, applied.dropped), (1, 3));
         assert_eq!(after.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_crash_only_held_seats_are_shown_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), None);
+        let before = TargetTable::build(&config, None);
+        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
+        run_before(&before, now);
+        let bytes = save_as(&before, &config, now, false);
+        let after = TargetTable::build(&config, None);
+        let applied = apply(decode(&bytes).unwrap(), &after, &config, 10_000.0, now).unwrap();
+        assert_eq!(applied.restored, 4);
+        // bob and y were saved at 0: unknown until checked, losses kept.
+        let want = [
+            ("Alice@X.Y", Some(true), 0),
+            ("bob@x.y", None, 1),
+            ("carol@x.y", None, 0),
+            ("x@d.e", Some(true), 0),
+            ("y@d.e", None, 1),
+        ];
+        let want: Vec<(String, Option<bool>, u64)> = want
+            .iter()
+            .map(|(u, a, l)| ((*u).to_owned(), *a, *l))
+            .collect();
+        assert_eq!(seats(&after), want);
+        // y keeps its loss clock, and its first listing is no second loss.
+        let d = after.groups[1].discovery.as_ref().unwrap();
+        let plan = d.plan(
+            &listing(&["x@d.e"]),
+            &unlisted(),
+            Duration::from_secs(86_400),
+            100,
+            now,
+        );
+        for (t, o) in &plan.record {
+            let transition = t.state().record(o, 10_001.0);
+            assert!(!matches!(transition, Transition::Lost), "{}", t.upn());
+        }
+        let lost: Vec<Option<Duration>> = d.saved(now).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(lost, [None, Some(Duration::from_secs(3600))]);
     }
 }
