@@ -64,7 +64,7 @@ async fn harness(store_extra: &str) -> Harness {
     h
 }
 
-async fn poll(h: &Harness) -> msfb_seat_exporter::inventory::InventoryReport {
+async fn poll(h: &Harness) -> msfb_seat_exporter::poller::InventoryReport {
     h.exporter
         .poll_inventory(&CancellationToken::new())
         .await
