@@ -5,6 +5,7 @@ use std::process::Output;
 
 use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
 
+use crate::util::programs::text;
 use crate::util::{P, S, product, temp_dir};
 
 async fn run(args: &[&str]) -> Output {
@@ -14,10 +15,6 @@ async fn run(args: &[&str]) -> Output {
         .output()
         .await
         .expect("run the binary")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]
