@@ -7,219 +7,17 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use msfb_seat_exporter::fake_store::{self, Action, FakeSeat, FakeStore, Fault, Match};
+use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
-use tempfile::TempDir;
-use tokio::io::AsyncBufReadExt as _;
 
-use crate::served::eventually;
-use crate::util::{P, S, Scrape};
+use crate::util::restart::{Daemon, HASH_KEY, PATIENCE, Restarts, products};
+use crate::util::{P, S, Scrape, eventually};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
 const CAROL: &str = "carol@contoso.com";
-const HASH_KEY: &str = "persistence-test-key";
-
-/// Generous: the machine running the tests may be slow and busy.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A fake Store and a config directory with `[persistence] file = "state"`.
-struct Setup {
-    fake: FakeStore,
-    dir: TempDir,
-}
-
-/// A product block for `P`/`S`: `users` listed, or `None` for discovery.
-fn products(mode: &str, users: Option<&[&str]>) -> String {
-    let users = match users {
-        Some(list) => {
-            let quoted: Vec<String> = list.iter().map(|u| format!("{u:?}")).collect();
-            format!("[{}]", quoted.join(", "))
-        }
-        None => "\"all\"".into(),
-    };
-    format!(
-        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nmode = \"{mode}\"\nusers = {users}\n"
-    )
-}
-
-impl Setup {
-    async fn new(products: &str, metrics: &str) -> Setup {
-        let fake = FakeStore::start().await.expect("fake store");
-        let dir = crate::util::temp_dir(&[
-            ("secret", fake_store::CLIENT_SECRET),
-            ("hash_key", &format!("{HASH_KEY}\n")),
-        ]);
-        let s = Setup { fake, dir };
-        s.write_config(products, metrics, "state");
-        s
-    }
-
-    fn write_config(&self, products: &str, metrics: &str, state: &str) {
-        let text = format!(
-            "[metrics]\n{metrics}\n\n[persistence]\nfile = \"{state}\"\n\n{}",
-            self.fake.config_toml("secret", products)
-        );
-        std::fs::write(self.dir.path().join("config.toml"), text).expect("write config");
-    }
-
-    fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Starts the binary and waits until it listens.
-    async fn start(&self) -> Daemon {
-        self.start_as(None).await
-    }
-
-    /// [`start`](Self::start) as another user (`setpriv`), for permission
-    /// cases that root would not see.
-    async fn start_as(&self, uid: Option<u32>) -> Daemon {
-        let exe = env!("CARGO_BIN_EXE_msfb_seat_exporter");
-        let mut command = match uid {
-            Some(uid) => {
-                let mut c = tokio::process::Command::new("setpriv");
-                c.arg(format!("--reuid={uid}"))
-                    .arg(format!("--regid={uid}"))
-                    .arg("--clear-groups")
-                    .arg(exe);
-                c
-            }
-            None => tokio::process::Command::new(exe),
-        };
-        let mut child = command
-            .arg(format!(
-                "--config.file={}",
-                self.dir.path().join("config.toml").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.level=debug")
-            .arg("--log.format=json")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the exporter");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut d = Daemon {
-            child,
-            lines,
-            addr: String::new(),
-            http: reqwest::Client::new(),
-        };
-        let started = d.wait_for("msfb_seat_exporter started", |_| true).await;
-        d.addr = started["address"].as_str().expect("address").to_owned();
-        d
-    }
-}
-
-/// The running binary.
-struct Daemon {
-    child: tokio::process::Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr: String,
-    http: reqwest::Client,
-}
-
-impl Daemon {
-    fn events(&self) -> Vec<serde_json::Value> {
-        let lines = self.lines.lock().unwrap().clone();
-        lines
-            .iter()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn count(&self, message: &str) -> usize {
-        self.events()
-            .iter()
-            .filter(|e| e["message"] == message)
-            .count()
-    }
-
-    /// Waits for a log line with `message` for which `matches` holds.
-    async fn wait_for(
-        &self,
-        message: &str,
-        matches: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        eventually(message, PATIENCE, || async {
-            self.events()
-                .into_iter()
-                .find(|e| e["message"] == message && matches(e))
-                .ok_or_else(|| self.lines.lock().unwrap().join("\n"))
-        })
-        .await
-    }
-
-    /// Waits until `n` saves have been logged.
-    async fn wait_for_saves(&self, n: usize) {
-        eventually("saves", PATIENCE, || async {
-            let saved = self.count("seat state saved");
-            if saved >= n {
-                Ok(())
-            } else {
-                Err(self.lines.lock().unwrap().join("\n"))
-            }
-        })
-        .await;
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        let r = self
-            .http
-            .get(format!("http://{}{path}", self.addr))
-            .send()
-            .await
-            .expect("request");
-        let status = r.status().as_u16();
-        (status, r.text().await.expect("body"))
-    }
-
-    async fn scrape(&self) -> Scrape {
-        let (status, body) = self.get("/metrics").await;
-        assert_eq!(status, 200, "{body}");
-        Scrape::parse(&body)
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.id().expect("running") as libc::pid_t;
-        // SAFETY: kill(2) on our own child with a plain signal.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
-    }
-
-    /// SIGTERM; the exit must be clean.
-    async fn stop(mut self) -> Vec<String> {
-        self.signal(libc::SIGTERM);
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("exits after SIGTERM")
-            .expect("wait");
-        let lines = self.lines.lock().unwrap().clone();
-        assert_eq!(status.code(), Some(0), "{}", lines.join("\n"));
-        lines
-    }
-
-    /// SIGKILL: no shutdown, no final save.
-    async fn kill(mut self) {
-        self.signal(libc::SIGKILL);
-        let _ = self.child.wait().await;
-    }
-}
 
 fn lost(scrape: &Scrape, user: &str) -> Option<f64> {
     scrape.value(
@@ -240,7 +38,7 @@ fn seed(fake: &FakeStore) {
 
 #[tokio::test]
 async fn saved_values_are_served_at_once_after_a_restart() {
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
     seed(&s.fake);
     let first = s.start().await;
     first.wait_for_saves(1).await;
@@ -277,7 +75,7 @@ async fn saved_values_are_served_at_once_after_a_restart() {
 /// A seat revoked while the exporter is stopped is a loss at the first
 /// check after the restart, in per-user and list mode.
 async fn revoked_while_stopped(mode: &str) {
-    let s = Setup::new(&products(mode, Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products(mode, Some(&[ALICE, BOB, CAROL])), "").await;
     s.fake.set_seat(P, S, ALICE, FakeSeat::active());
     s.fake.set_seat(P, S, BOB, FakeSeat::active());
     s.fake.add_user(CAROL);
@@ -310,7 +108,7 @@ async fn a_listed_seat_revoked_while_stopped_is_lost_after_restart() {
 /// Discovery: a seat gone from the first listing after the restart is a
 /// loss, and stays exported at 0; with hashed labels the file holds no UPN.
 async fn discovered_seat_gone_while_stopped(metrics: &str, label: impl Fn(&str) -> String) {
-    let s = Setup::new(&products("list", None), metrics).await;
+    let s = Restarts::new(&products("list", None), metrics).await;
     s.fake.set_seat(P, S, ALICE, FakeSeat::active());
     s.fake.set_seat(P, S, BOB, FakeSeat::active());
     let first = s.start().await;
@@ -352,7 +150,7 @@ async fn hashed_labels_keep_upns_out_of_the_file() {
     let metrics = "user_label = \"hash\"\nuser_hash_key_file = \"hash_key\"";
     discovered_seat_gone_while_stopped(metrics, |u| hash_user(HASH_KEY, u).into()).await;
     // The same with configured users, whose file is greped too.
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), metrics).await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), metrics).await;
     seed(&s.fake);
     let d = s.start().await;
     d.wait_for_saves(1).await;
@@ -367,7 +165,7 @@ async fn hashed_labels_keep_upns_out_of_the_file() {
 
 #[tokio::test]
 async fn targets_no_longer_configured_are_dropped() {
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
     seed(&s.fake);
     let first = s.start().await;
     first.wait_for_saves(1).await;
@@ -388,7 +186,7 @@ async fn targets_no_longer_configured_are_dropped() {
 /// Writes `bytes` as the state file (`None`: a file nobody but its owner,
 /// root, can read) and checks that the exporter moves it aside, starts
 /// empty, counts no loss, and saves a good file again.
-async fn unusable(s: &Setup, case: &str, bytes: Option<&[u8]>) {
+async fn unusable(s: &Restarts, case: &str, bytes: Option<&[u8]>) {
     let _ = std::fs::remove_file(s.state().with_extension("corrupt"));
     let as_user = match bytes {
         Some(b) => {
@@ -437,7 +235,7 @@ async fn unusable(s: &Setup, case: &str, bytes: Option<&[u8]>) {
 
 #[tokio::test]
 async fn unusable_files_are_moved_aside_and_the_exporter_starts_empty() {
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
     seed(&s.fake);
     let d = s.start().await;
     d.wait_for_saves(1).await;
@@ -473,7 +271,7 @@ async fn unusable_files_are_moved_aside_and_the_exporter_starts_empty() {
 
 #[tokio::test]
 async fn failed_saves_are_counted_and_the_exporter_goes_on() {
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
     seed(&s.fake);
     // A directory the exporter may not write: as root, run it as nobody.
     let state_dir = s.dir.path().join("ro");
@@ -511,7 +309,7 @@ async fn failed_saves_are_counted_and_the_exporter_goes_on() {
 
 #[tokio::test]
 async fn a_reload_changing_the_file_takes_effect_at_the_next_save() {
-    let s = Setup::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
     seed(&s.fake);
     let d = s.start().await;
     d.wait_for_saves(1).await;
@@ -535,6 +333,28 @@ async fn a_reload_changing_the_file_takes_effect_at_the_next_save() {
     let again = s.start().await;
     assert_eq!(restored(&again.scrape().await), Some(4.0));
     again.stop().await;
+}
+
+#[test]
+fn the_examples_commented_state_file_is_valid() {
+    let dir = crate::util::temp_dir(&[("secret", "s")]);
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example"),
+    )
+    .unwrap();
+    let shown = "\n# file = \"/var/lib/msfb_seat_exporter/state\"\n";
+    assert_eq!(
+        example.matches(shown).count(),
+        1,
+        "shown once, commented out"
+    );
+    let text = example
+        .replace(shown, "\nfile = \"state\"\n")
+        .replace("/etc/msfb_seat_exporter/client_secret", "secret");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = crate::util::load_with_env(&path, &[]).expect("valid");
+    assert_eq!(config.persistence.file, Some(dir.path().join("state")));
 }
 
 #[test]
@@ -569,11 +389,13 @@ fn a_state_file_in_a_missing_directory_is_a_config_error() {
     let state = dir.path().join("state");
     let out = check(&[&format!("--persistence.file={}", state.display())]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // A bad flag is blamed on the flag, not on a line of the file.
     let out = check(&["--persistence.file=/nonexistent-dir/state"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains(":7: persistence.file: /nonexistent-dir/state")
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "msfb_seat_exporter: --persistence.file: /nonexistent-dir/state: \
+         the directory /nonexistent-dir does not exist\n"
     );
 }
 
@@ -609,7 +431,7 @@ async fn kill_9_at_random_moments_never_yields_a_false_loss() {
         "{}\n[[products]]\nproduct_id = \"{DP}\"\nsku_id = \"{DS}\"\nmode = \"list\"\nusers = \"all\"\n",
         products("per_user", Some(&names))
     );
-    let s = Setup::new(&config, "").await;
+    let s = Restarts::new(&config, "").await;
     // Checks take a while, so kills land inside cycles too.
     s.fake.add_fault(Fault::always(
         Match::AllSeats,

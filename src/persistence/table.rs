@@ -267,8 +267,7 @@ mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
     use crate::persistence::format::decode;
-    use crate::store::{ErrorCode, Reason};
-    use crate::targets::{Outcome, Sighting, Transition};
+    use crate::targets::{ErrorCode, Outcome, Reason, Sighting, Transition};
 
     const USERS: [&str; 3] = ["Alice@X.Y", "bob@x.y", "carol@x.y"];
 
