@@ -19,7 +19,7 @@ use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
 use sha2::{Digest as _, Sha256};
 
-use crate::exporter::Exporter;
+use super::SharedSite;
 use crate::targets::{StateCounts, TargetTable};
 
 /// `'sha256-…'` source expression of an inline element's content.
@@ -129,8 +129,8 @@ input{padding:.3em;width:20em;max-width:100%}\
 #targets td[data-label]::before{content:attr(data-label) ': ';color:#57606a;font-size:90%}}";
 
 /// `GET /`.
-pub async fn landing(State(exporter): State<Exporter>) -> Response {
-    let generation = exporter.generation();
+pub async fn landing(State(site): State<SharedSite>) -> Response {
+    let generation = site.generation();
     let config = &generation.config;
     let mut rows = String::new();
     let mut total = StateCounts::default();
@@ -162,7 +162,7 @@ pub async fn landing(State(exporter): State<Exporter>) -> Response {
         now = rfc3339(crate::poller::unix_now()),
         version = env!("CARGO_PKG_VERSION"),
         interval = humantime::format_duration(config.poll.interval),
-        ready = if exporter.is_ready() {
+        ready = if site.is_ready() {
             "ready"
         } else {
             "not ready"

@@ -26,8 +26,8 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
+use super::SharedSite;
 use super::pages::{STYLE, escape_html, rfc3339};
-use crate::exporter::Exporter;
 use crate::targets::{Product, Seat, Target, TargetState, TargetTable};
 
 /// Bytes of page written per chunk: a few dozen rows. A stalled reader
@@ -465,8 +465,8 @@ const LEGEND: &str = "<ul class=\"legend\" aria-label=\"States\">\
 <li><span class=\"past\">past</span> an error of an earlier check</li></ul>";
 
 /// `GET /status`.
-pub async fn status(State(exporter): State<Exporter>, Query(q): Query<StatusQuery>) -> Response {
-    let table = Arc::clone(&exporter.generation().table);
+pub async fn status(State(site): State<SharedSite>, Query(q): Query<StatusQuery>) -> Response {
+    let table = Arc::clone(&site.generation().table);
     let now = crate::poller::unix_now();
     // Ordering 100k targets takes a while; keep it off the async workers.
     let plan = match tokio::task::spawn_blocking(move || Plan::new(table)).await {
