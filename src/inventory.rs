@@ -198,7 +198,7 @@ impl Exporter {
             } => (code, detail, pages),
         };
         t.inventory_success.with_label_values::<&str>(&[]).set(0.0);
-        t.inventory_errors.with_label_values(&[&code.label()]).inc();
+        t.count_inventory_error(&code.label());
         tracing::warn!(code = %code.label(), error = %detail,
             "inventory poll failed; keeping the last complete inventory");
         Some(InventoryReport {

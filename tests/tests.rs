@@ -49,3 +49,5 @@ mod sharding;
 mod kubernetes;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// OpenMetrics by content negotiation, gzip, shard self-metrics.
+mod openmetrics;

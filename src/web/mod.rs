@@ -32,6 +32,7 @@ use tower_http::compression::CompressionLayer;
 
 use crate::exporter::Exporter;
 use crate::metrics::exposition;
+use crate::metrics::format::Format;
 
 /// Scrapes (and page views) served at once (SPEC §7).
 pub const MAX_SCRAPES: usize = 40;
@@ -46,7 +47,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Prometheus text format 0.0.4.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const TEXT_FORMAT: &str = crate::metrics::format::TEXT_CONTENT_TYPE;
 
 /// What the listener speaks.
 #[derive(Debug, Clone)]
@@ -177,13 +178,18 @@ async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Respo
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
     }
+    let format = Format::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     // Rendering 100k targets takes a while; keep it off the async workers
     // so that polling and other requests carry on meanwhile. Returns
     // whether every chunk was handed on (a send fails once the body, and
     // with it the receiver, is dropped).
     let render = tokio::task::spawn_blocking(move || {
-        exporter.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
+        exporter.stream_metrics(exposition::CHUNK_BYTES, format, &mut |chunk| {
             tx.blocking_send(Bytes::from(chunk)).is_ok()
         })
     });
@@ -223,7 +229,11 @@ async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Respo
         .chain(rest)
         .fuse();
     (
-        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            // Caches must not hand one scraper's format to another.
+            (header::VARY, "Accept, Accept-Encoding"),
+        ],
         axum::body::Body::from_stream(body),
     )
         .into_response()
