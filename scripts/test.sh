@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The test suite, as the README gives it: installs what the tests need from
-# Debian when it is missing (as root, or through sudo), then runs every test.
-# promtool and prometheus check the shipped rules and dashboard, systemd-analyze
-# the units, node the status page's script, python3-yaml the Kubernetes
-# manifests; the tests fail without them. A venv under target/ holds what
-# Debian does not package: prometheus-client (a strict OpenMetrics parser)
-# and kubernetes-validate (the manifests against the Kubernetes schemas).
+# Debian when it is missing (as root, or through sudo), then runs every test:
+# both binaries, `tests` (needs only cargo) and `contract`, where promtool and
+# prometheus check the shipped rules, dashboard and exposition,
+# systemd-analyze the units, node the status page's script and python3-yaml
+# the Kubernetes manifests; the contract tests fail without them. A venv under
+# target/ holds what Debian does not package: prometheus-client (a strict
+# OpenMetrics parser) and kubernetes-validate (the manifests against the
+# Kubernetes schemas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
