@@ -15,8 +15,8 @@ use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::{Exporter, Options};
 use msfb_seat_exporter::metrics::exposition::CHUNK_BYTES;
 use msfb_seat_exporter::metrics::format::Format;
-use msfb_seat_exporter::store::{ErrorCode, Reason};
 use msfb_seat_exporter::targets::Outcome;
+use msfb_seat_exporter::targets::{ErrorCode, Reason};
 
 const PRODUCTS: usize = 4;
 

@@ -36,8 +36,9 @@
 use super::CACHED;
 use super::format::Format;
 use crate::config::Mode;
-use crate::inventory::InventoryView;
-use crate::targets::{ErrorCount, ProductGroup, ProductStatus, Seat, TargetTable};
+use crate::targets::{
+    ErrorCount, InventoryView, ProductGroup, ProductStatus, Seat, TargetTable, escape_label_value,
+};
 
 /// One metric family's name (as in the text format: counters end in
 /// `_total`), type (`gauge`, `counter`, `histogram`; a gauge named `…_info`
@@ -393,28 +394,6 @@ fn write_float(out: &mut String, v: f64) {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
-    }
-}
-
-/// Whether a label value has a character that must be escaped.
-#[inline]
-fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n'))
-}
-
-/// Appends `s` escaped as a label value (backslash, quote, newline).
-pub(crate) fn escape_label_value(out: &mut String, s: &str) {
-    if !needs_escape(s) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
     }
 }
 
@@ -901,8 +880,7 @@ fn write_bound(out: &mut String, le: f64) {
 mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
-    use crate::store::{ErrorCode, Reason};
-    use crate::targets::Outcome;
+    use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
     fn table(users: &[&str]) -> TargetTable {
