@@ -43,5 +43,7 @@ mod privacy;
 mod sharding;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// OpenMetrics by content negotiation, gzip, shard self-metrics.
+mod openmetrics;
 // Persistence: restarts, kill -9, bad state files (SPEC §13).
 mod persistence;
