@@ -17,3 +17,5 @@ mod systemd;
 mod kubernetes;
 // The status page's script, run in Node.
 mod pages;
+// OpenMetrics through prometheus_client's strict parser (test venv).
+mod openmetrics;
