@@ -19,3 +19,5 @@ mod kubernetes;
 mod pages;
 // OpenMetrics through prometheus_client's strict parser (test venv).
 mod openmetrics;
+// The alert rules are portable: severities, runbook links, job matchers.
+mod rules;
