@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod pages;
 pub mod serve;
+pub mod status;
 pub mod tls;
 
 use std::sync::Arc;
@@ -155,7 +156,7 @@ pub fn router(site: impl Site) -> Router {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
-        .route("/status", get(pages::status))
+        .route("/status", get(status::status))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)
