@@ -612,8 +612,31 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
     });
     per_target(&groups, out, &LOST, |r| Some(Value::Count(r.lost_total)));
 
+    render_errors(&groups, &errors, out);
+    render_seats(&groups, out);
+    render_product_info(&groups, out);
+
+    // One copy of each product's status, so the families below agree.
+    let statuses: Vec<(&str, ProductStatus, Mode)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.labels.as_str(),
+                g.group.state.status().clone(),
+                g.group.product.mode,
+            )
+        })
+        .collect();
+    render_listing(&statuses, out);
+    if table.inventory_enabled {
+        render_inventory(&statuses, out);
+    }
+}
+
+/// `msfb_seat_check_errors_total`: one series per target and (code, reason).
+fn render_errors(groups: &[Snapshot<'_>], errors: &[ErrorCount], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &ERRORS);
-    for g in &groups {
+    for g in groups {
         for row in &g.rows {
             let first = row.first_error as usize;
             for e in &errors[first..first + usize::from(row.error_count)] {
@@ -628,9 +651,12 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
             }
         }
     }
+}
 
+/// `msfb_seats`: each product's targets by seat state.
+fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &SEATS);
-    for g in &groups {
+    for g in groups {
         let (mut active, mut inactive, mut unknown) = (0u64, 0u64, 0u64);
         for row in &g.rows {
             match (row.has(Row::SEAT_KNOWN), row.has(Row::SEAT_ACTIVE)) {
@@ -652,31 +678,18 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
             w.count(n);
         }
     }
+}
 
+/// `msfb_product_info`: each product's name.
+fn render_product_info(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &PRODUCT_INFO);
-    for g in &groups {
+    for g in groups {
         let line = w.begin();
         line.push_str(&g.labels);
         line.push_str(",name=\"");
         escape_label_value(line, g.group.product.name.as_deref().unwrap_or(""));
         line.push('"');
         w.value(1.0);
-    }
-
-    // One copy of each product's status, so the families below agree.
-    let statuses: Vec<(&str, ProductStatus, Mode)> = groups
-        .iter()
-        .map(|g| {
-            (
-                g.labels.as_str(),
-                g.group.state.status().clone(),
-                g.group.product.mode,
-            )
-        })
-        .collect();
-    render_listing(&statuses, out);
-    if table.inventory_enabled {
-        render_inventory(&statuses, out);
     }
 }
 
