@@ -301,7 +301,7 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
             };
             let targets = group.all_targets();
             for t in &targets {
-                record(product, t, &outcome);
+                record(group, t, &outcome);
             }
             return GroupReport {
                 covered: targets.len(),
@@ -314,7 +314,7 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
         let outcome = seen
             .get(&t.upn().to_lowercase())
             .map_or(&unlisted, |s| &s.outcome);
-        record(product, t, outcome);
+        record(group, t, outcome);
         covered += 1;
     }
     if let Some(d) = discovery {
@@ -326,7 +326,7 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
             tokio::time::Instant::now(),
         );
         for (t, outcome) in &plan.record {
-            record(product, t, outcome);
+            record(group, t, outcome);
         }
         covered += plan.record.len();
         for t in &plan.forgotten {

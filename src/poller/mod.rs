@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Mode;
 use crate::exporter::Generation;
-use crate::targets::{Outcome, Product, Target, Transition};
+use crate::targets::{Outcome, ProductGroup, Target, Transition};
 
 pub use check::RetryPolicy;
 pub use pacer::Pacer;
@@ -67,8 +67,9 @@ impl CycleReport {
 
 /// One unit of a cycle's work.
 enum Work {
-    /// Get seat for one target of a per-user product.
-    Target(Arc<Product>, Arc<Target>),
+    /// Get seat for one target of the per-user product at this index of
+    /// the table.
+    Target(usize, Arc<Target>),
     /// One listing for the list-mode product at this index of the table.
     Listing(usize),
 }
@@ -100,13 +101,13 @@ pub async fn run_cycle(
             work.push(Work::Listing(i));
         }
     }
-    for g in &generation.table.groups {
+    for (i, g) in generation.table.groups.iter().enumerate() {
         if g.product.mode == Mode::List {
             continue;
         }
         for t in &g.targets {
             if scope == Scope::All || unchecked(t) {
-                work.push(Work::Target(Arc::clone(&g.product), Arc::clone(t)));
+                work.push(Work::Target(i, Arc::clone(t)));
             }
         }
     }
@@ -131,9 +132,9 @@ pub async fn run_cycle(
             };
             loop {
                 let i = cursor.fetch_add(1, Ordering::Relaxed);
-                let (product, target) = match work.get(i) {
+                let (group, target) = match work.get(i) {
                     None => break,
-                    Some(Work::Target(product, target)) => (product, target),
+                    Some(Work::Target(g, target)) => (&generation.table.groups[*g], target),
                     Some(Work::Listing(g)) => {
                         let group = &generation.table.groups[*g];
                         let r = listing::check_group(&ctx, group).await;
@@ -152,9 +153,10 @@ pub async fn run_cycle(
                         continue;
                     }
                 };
+                let product = &group.product;
                 let outcome =
                     check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
-                record(product, target, &outcome);
+                record(group, target, &outcome);
                 report.checked += 1;
                 match &outcome {
                     Outcome::Conclusive { .. } => report.conclusive += 1,
@@ -199,15 +201,20 @@ pub async fn run_cycle(
     Some(total)
 }
 
-/// Stores an outcome and logs a change of seat state (SPEC §5).
-fn record(product: &Product, target: &Target, outcome: &Outcome) {
+/// Stores an outcome of one of `group`'s targets, counts a loss for the
+/// product too, and logs a change of seat state (SPEC §5).
+fn record(group: &ProductGroup, target: &Target, outcome: &Outcome) {
+    let product = &group.product;
     let transition = target.state().record(outcome, unix_now());
     let user = target.user_label();
     match transition {
-        Transition::Lost => tracing::info!(
-            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
-            "seat lost"
-        ),
+        Transition::Lost => {
+            group.state.status().seats_lost += 1;
+            tracing::info!(
+                product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+                "seat lost"
+            );
+        }
         Transition::Assigned => tracing::info!(
             product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
             "seat assigned"
