@@ -206,7 +206,7 @@ fn defaults_users_files_and_duplicates() {
     assert_eq!(c.auth.resource, "https://onestore.microsoft.com");
     assert_eq!(c.poll.interval.as_secs(), 300);
     assert_eq!((c.poll.shard_index, c.poll.shard_count), (0, 1));
-    assert_eq!(c.summary(), "3 targets (1 products, 3 users)");
+    assert_eq!(c.summary(), "3 targets (1 product, 3 users)");
     // The secret never shows in Debug.
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
@@ -276,7 +276,7 @@ fn the_example_file_is_valid_apart_from_the_files_it_names() {
     let (dir, text) = example_with_secret();
     std::fs::write(dir.path().join("config.toml"), text).unwrap();
     let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("example is valid");
-    assert_eq!(c.summary(), "2 targets (1 products, 2 users)");
+    assert_eq!(c.summary(), "2 targets (1 product, 2 users)");
     assert_eq!(c.web.listen_address, ":10043");
 }
 

@@ -45,6 +45,9 @@ const DEFAULT_MAX_DISCOVERED: usize = 100_000;
 pub(crate) struct Issue {
     pub path: KeyPath,
     pub message: String,
+    /// The command-line flag that set the value, when one did: then the
+    /// flag is to blame, not a line of the file.
+    pub flag: Option<&'static str>,
 }
 
 type Checked<T> = Result<T, Issue>;
@@ -53,6 +56,15 @@ fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
     Issue {
         path: path.clone(),
         message: message.into(),
+        flag: None,
+    }
+}
+
+/// An issue with `path`, blamed on `flag` when the value came from it.
+fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<String>) -> Issue {
+    Issue {
+        flag,
+        ..issue(path, message)
     }
 }
 
@@ -211,12 +223,18 @@ fn requests_per_cycle(products: &[ProductConfig], shard_count: u32) -> usize {
 }
 
 fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
+    let flag = ctx
+        .options
+        .listen_address
+        .is_some()
+        .then_some(LISTEN_ADDRESS_FLAG);
     let listen_address = ctx
         .options
         .listen_address
         .clone()
         .unwrap_or(raw.listen_address);
-    check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)?;
+    check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)
+        .map_err(|i| Issue { flag, ..i })?;
     let telemetry_path = raw.telemetry_path;
     let key = KeyPath::of("web.telemetry_path");
     if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
@@ -315,7 +333,10 @@ fn looks_like_bcrypt(hash: &str) -> bool {
         && b[6] == b'$'
 }
 
-fn check_listen_address(key: &KeyPath, addr: &str) -> Checked<()> {
+/// The flag that overrides `[web] listen_address`.
+pub(crate) const LISTEN_ADDRESS_FLAG: &str = "--web.listen-address";
+
+pub(crate) fn check_listen_address(key: &KeyPath, addr: &str) -> Checked<()> {
     let bad = || {
         issue(
             key,
@@ -480,18 +501,26 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
         Some(i) => i64::from(i),
         None => raw.shard_index,
     };
+    let count_flag = ctx.options.shard_count.is_some().then_some("--shard.count");
+    let index_flag = ctx.options.shard_index.is_some().then_some("--shard.index");
     if !(1..=i64::from(u32::MAX)).contains(&count) {
-        return Err(issue(
+        return Err(issue_from(
             &KeyPath::of("poll.shard_count"),
+            count_flag,
             format!("must be at least 1 (got {count})"),
         ));
     }
     if !(0..count).contains(&index) {
-        return Err(issue(
+        return Err(issue_from(
             &KeyPath::of("poll.shard_index"),
+            index_flag,
             format!(
-                "must be between 0 and shard_count - 1 = {} (got {index})",
-                count - 1
+                "must be between 0 and shard_count - 1 = {} (got {index}){}",
+                count - 1,
+                match (index_flag, count_flag) {
+                    (None, Some(flag)) => format!("; shard_count comes from {flag}"),
+                    _ => String::new(),
+                }
             ),
         ));
     }

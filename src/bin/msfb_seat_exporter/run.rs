@@ -15,13 +15,25 @@ use crate::cli::Args;
 /// Exit code for bad usage or an invalid configuration.
 const INVALID: u8 = 2;
 
+/// Follows the message of a configuration file that does not exist: what a
+/// newcomer who ran the bare binary needs next.
+const MISSING_CONFIG_HINT: &str = "  name the file with --config.file=PATH; start one from \
+config.toml.example (in the repository, every key with its default); or try the exporter \
+without one: --demo";
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     if args.demo {
+        if let Some(address) = &args.listen_address
+            && let Err(e) = config::check_listen_address_flag(address)
+        {
+            eprintln!("msfb_seat_exporter: {e}");
+            return Ok(ExitCode::from(INVALID));
+        }
         let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
         let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
         signals.abort();
-        result.context("demo failed")?;
+        result?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -38,6 +50,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("configuration loader failed")?;
     let config = match loaded {
         Ok(c) => c,
+        Err(e) if e.is_missing_file() => {
+            eprintln!("msfb_seat_exporter: {e}\n{MISSING_CONFIG_HINT}");
+            return Ok(ExitCode::from(INVALID));
+        }
         Err(e) => {
             eprintln!("msfb_seat_exporter: {e}");
             return Ok(ExitCode::from(INVALID));

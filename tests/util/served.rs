@@ -1,6 +1,6 @@
-//! An exporter served on a real loopback socket (the `Harness` in `util`
-//! drives the router without one): for TLS, for a real Prometheus, and for
-//! anything that needs `[web]` or `[metrics]` settings in the config.
+//! An exporter served on a real loopback socket (the `Harness` in
+//! `harness.rs` drives the router without one): for TLS, for a real
+//! Prometheus, and for anything that needs `[web]` or `[metrics]` settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use msfb_seat_exporter::web;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::fast_options;
+use super::harness::fast_options;
 
 /// A fake Store, a config directory, an exporter and its HTTP server.
 pub struct Served {
@@ -96,25 +96,5 @@ impl Served {
             .run_cycle(&CancellationToken::new())
             .await
             .expect("cycle not cancelled");
-    }
-}
-/// Polls `probe` until it gives `Some`, or panics after `deadline` with
-/// `what` and the last state. For waiting on other processes: the deadline
-/// is generous because the test machine may be slow and busy.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let last = match probe().await {
-            Ok(v) => return v,
-            Err(state) => state,
-        };
-        if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for {what}; last: {last}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
