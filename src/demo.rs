@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::exporter::{Exporter, Options, StartError};
 use crate::fake_store::{self, Action, FakeInventory, FakeSeat, FakeStore, Fault, Match};
-use crate::web;
+use crate::{daemon, web};
 
 const NOTES: (&str, &str) = ("9NBLGGH4R315", "0016");
 const WHITEBOARD: (&str, &str) = ("9WZDNCRFJ3PS", "0010");
@@ -250,9 +250,7 @@ pub async fn run(listen: Option<&str>, shutdown: CancellationToken) -> Result<()
         banner(&fake.base_url(), &base_url(bound), bound.ip().is_loopback())
     );
     let story = tokio::spawn(timeline(Arc::clone(&fake), shutdown.child_token()));
-    exporter
-        .run(listener, web::Transport::Plain, shutdown)
-        .await;
+    daemon::run(&exporter, listener, web::Transport::Plain, shutdown).await;
     story.abort();
     Ok(())
 }

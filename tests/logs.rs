@@ -13,6 +13,7 @@ use msfb_seat_exporter::fake_store::{self, FakeSeat, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
 
 use crate::util::binary::{ALICE, BOB, CAROL, Event, Format, HASH_KEY, Running, parse};
+use crate::util::served::client;
 use crate::util::{P, S, eventually};
 
 /// A plain password in the bad file of the failed reload: refused, never
@@ -43,7 +44,7 @@ async fn story(format: Format, level: &str, metrics: &str) -> (Vec<String>, Vec<
     let running = start(format, level, metrics).await;
     let started = running.wait_for("msfb_seat_exporter started").await;
     let base = format!("http://{}", started["address"]);
-    let http = reqwest::Client::new();
+    let http = client();
     eventually("the first cycle", Duration::from_secs(60), || async {
         match http.get(format!("{base}/-/ready")).send().await {
             Ok(r) if r.status() == 200 => Ok(()),

@@ -45,3 +45,5 @@ mod privacy;
 mod sharding;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// OpenMetrics by content negotiation, gzip, shard self-metrics.
+mod openmetrics;

@@ -129,6 +129,9 @@ pub struct StoreConfig {
     pub max_retries: u32,
 }
 
+/// Where `auth.token_url` takes the tenant id.
+pub const TENANT_PLACEHOLDER: &str = "{tenant_id}";
+
 /// `[auth]`: OAuth2 client credentials. The secret never leaves
 /// [`SecretString`], whose `Debug` prints a placeholder.
 #[derive(Debug, Clone)]
@@ -139,7 +142,8 @@ pub struct AuthConfig {
     pub client_id: String,
     /// The client secret, read from the file or variable named in the config.
     pub client_secret: SecretString,
-    /// Token endpoint with `{tenant_id}` filled in.
+    /// Token endpoint as configured; the token client fills in
+    /// [`TENANT_PLACEHOLDER`] (`store::auth`).
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,

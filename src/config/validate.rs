@@ -16,7 +16,8 @@ use super::raw::{
 };
 use super::{
     AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PerTarget, PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    PerTarget, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel,
+    WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -170,19 +171,6 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
-    if let Some(rps) = store.max_requests_per_second {
-        let requests = requests_per_cycle(&products, poll.shard_count);
-        // A tiny rate gives more seconds than a Duration holds: no panic.
-        let needed = Duration::try_from_secs_f64(requests as f64 / rps).unwrap_or(Duration::MAX);
-        if needed > poll.interval {
-            ctx.warnings.push(format!(
-                "a poll cycle cannot fit: {requests} requests at {rps} requests/s take at least {}, \
-                 longer than poll.interval ({}); raise store.max_requests_per_second or poll.interval",
-                humantime::format_duration(Duration::from_secs(needed.as_secs())),
-                humantime::format_duration(poll.interval)
-            ));
-        }
-    }
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -195,31 +183,6 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         products,
         warnings: ctx.warnings,
     })
-}
-
-/// The fewest requests one instance makes in a cycle: one Get seat per
-/// per-user target of its shard (about 1/`shard_count` of them), and for
-/// each list-mode product the pages of one listing, which every shard reads
-/// whole: at least one, and a page per 100 configured users if they all
-/// hold a seat. Discovery products count one page, as their size is unknown
-/// until listed.
-fn requests_per_cycle(products: &[ProductConfig], shard_count: u32) -> usize {
-    let per_user: usize = products
-        .iter()
-        .filter(|p| p.mode == Mode::PerUser)
-        .map(|p| p.users.len())
-        .sum();
-    let pages: usize = products
-        .iter()
-        .filter(|p| p.mode == Mode::List)
-        .map(|p| {
-            p.users
-                .len()
-                .div_ceil(crate::store::list::PAGE_SIZE as usize)
-                .max(1)
-        })
-        .sum();
-    per_user.div_ceil(shard_count.max(1) as usize) + pages
 }
 
 fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
@@ -403,12 +366,17 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
 }
 
 fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+    check_url_as(key, url, url)
+}
+
+/// [`check_url`] of `url`, quoting `shown` (what the operator wrote).
+fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| issue(key, format!("is not a valid URL ({e}): {url:?}")))?;
+        .map_err(|e| issue(key, format!("is not a valid URL ({e}): {shown:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(issue(
             key,
-            format!("must be an http:// or https:// URL with a host (got {url:?})"),
+            format!("must be an http:// or https:// URL with a host (got {shown:?})"),
         ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -458,17 +426,20 @@ fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
             ));
         }
     };
-    let key = KeyPath::of("auth.token_url");
-    let tenant = percent_encoding::utf8_percent_encode(raw.tenant_id.trim(), crate::store::SEGMENT)
-        .to_string();
-    let token_url = raw.token_url.replace("{tenant_id}", &tenant);
-    check_url(&key, &token_url)?;
+    // The token client fills in the tenant, percent-encoded as one path
+    // segment (`store::auth`); the template is checked with a plain
+    // stand-in, and the message quotes it as written.
+    check_url_as(
+        &KeyPath::of("auth.token_url"),
+        &raw.token_url.replace(TENANT_PLACEHOLDER, "tenant"),
+        &raw.token_url,
+    )?;
     non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
     Ok(AuthConfig {
         tenant_id: raw.tenant_id.trim().to_owned(),
         client_id: raw.client_id.trim().to_owned(),
         client_secret,
-        token_url,
+        token_url: raw.token_url,
         resource: raw.resource,
     })
 }

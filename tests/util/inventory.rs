@@ -22,7 +22,7 @@ pub fn products(list: &[(&str, &str)], inventory: &str) -> String {
     out
 }
 
-pub async fn poll(h: &Harness) -> msfb_seat_exporter::inventory::InventoryReport {
+pub async fn poll(h: &Harness) -> msfb_seat_exporter::poller::InventoryReport {
     h.exporter
         .poll_inventory(&CancellationToken::new())
         .await

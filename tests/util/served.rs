@@ -98,3 +98,15 @@ impl Served {
             .expect("cycle not cancelled");
     }
 }
+
+/// An HTTP client for an exporter on a socket that opens a connection per
+/// request. The exporter closes a keep-alive connection after 10 s idle
+/// (its header read timeout), and tests wait about that long between
+/// requests (a poll cycle): a pooled connection could be reused just as the
+/// exporter closes it, and the request fail with a reset.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("HTTP client")
+}

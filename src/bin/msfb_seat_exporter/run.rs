@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::{self, Exporter};
-use msfb_seat_exporter::{demo, web};
+use msfb_seat_exporter::{daemon, demo, web};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let path = args.config_file.clone();
     let load_options = options.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path, &load_options))
+    let loaded = tokio::task::spawn_blocking(move || exporter::load_config(&path, &load_options))
         .await
         .context("configuration loader failed")?;
     let config = match loaded {
@@ -133,9 +133,14 @@ async fn daemon(
 
     let signals = tokio::spawn(handle_signals(exporter.clone(), shutdown.clone()));
     let background = background_runtime().context("cannot start the polling runtime")?;
-    exporter
-        .run_on(background.handle(), listener, transport, shutdown)
-        .await;
+    daemon::run_on(
+        &exporter,
+        background.handle(),
+        listener,
+        transport,
+        shutdown,
+    )
+    .await;
     // The loops have stopped (or were given their second); do not wait for
     // anything left on that runtime.
     background.shutdown_background();
