@@ -956,7 +956,7 @@ fn write_bound(out: &mut String, le: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LoadOptions};
+    use crate::config;
     use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
@@ -990,19 +990,12 @@ mod tests {
     /// profile `per_target`, nothing checked yet.
     fn unchecked_table(users: &[&str], per_target: &str) -> TargetTable {
         let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
-        let text = format!(
-            "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n\
-             [metrics]\nper_target = \"{per_target}\"\n\n\
+        let config = config::for_tests(&format!(
+            "[metrics]\nper_target = \"{per_target}\"\n\n\
              [[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n\n\
              [[products]]\nproduct_id = \"Q\"\nsku_id = \"0001\"\nmode = \"list\"\nusers = \"all\"\n",
             list.join(", ")
-        );
-        let options = LoadOptions {
-            env: std::sync::Arc::new(|_| Some("secret".into())),
-            ..LoadOptions::default()
-        };
-        let config = config::from_toml(&text, std::path::Path::new("/x/config.toml"), &options)
-            .expect("valid config");
+        ));
         TargetTable::build(&config, None)
     }
 
