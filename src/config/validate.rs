@@ -11,11 +11,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::locate::KeyPath;
-use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
+use super::raw::{
+    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
+};
 use super::{
     AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PersistenceConfig, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles,
-    UserLabel, WebConfig,
+    PerTarget, PersistenceConfig, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER,
+    TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -528,7 +530,14 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
             ));
         }
     };
-    Ok(MetricsConfig { user_label })
+    let per_target = match raw.per_target {
+        RawPerTarget::Full => PerTarget::Full,
+        RawPerTarget::Compact => PerTarget::Compact,
+    };
+    Ok(MetricsConfig {
+        user_label,
+        per_target,
+    })
 }
 
 /// `[persistence] file`, or `--persistence.file` in its place. The file
