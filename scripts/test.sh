@@ -3,7 +3,8 @@
 # Debian when it is missing (as root, or through sudo), then runs every test.
 # promtool and prometheus check the shipped rules and dashboard, systemd-analyze
 # the units, node the status page's script, python3-yaml the Kubernetes
-# manifests; the tests fail without them.
+# manifests, openssl the client certificate the README tells operators to
+# make; the tests fail without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

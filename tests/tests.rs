@@ -49,3 +49,5 @@ mod sharding;
 mod kubernetes;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Entra ID credentials, the v2 endpoint, proxies and CAs (SPEC §12).
+mod credentials;

@@ -661,7 +661,7 @@ mod tests {
             list.join(", ")
         );
         let options = LoadOptions {
-            env: std::sync::Arc::new(|_| Some("secret".into())),
+            env: std::sync::Arc::new(|name| (name == "S").then(|| "secret".into())),
             ..LoadOptions::default()
         };
         let config = config::from_toml(&text, std::path::Path::new("/x/config.toml"), &options)

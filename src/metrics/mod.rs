@@ -61,6 +61,10 @@ pub struct Telemetry {
     pub token_failures: IntCounterVec,
     /// `msfb_oauth_token_expiry_timestamp_seconds`.
     pub token_expiry: Gauge,
+    /// `msfb_oauth_credential_expiry_timestamp_seconds`: the client
+    /// certificate's notAfter; a label-less vector so that the series is
+    /// absent for credentials without an expiry.
+    pub credential_expiry: GaugeVec,
     /// `msfb_inventory_poll_success`: whether the latest Get Inventory
     /// listing was complete. Label-less vectors so that the series is absent
     /// until the first poll (and with `[inventory] enabled = false`).
@@ -162,6 +166,14 @@ impl Telemetry {
                 "Unix time the OAuth2 token in use expires.",
             )
             .expect("static metric definition is valid"),
+            credential_expiry: GaugeVec::new(
+                Opts::new(
+                    "msfb_oauth_credential_expiry_timestamp_seconds",
+                    "Unix time the client certificate in use expires (its notAfter); absent for credentials without an expiry.",
+                ),
+                &[],
+            )
+            .expect("static metric definition is valid"),
             inventory_success: GaugeVec::new(
                 Opts::new(
                     "msfb_inventory_poll_success",
@@ -224,6 +236,7 @@ impl Telemetry {
             Box::new(t.token_requests.clone()),
             Box::new(t.token_failures.clone()),
             Box::new(t.token_expiry.clone()),
+            Box::new(t.credential_expiry.clone()),
             Box::new(t.inventory_success.clone()),
             Box::new(t.inventory_last_success.clone()),
             Box::new(t.inventory_errors.clone()),

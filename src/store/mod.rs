@@ -10,6 +10,7 @@
 
 mod auth;
 mod client;
+pub mod credential;
 pub mod list;
 pub mod model;
 
