@@ -14,8 +14,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::{Exporter, Options};
 use msfb_seat_exporter::metrics::exposition::CHUNK_BYTES;
-use msfb_seat_exporter::store::{ErrorCode, Reason};
 use msfb_seat_exporter::targets::Outcome;
+use msfb_seat_exporter::targets::{ErrorCode, Reason};
 
 const PRODUCTS: usize = 4;
 

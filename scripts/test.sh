@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test suite, as the README gives it: installs what the tests need from
-# Debian when it is missing (as root, or through sudo), then runs every test.
-# promtool and prometheus check the shipped rules and dashboard, systemd-analyze
-# the units, node the status page's script, python3-yaml the Kubernetes
-# manifests, openssl the client certificate the README tells operators to
-# make; the tests fail without them.
+# Debian when it is missing (as root, or through sudo), then runs every test:
+# both binaries, `tests` (needs only cargo) and `contract`, where promtool and
+# prometheus check the shipped rules, dashboard and exposition,
+# systemd-analyze the units, node the status page's script and python3-yaml
+# the Kubernetes manifests; the contract tests fail without them. openssl
+# makes the client certificate the README tells operators to make (tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -2,104 +2,21 @@
 //! assertions, workload identity, managed identity, the v1 and v2
 //! endpoints, rotation between fetches, refusals that keep the seat, and
 //! proxies (a loopback forward/CONNECT proxy started here). The config
-//! errors of every mix-up are in the table at the end.
+//! errors of every mix-up are in the table at the end. The certificate the
+//! README's `openssl` command makes is tested in the contract binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use msfb_seat_exporter::config::{self, ConfigError};
+use msfb_seat_exporter::config;
+use msfb_seat_exporter::config::ClientCertificate;
 use msfb_seat_exporter::exporter::Exporter;
 use msfb_seat_exporter::fake_store::{self, CredentialKind, FakeSeat, FakeStore, Grant};
-use msfb_seat_exporter::store::credential::ClientCertificate;
+use msfb_seat_exporter::store::credential::assertion;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio_util::sync::CancellationToken;
 
-use crate::util::{P, S, Scrape, fast_options, load_with_env, product, request};
-
-const ALICE: &str = "alice@contoso.com";
-
-/// A self-signed RSA certificate and its PKCS#8 key valid for `days` more
-/// days (negative: expired), as PEM.
-fn rsa_pair(days: i64) -> (String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["msfb-seat-exporter".into()]).unwrap();
-    params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "msfb-seat-exporter");
-    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(400);
-    params.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(days);
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
-/// Runs `openssl` in `dir`; it must succeed.
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl (Debian package openssl) is installed");
-    assert!(out.status.success(), "openssl {args:?}: {out:?}");
-}
-
-/// An exporter for a config with the `[auth]` body `auth` and extra
-/// `[store]` lines, loaded with the environment `env` only.
-fn exporter(
-    fake_base: &str,
-    dir: &Path,
-    auth: &str,
-    store_extra: &str,
-    env: &[(&str, &str)],
-) -> Result<Exporter, ConfigError> {
-    let text = format!(
-        "[store]\nbase_url = \"{fake_base}\"\ntimeout = \"2s\"\nmax_requests_per_second = 0\n\
-         max_retries = 0\n{store_extra}\n\n[auth]\n{auth}\n\n[poll]\ninterval = \"10s\"\n\n{}",
-        product(&[ALICE])
-    );
-    let path = dir.join("config.toml");
-    std::fs::write(&path, text).unwrap();
-    let config = load_with_env(&path, env)?;
-    Ok(Exporter::new(config, fast_options()).expect("exporter"))
-}
-
-async fn cycle(e: &Exporter) {
-    e.run_cycle(&CancellationToken::new()).await.expect("cycle");
-}
-
-async fn scrape(e: &Exporter) -> Scrape {
-    let (status, body) = request(e, "GET", "/metrics").await;
-    assert_eq!(status, 200);
-    Scrape::parse(&body)
-}
-
-/// A fake with alice holding a seat.
-async fn fake() -> FakeStore {
-    let fake = FakeStore::start().await.unwrap();
-    fake.set_seat(P, S, ALICE, FakeSeat::active());
-    fake
-}
-
-/// `[auth]` for a certificate at the fake as authority host.
-fn certificate_auth(fake: &FakeStore, endpoint: &str, cert: &Path, key: Option<&Path>) -> String {
-    let key = key.map_or(String::new(), |k| {
-        format!("client_key_file = {:?}\n", k.display().to_string())
-    });
-    format!(
-        "credential = \"certificate\"\nendpoint = \"{endpoint}\"\nauthority_host = \"{}\"\n\
-         tenant_id = \"{}\"\nclient_id = \"{}\"\nclient_certificate_file = {:?}\n{key}",
-        fake.authority_host(),
-        fake_store::TENANT,
-        fake_store::CLIENT_ID,
-        cert.display().to_string()
-    )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+use crate::util::entra::{ALICE, certificate_auth, cycle, exporter, fake, rsa_pair, scrape, write};
+use crate::util::{P, S, Scrape, load_with_env, product};
 
 #[tokio::test]
 async fn certificate_on_v1_and_v2_gets_a_token_and_exports_its_expiry() {
@@ -145,63 +62,6 @@ async fn certificate_on_v1_and_v2_gets_a_token_and_exports_its_expiry() {
     }
 }
 
-#[tokio::test]
-async fn the_documented_openssl_certificate_works_with_pkcs8_and_pkcs1_keys_in_one_file_or_two() {
-    let dir = tempfile::tempdir().unwrap();
-    // The command the README gives.
-    openssl(
-        dir.path(),
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-sha256",
-            "-nodes",
-            "-days",
-            "365",
-            "-subj",
-            "/CN=msfb_seat_exporter",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-        ],
-    );
-    openssl(
-        dir.path(),
-        &[
-            "rsa",
-            "-in",
-            "key.pem",
-            "-traditional",
-            "-out",
-            "key-pkcs1.pem",
-        ],
-    );
-    let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
-    assert!(read("key.pem").contains("BEGIN PRIVATE KEY"));
-    assert!(read("key-pkcs1.pem").contains("BEGIN RSA PRIVATE KEY"));
-    write(
-        dir.path(),
-        "both.pem",
-        &(read("cert.pem") + &read("key-pkcs1.pem")),
-    );
-    for (cert, key) in [
-        ("cert.pem", Some("key.pem")),
-        ("cert.pem", Some("key-pkcs1.pem")),
-        ("both.pem", None),
-    ] {
-        let fake = fake().await;
-        fake.trust_certificate(&read("cert.pem")).unwrap();
-        let key = key.map(|k| dir.path().join(k));
-        let auth = certificate_auth(&fake, "v1", &dir.path().join(cert), key.as_deref());
-        let e = exporter(&fake.base_url(), dir.path(), &auth, "", &[]).expect("valid");
-        cycle(&e).await;
-        assert_eq!(scrape(&e).await.active(ALICE), Some(1.0), "{cert} {key:?}");
-    }
-}
-
 /// Posts a client assertion to the fake's v1 token endpoint: the status.
 async fn post_assertion(fake: &FakeStore, assertion: &str) -> u16 {
     let url = fake.token_url().replace("{tenant_id}", fake_store::TENANT);
@@ -242,7 +102,7 @@ async fn the_fake_refuses_a_wrong_key_a_wrong_audience_an_expired_or_replayed_as
     let now = std::time::SystemTime::now();
     let hour = std::time::Duration::from_secs(3600);
     let sign = |c: &ClientCertificate, client: &str, aud: &str, at| {
-        c.assertion(client, aud, at)
+        assertion(c, client, aud, at)
             .unwrap()
             .expose_secret()
             .to_owned()

@@ -268,11 +268,12 @@ impl FifoConfig {
         let path = h.config_path();
         let fifo = h.dir.path().join("config.fifo");
         let text = std::fs::read_to_string(&path).unwrap();
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(status.success());
+        // mkfifo(3) itself, not the program: this binary needs nothing
+        // outside cargo.
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path that lives across the call.
+        let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
         std::fs::remove_file(&path).unwrap();
         std::fs::hard_link(&fifo, &path).unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -356,7 +357,7 @@ async fn at_most_forty_requests_are_served_at_once() {
 /// not ten (one log line each), and all succeed.
 #[tokio::test]
 async fn queued_reloads_share_one_reload() {
-    let (_guard, lines) = crate::discovery::capture_info_lines();
+    let (_guard, lines) = crate::util::capture_info_lines();
     let h = Harness::new(&product(&[ALICE]), "").await;
     let fifo = FifoConfig::new(&h);
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));

@@ -15,14 +15,15 @@ use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
-use super::AuthConfig;
+use super::certificate::{CertificateError, ClientCertificate};
+use super::credential::{
+    CertificateFiles, Credential, DEFAULT_AUTHORITY_HOST, Endpoint, IMDS_ENDPOINT,
+    read_federated_token,
+};
 use super::locate::KeyPath;
 use super::raw::{RawAuth, RawCredential, RawEndpoint};
-use super::validate::{Checked, Ctx, check_url, issue, non_empty};
-use crate::store::credential::{
-    CertificateError, CertificateFiles, ClientCertificate, Credential, DEFAULT_AUTHORITY_HOST,
-    Endpoint, IMDS_ENDPOINT,
-};
+use super::validate::{Checked, Ctx, check_url, check_url_as, issue, non_empty};
+use super::{AuthConfig, TENANT_PLACEHOLDER};
 
 /// A certificate closer than this to its end is warned about (and the
 /// shipped alert fires).
@@ -90,7 +91,7 @@ pub(super) fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
         Some(RawEndpoint::V2) => Endpoint::V2,
         Some(RawEndpoint::V1) | None => Endpoint::V1,
     };
-    let token_url = token_url(&raw, kind, endpoint, tenant_id.trim(), ctx)?;
+    let token_url = token_url(&raw, kind, endpoint, ctx)?;
     non_empty(&key("resource"), &raw.resource)?;
     Ok(AuthConfig {
         tenant_id: tenant_id.trim().to_owned(),
@@ -255,21 +256,20 @@ fn workload_identity(raw: &RawAuth, ctx: &Ctx<'_>) -> Checked<Credential> {
                 )
             })?,
     };
-    crate::store::credential::federated_token(&path).map_err(|e| issue(&k, e.to_string()))?;
+    read_federated_token(&path).map_err(|e| issue(&k, e))?;
     Ok(Credential::WorkloadIdentity {
         federated_token_file: path,
     })
 }
 
-/// The token endpoint: `token_url` as written, or built from the authority
-/// host (`authority_host`, else `AZURE_AUTHORITY_HOST`, else the public
+/// The token endpoint template: `token_url` as written, or built from the
+/// authority host (`authority_host`, else `AZURE_AUTHORITY_HOST`, else the public
 /// cloud), the tenant and the endpoint version; for a managed identity, the
 /// identity endpoint.
 fn token_url(
     raw: &RawAuth,
     kind: RawCredential,
     endpoint: Endpoint,
-    tenant: &str,
     ctx: &mut Ctx<'_>,
 ) -> Checked<String> {
     if kind == RawCredential::ManagedIdentity {
@@ -284,11 +284,15 @@ fn token_url(
         }
         return Ok(url);
     }
-    let tenant = percent_encoding::utf8_percent_encode(tenant, crate::store::SEGMENT).to_string();
     if let Some(url) = &raw.token_url {
-        let url = url.replace("{tenant_id}", &tenant);
-        check_url(&key("token_url"), &url)?;
-        return Ok(url);
+        // The token client fills in the tenant (`store::auth`); the
+        // template is checked with a plain stand-in and quoted as written.
+        check_url_as(
+            &key("token_url"),
+            &url.replace(TENANT_PLACEHOLDER, "tenant"),
+            url,
+        )?;
+        return Ok(url.clone());
     }
     let (host, k) = match &raw.authority_host {
         Some(h) => (h.clone(), key("authority_host")),
@@ -308,7 +312,7 @@ fn token_url(
         ));
     }
     Ok(match endpoint {
-        Endpoint::V1 => format!("{host}/{tenant}/oauth2/token"),
-        Endpoint::V2 => format!("{host}/{tenant}/oauth2/v2.0/token"),
+        Endpoint::V1 => format!("{host}/{TENANT_PLACEHOLDER}/oauth2/token"),
+        Endpoint::V2 => format!("{host}/{TENANT_PLACEHOLDER}/oauth2/v2.0/token"),
     })
 }

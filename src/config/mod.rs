@@ -8,6 +8,8 @@
 //! say *which key* is wrong.
 
 mod auth;
+mod certificate;
+mod credential;
 mod error;
 mod locate;
 mod network;
@@ -22,8 +24,12 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use crate::store::credential::{Credential, Endpoint};
 pub use auth::EXPIRY_WARNING;
+pub use certificate::{CertificateError, ClientCertificate};
+pub use credential::{
+    CertificateFiles, Credential, DEFAULT_AUTHORITY_HOST, Endpoint, IMDS_ENDPOINT,
+    read_federated_token,
+};
 pub use error::ConfigError;
 pub use network::{CaBundle, ProxyConfig};
 pub(crate) use validate::read_limited;
@@ -139,6 +145,9 @@ pub struct StoreConfig {
     pub ca_file: Option<CaBundle>,
 }
 
+/// Where `auth.token_url` takes the tenant id.
+pub const TENANT_PLACEHOLDER: &str = "{tenant_id}";
+
 /// `[auth]`: how the exporter gets its OAuth2 token (SPEC §4, §12). Secrets
 /// stay inside [`Credential`], whose `Debug` prints none.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,8 +161,9 @@ pub struct AuthConfig {
     pub credential: Credential,
     /// v1 (`resource=`) or v2 (`scope=`) token endpoint.
     pub endpoint: Endpoint,
-    /// Token endpoint with `{tenant_id}` filled in; for a managed identity,
-    /// the identity endpoint.
+    /// Token endpoint as configured or built from the authority host; the
+    /// token client fills in [`TENANT_PLACEHOLDER`] (`store::auth`). For a
+    /// managed identity, the identity endpoint.
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,
@@ -250,11 +260,20 @@ impl Config {
     /// The line `--config.check` prints.
     pub fn summary(&self) -> String {
         format!(
-            "{} targets ({} products, {} users)",
-            self.target_count(),
-            self.products.len(),
-            self.user_count()
+            "{} ({}, {})",
+            counted(self.target_count(), "target"),
+            counted(self.products.len(), "product"),
+            counted(self.user_count(), "user")
         )
+    }
+}
+
+/// `1 product`, `2 products`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -279,20 +298,56 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
 pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
     let map = SourceMap::new(text);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, &map, path))?;
-    validate::validate(raw, path, options).map_err(|issue| ConfigError::Invalid {
-        file: path.to_path_buf(),
-        line: map.line_of_path(&issue.path),
-        key: issue.path.to_string(),
-        message: issue.message,
+    validate::validate(raw, path, options).map_err(|issue| match issue.flag {
+        Some(flag) => ConfigError::Flag {
+            flag,
+            message: issue.message,
+        },
+        None => ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: map.line_of_path(&issue.path),
+            key: issue.path.to_string(),
+            message: issue.message,
+        },
+    })
+}
+
+/// Checks a `--web.listen-address` value on its own, for `--demo`, which
+/// has no configuration file to blame.
+///
+/// # Errors
+/// [`ConfigError::Flag`] naming the flag.
+pub fn check_listen_address_flag(address: &str) -> Result<(), ConfigError> {
+    validate::check_listen_address(&KeyPath::of("web.listen_address"), address).map_err(|issue| {
+        ConfigError::Flag {
+            flag: validate::LISTEN_ADDRESS_FLAG,
+            message: issue.message,
+        }
     })
 }
 
 /// Turns a serde/TOML error into one that names the key.
 fn toml_error(err: &toml::de::Error, map: &SourceMap<'_>, path: &Path) -> ConfigError {
-    let message = err.message().trim().to_owned();
     let offset = err.span().map_or(0, |s| s.start);
     let line = map.line_of(offset);
     let mut key = map.path_at(offset);
+    if let Some(unquoted) = locate::unquoted_string(map.text(), line) {
+        // `listen_address = :10043`: the parser's words ("invalid float",
+        // "expected literal string") are about TOML grammar; say what to type.
+        if key == KeyPath::root() {
+            key = unquoted.key;
+        }
+        return ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: format!(
+                "{} is not quoted; a string value needs quotes: {} = {:?}",
+                unquoted.value, unquoted.name, unquoted.value
+            ),
+        };
+    }
+    let message = err.message().trim().to_owned();
     // "missing field `x`" points at the table that lacks `x`: name `x` too.
     // An empty span means the top-level table.
     if let Some(rest) = message.strip_prefix("missing field `") {

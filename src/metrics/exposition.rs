@@ -24,8 +24,9 @@
 
 use super::CACHED;
 use crate::config::Mode;
-use crate::inventory::InventoryView;
-use crate::targets::{ErrorCount, ProductGroup, ProductStatus, Seat, TargetTable};
+use crate::targets::{
+    ErrorCount, InventoryView, ProductGroup, ProductStatus, Seat, TargetTable, escape_label_value,
+};
 
 /// One metric family's name, type and help.
 struct Family {
@@ -251,28 +252,6 @@ fn write_float(out: &mut String, v: f64) {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
-    }
-}
-
-/// Whether a label value has a character that must be escaped.
-#[inline]
-fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n'))
-}
-
-/// Appends `s` escaped as a label value (backslash, quote, newline).
-pub(crate) fn escape_label_value(out: &mut String, s: &str) {
-    if !needs_escape(s) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
     }
 }
 
@@ -649,8 +628,7 @@ fn render_inventory(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>)
 mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
-    use crate::store::{ErrorCode, Reason};
-    use crate::targets::Outcome;
+    use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
     fn table(users: &[&str]) -> TargetTable {

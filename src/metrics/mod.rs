@@ -21,7 +21,7 @@ use prometheus::{
     Registry,
 };
 
-use crate::store::ErrorCode;
+use crate::targets::ErrorCode;
 
 /// HELP suffix for every value that comes from the poller's cache.
 pub(crate) const CACHED: &str = "Cached from the latest poll, not fetched at scrape time.";

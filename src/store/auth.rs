@@ -23,10 +23,10 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::client::{describe, read_body};
+use super::MAX_BODY_BYTES;
 use super::credential::{self, TokenRequest};
-use super::{ErrorCode, MAX_BODY_BYTES};
-use crate::config::AuthConfig;
+use super::http::{Exchanged, exchange};
+use crate::config::{AuthConfig, TENANT_PLACEHOLDER};
 use crate::metrics::{Telemetry, operation};
 
 /// Refresh this long before expiry at most …
@@ -148,6 +148,8 @@ struct State {
 pub struct TokenSource {
     http: reqwest::Client,
     config: AuthConfig,
+    /// `config.token_url` with the tenant filled in ([`token_url`]).
+    url: String,
     telemetry: Telemetry,
     state: Mutex<State>,
 }
@@ -157,6 +159,7 @@ impl TokenSource {
     pub fn new(http: reqwest::Client, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
         let source = TokenSource {
             http,
+            url: token_url(&config),
             config,
             telemetry,
             state: Mutex::new(State::default()),
@@ -284,51 +287,32 @@ impl TokenSource {
 
     async fn fetch(&self) -> Result<(AccessToken, Duration), TokenError> {
         self.telemetry.token_requests.inc();
-        let request =
-            credential::token_request(&self.config, SystemTime::now()).map_err(|e| TokenError {
+        let request = credential::token_request(&self.config, &self.url, SystemTime::now())
+            .map_err(|e| TokenError {
                 reason: "credential".into(),
                 detail: e.0,
             })?;
         self.publish_credential_expiry();
-        let started = std::time::Instant::now();
         let request = match &request {
             TokenRequest::Form(form) => {
                 let form: Vec<(&str, &str)> =
                     form.iter().map(|(k, v)| (*k, v.expose_secret())).collect();
-                self.http.post(&self.config.token_url).form(&form)
+                self.http.post(&self.url).form(&form)
             }
             TokenRequest::Imds(url) => self.http.get(url.clone()).header("Metadata", "true"),
-        };
-        let sent = request
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let code = super::client::transport_failure(&e).code;
-                self.telemetry.observe_request(
-                    operation::TOKEN,
-                    &code.label(),
-                    started.elapsed().as_secs_f64(),
-                );
-                return Err(TokenError {
-                    reason: code.label().into_owned(),
-                    detail: describe(&e),
-                });
-            }
-        };
-        let status = response.status().as_u16();
-        let body = read_body(response).await;
-        self.telemetry.observe_request(
-            operation::TOKEN,
-            &ErrorCode::Status(status).label(),
-            started.elapsed().as_secs_f64(),
-        );
-        let body = body.map_err(|f| TokenError {
+        }
+        .header(reqwest::header::ACCEPT, "application/json");
+        let failed = |f: super::Failure| TokenError {
             reason: f.code.label().into_owned(),
             detail: f.detail,
-        })?;
+        };
+        let Exchanged { status, body, .. } = exchange(request, |code, seconds| {
+            self.telemetry
+                .observe_request(operation::TOKEN, &code.label(), seconds);
+        })
+        .await
+        .map_err(failed)?;
+        let body = body.map_err(failed)?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if !(200..300).contains(&status) {
             let oauth = json
@@ -395,10 +379,20 @@ impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
             .field("credential", &self.config.credential.kind())
-            .field("token_url", &self.config.token_url)
+            .field("token_url", &self.url)
             .field("client_id", &self.config.client_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The token endpoint of `config`: `token_url` with the tenant id
+/// percent-encoded as one path segment in place of `{tenant_id}`, so a
+/// tenant id can never add a segment or a query (SPEC §4).
+pub fn token_url(config: &AuthConfig) -> String {
+    let tenant = percent_encoding::utf8_percent_encode(&config.tenant_id, super::client::SEGMENT);
+    config
+        .token_url
+        .replace(TENANT_PLACEHOLDER, &tenant.to_string())
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -440,6 +434,30 @@ pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenant_fills_the_template_as_one_segment() {
+        let config = AuthConfig {
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            client_id: "c".into(),
+            credential: crate::config::Credential::Secret(SecretString::from("s")),
+            endpoint: crate::config::Endpoint::V1,
+            token_url: "https://login.example/{tenant_id}/oauth2/token".into(),
+            resource: "r".into(),
+        };
+        assert_eq!(
+            token_url(&config),
+            "https://login.example/contoso.onmicrosoft.com/oauth2/token"
+        );
+        let odd = AuthConfig {
+            tenant_id: "a/b?c d".into(),
+            ..config
+        };
+        assert_eq!(
+            token_url(&odd),
+            "https://login.example/a%2Fb%3Fc%20d/oauth2/token"
+        );
+    }
 
     #[test]
     fn token_debug_is_redacted() {

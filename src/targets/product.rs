@@ -5,8 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::inventory::InventoryView;
-use crate::store::ErrorCode;
+use super::{ErrorCode, InventoryView};
 
 /// How the latest seat listings of a product went (list mode).
 #[derive(Debug, Clone, Default, PartialEq)]

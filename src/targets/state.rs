@@ -5,37 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::store::{ErrorCode, Reason};
-
-/// What one check concluded (SPEC §5).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The Store answered about the seat.
-    Conclusive {
-        /// Whether an active seat is held.
-        active: bool,
-        /// `dateAssigned` of an active seat, Unix seconds.
-        assigned_at: Option<f64>,
-        /// A negative answer that is also counted as an error (404).
-        negative: Option<(ErrorCode, Reason)>,
-    },
-    /// No answer about the seat; the last conclusive value stays.
-    Inconclusive {
-        /// The `code` label.
-        code: ErrorCode,
-        /// The `reason` label.
-        reason: Reason,
-        /// For logs and the status page.
-        detail: String,
-    },
-}
-
-impl Outcome {
-    /// Whether the check gave an answer about the seat.
-    pub fn is_conclusive(&self) -> bool {
-        matches!(self, Outcome::Conclusive { .. })
-    }
-}
+use super::{ErrorCode, Outcome, Reason};
 
 /// The last conclusive answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -136,12 +106,8 @@ impl TargetState {
                     _ => Transition::None,
                 }
             }
-            Outcome::Inconclusive {
-                code,
-                reason,
-                detail,
-            } => {
-                self.count_error(*code, *reason, now, detail.clone());
+            Outcome::Inconclusive(why) => {
+                self.count_error(why.code, why.reason, now, why.detail.clone());
                 Transition::None
             }
         }
@@ -228,6 +194,7 @@ impl Target {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::targets::Inconclusive;
 
     /// A conclusive answer, with a date when active (shared with the
     /// discovery tests).
@@ -240,22 +207,22 @@ pub(super) mod tests {
     }
 
     fn failed(code: ErrorCode) -> Outcome {
-        Outcome::Inconclusive {
+        Outcome::Inconclusive(Inconclusive {
             code,
             reason: Reason::None,
             detail: "x".into(),
-        }
+        })
     }
 
     #[test]
     fn a_long_error_detail_is_clipped_at_a_character() {
         let mut s = TargetState::default();
         s.record(
-            &Outcome::Inconclusive {
+            &Outcome::Inconclusive(Inconclusive {
                 code: ErrorCode::Decode,
                 reason: Reason::None,
                 detail: "é".repeat(100_000),
-            },
+            }),
             1.0,
         );
         let detail = s.last_error.unwrap().detail;

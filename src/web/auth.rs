@@ -30,7 +30,7 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::exporter::Exporter;
+use super::SharedSite;
 
 /// `WWW-Authenticate` of a 401.
 const CHALLENGE: &str = "Basic realm=\"msfb_seat_exporter\", charset=\"UTF-8\"";
@@ -131,7 +131,7 @@ fn decoy(users: &BTreeMap<String, String>) -> Option<&str> {
 #[derive(Clone)]
 pub struct AuthState {
     /// Where the configured users come from.
-    pub exporter: Exporter,
+    pub site: SharedSite,
     /// Verifications already paid for.
     pub cache: Arc<CredentialCache>,
 }
@@ -163,7 +163,7 @@ fn unauthorized() -> Response {
 /// The middleware: passes the request on when no users are configured or
 /// the credentials are valid, else answers 401 with a challenge.
 pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -> Response {
-    let generation = state.exporter.generation();
+    let generation = state.site.generation();
     let users = &generation.config.web.basic_auth_users;
     if users.is_empty() {
         return next.run(req).await;

@@ -7,7 +7,7 @@
 //! promtool and prometheus come from Debian's `prometheus` package, which
 //! `scripts/test.sh` installs; without them these tests fail, never skip.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,33 +16,9 @@ use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::served::{Served, Setup, eventually};
-use crate::util::{P, S};
-
-/// A file of the repository.
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn run_promtool(args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("promtool")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is needed (Debian package prometheus; bash scripts/test.sh installs it)");
-    let mut input = child.stdin.take().expect("stdin");
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use crate::util::inventory::{NEW_FAMILIES, scrape_with_every_new_family};
+use crate::util::programs::{repo, run_promtool, text};
+use crate::util::{P, S, Served, Setup, eventually};
 
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
@@ -85,6 +61,21 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 /// Contoso Notes (`P`) is checked in list mode (one of its listings
 /// fails), `P2` per user; both are in the Store's inventory with seats to
 /// spare.
+#[tokio::test]
+async fn every_new_family_passes_promtool() {
+    let m = scrape_with_every_new_family().await;
+    for family in NEW_FAMILIES {
+        m.assert_family(family);
+    }
+    let out = run_promtool(&["check", "metrics"], Some(&m.text));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
 const CAROL: &str = "carol@contoso.com";

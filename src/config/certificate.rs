@@ -1,12 +1,12 @@
-//! A client certificate and its RSA key, and the signed client assertion
-//! Entra ID takes instead of a secret (SPEC §12, RFC 7523).
+//! A client certificate and its RSA key, loaded and checked (SPEC §12); the
+//! client assertion signed with them is built in `store::credential`.
 //!
-//! Everything that touches ASN.1 or JWT is done by crates that do it for a
+//! Everything that touches ASN.1 or keys is done by crates that do it for a
 //! living: `pem` splits the files into blocks, `x509-parser` reads the
 //! certificate, `jsonwebtoken` (on aws-lc-rs, the provider rustls already
-//! uses here; no OpenSSL) reads the key and signs. The only thing computed
-//! here is what Entra identifies the certificate by: the base64url SHA-1
-//! (`x5t`) and SHA-256 (`x5t#S256`) of its DER bytes.
+//! uses here; no OpenSSL) reads the key. The only thing computed here is
+//! what Entra identifies the certificate by: the base64url SHA-1 (`x5t`)
+//! and SHA-256 (`x5t#S256`) of its DER bytes.
 //!
 //! That the key belongs to the certificate is checked the way a TLS stack
 //! would find out, by signing a probe with the key and verifying it with the
@@ -23,14 +23,9 @@ use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use secrecy::SecretString;
-use serde::Serialize;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha1::Sha1;
 use sha2::{Digest as _, Sha256};
-
-/// Longest lifetime of an assertion: Entra accepts up to 10 minutes.
-pub const ASSERTION_LIFETIME: Duration = Duration::from_secs(600);
 
 /// Why a certificate or key cannot be used. Names files, never contents.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,9 +67,6 @@ pub enum CertificateError {
         /// The certificate's SHA-1 thumbprint, as the Azure portal shows it.
         thumbprint: String,
     },
-    /// Signing failed (should not happen with a key that passed the probe).
-    #[error("cannot sign the client assertion: {0}")]
-    Sign(String),
 }
 
 /// A loaded certificate with its key: everything needed to sign assertions.
@@ -97,18 +89,6 @@ impl fmt::Debug for ClientCertificate {
             .field("not_after", &self.not_after)
             .finish_non_exhaustive()
     }
-}
-
-/// The claims of a client assertion (RFC 7523 §3, as Entra documents them).
-#[derive(Serialize)]
-struct Claims<'a> {
-    aud: &'a str,
-    iss: &'a str,
-    sub: &'a str,
-    jti: String,
-    iat: i64,
-    nbf: i64,
-    exp: i64,
 }
 
 impl ClientCertificate {
@@ -211,35 +191,9 @@ impl ClientCertificate {
         &self.subject
     }
 
-    /// A fresh signed client assertion for `client_id` at the token
-    /// endpoint `audience`, valid from `now` for [`ASSERTION_LIFETIME`].
-    ///
-    /// # Errors
-    /// [`CertificateError::Sign`] if the key cannot sign.
-    pub fn assertion(
-        &self,
-        client_id: &str,
-        audience: &str,
-        now: SystemTime,
-    ) -> Result<SecretString, CertificateError> {
-        let iat = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        let mut header = Header::new(Algorithm::RS256);
-        header.x5t = Some(self.x5t.clone());
-        header.x5t_s256 = Some(self.x5t_s256.clone());
-        let claims = Claims {
-            aud: audience,
-            iss: client_id,
-            sub: client_id,
-            jti: fresh_jti(),
-            iat,
-            nbf: iat,
-            exp: iat + ASSERTION_LIFETIME.as_secs() as i64,
-        };
-        jsonwebtoken::encode(&header, &claims, &self.key)
-            .map(SecretString::from)
-            .map_err(|e| CertificateError::Sign(e.to_string()))
+    /// The signing key (for `store::credential`, which signs assertions).
+    pub fn signing_key(&self) -> &EncodingKey {
+        &self.key
     }
 
     /// Base64url SHA-1 of the DER certificate (the JWT `x5t` header).
@@ -254,7 +208,7 @@ impl ClientCertificate {
 }
 
 fn read(file: &Path) -> Result<Vec<u8>, CertificateError> {
-    crate::config::read_limited(file)
+    super::read_limited(file)
         .map(String::into_bytes)
         .map_err(|e: io::Error| CertificateError::Read {
             file: file.to_path_buf(),
@@ -283,21 +237,6 @@ fn signing_key(text: &[u8]) -> Result<EncodingKey, &'static str> {
     }
     EncodingKey::from_rsa_pem(pem::encode(block).as_bytes())
         .map_err(|_| "the private key is not an RSA key in PKCS#8 or PKCS#1 form")
-}
-
-/// 128 random bits as a UUID-shaped string: unique per assertion, which is
-/// all Entra asks of `jti`.
-fn fresh_jti() -> String {
-    let n: u128 = rand::random();
-    let h = format!("{n:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 fn unix_time(secs: i64) -> SystemTime {
@@ -331,20 +270,12 @@ mod tests {
     }
 
     #[test]
-    fn assertions_carry_the_thumbprints_and_claims() {
+    fn thumbprints_are_the_digests_of_the_der_certificate() {
         let (cert, key) = pair(30);
         let c = load(&cert, &key).expect("pair loads");
-        let now = SystemTime::now();
-        let jwt = c.assertion("client", "https://aud/token", now).unwrap();
-        use secrecy::ExposeSecret as _;
-        let header = jsonwebtoken::decode_header(jwt.expose_secret()).unwrap();
-        assert_eq!(header.alg, Algorithm::RS256);
-        assert_eq!(header.x5t.as_deref(), Some(c.x5t()));
-        assert_eq!(header.x5t_s256.as_deref(), Some(c.x5t_s256()));
         assert_eq!(c.x5t().len(), 27, "base64url of 20 bytes");
+        assert_eq!(c.x5t_s256().len(), 43, "base64url of 32 bytes");
         assert_eq!(c.thumbprint().len(), 40);
-        let other = c.assertion("client", "https://aud/token", now).unwrap();
-        assert_ne!(jwt.expose_secret(), other.expose_secret(), "fresh jti");
         assert!(!format!("{c:?}").contains("PRIVATE"));
     }
 
