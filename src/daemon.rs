@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use crate::exporter::Exporter;
+use crate::metrics::format::Format;
 use crate::poller::Generation;
 use crate::web;
 
@@ -27,8 +28,13 @@ impl web::Site for Exporter {
         Box::pin(async move { Exporter::reload(self).await.map_err(|e| e.to_string()) })
     }
 
-    fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) -> bool {
-        Exporter::stream_metrics(self, chunk, emit)
+    fn stream_metrics(
+        &self,
+        chunk: usize,
+        format: Format,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> bool {
+        Exporter::stream_metrics(self, chunk, format, emit)
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, LoadOptions};
+use crate::metrics::format::Format;
 use crate::metrics::{Telemetry, exposition};
 use crate::poller::request::CheckContext;
 use crate::poller::{
@@ -419,8 +420,13 @@ impl Exporter {
     /// The full exposition: per-target families from the table, then the
     /// exporter's own metrics, as one string (`--once`, tests).
     pub fn render_metrics(&self) -> String {
+        self.render_metrics_as(Format::Text)
+    }
+
+    /// [`Exporter::render_metrics`] in `format`.
+    pub fn render_metrics_as(&self, format: Format) -> String {
         let mut all = String::new();
-        self.stream_metrics(usize::MAX, &mut |text| {
+        self.stream_metrics(usize::MAX, format, &mut |text| {
             if all.is_empty() {
                 all = text;
             } else {
@@ -436,16 +442,24 @@ impl Exporter {
     /// early when `emit` returns `false`. Returns whether every chunk was
     /// handed on. Runs for a while at 100k targets: call it off the async
     /// workers.
-    pub fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) -> bool {
+    pub fn stream_metrics(
+        &self,
+        chunk: usize,
+        format: Format,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> bool {
         let generation = self.generation();
         let t = &self.inner.telemetry;
         t.effective_rate
             .set(self.inner.pacer.current_rate().unwrap_or(0.0));
-        let mut out = exposition::Out::new(chunk, emit);
+        let poll = &generation.config.poll;
+        t.shard_index.set(f64::from(poll.shard_index));
+        t.shard_count.set(f64::from(poll.shard_count));
+        let mut out = exposition::Out::new(chunk, format, emit);
         exposition::render(&generation.table, &mut out);
         if !out.is_closed() {
-            t.encode(out.text());
-            out.flush();
+            t.encode_to(&mut out);
+            out.finish();
         }
         !out.is_closed()
     }

@@ -45,3 +45,5 @@ mod sharding;
 mod docs;
 // Entra ID credentials, the v2 endpoint, proxies and CAs (SPEC §12).
 mod credentials;
+// OpenMetrics by content negotiation, gzip, shard self-metrics.
+mod openmetrics;

@@ -162,7 +162,7 @@ fn apply(
 /// An incomplete inventory: counted, and the last complete one stays.
 fn failed(t: &Telemetry, code: ErrorCode, detail: &str, pages: u32) -> InventoryReport {
     t.inventory_success.with_label_values::<&str>(&[]).set(0.0);
-    t.inventory_errors.with_label_values(&[&code.label()]).inc();
+    t.count_inventory_error(&code.label());
     tracing::warn!(code = %code.label(), error = %detail,
         "inventory poll failed; keeping the last complete inventory");
     InventoryReport {

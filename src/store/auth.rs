@@ -241,10 +241,7 @@ impl TokenSource {
                 Ok(token)
             }
             Err(err) => {
-                self.telemetry
-                    .token_failures
-                    .with_label_values(&[err.reason.as_str()])
-                    .inc();
+                self.telemetry.count_token_failure(err.reason.as_str());
                 state.failures = state.failures.saturating_add(1);
                 let backoff = backoff(state.failures);
                 state.retry_at = Some(Instant::now() + backoff);

@@ -17,7 +17,7 @@ pub struct Seat {
 }
 
 /// One `msfb_seat_check_errors_total` series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ErrorCount {
     /// `code` label.
     pub code: ErrorCode,
@@ -25,6 +25,8 @@ pub struct ErrorCount {
     pub reason: Reason,
     /// Counter value.
     pub count: u64,
+    /// Unix seconds of the first increment (OpenMetrics `_created`).
+    pub created: f64,
 }
 
 /// The most recent failed or negative check, for the status page.
@@ -125,6 +127,7 @@ impl TargetState {
                     code,
                     reason,
                     count: 1,
+                    created: now,
                 });
                 self.errors.sort_by_key(|e| (e.code, e.reason));
             }

@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod pages;
 pub mod serve;
+pub mod status;
 pub mod tls;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
 use crate::metrics::exposition;
+use crate::metrics::format::Format;
 use crate::poller::Generation;
 
 /// What the endpoints need from the running exporter, and no more.
@@ -44,9 +46,15 @@ pub trait Site: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
     /// Re-reads the configuration; the error is the message to show.
     fn reload(&self) -> BoxFuture<'_, Result<(), String>>;
-    /// The full exposition in chunks of about `chunk` bytes, handed to
-    /// `emit` until it returns `false`; whether every chunk was handed on.
-    fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) -> bool;
+    /// The full exposition in `format`, in chunks of about `chunk` bytes,
+    /// handed to `emit` until it returns `false`; whether every chunk was
+    /// handed on.
+    fn stream_metrics(
+        &self,
+        chunk: usize,
+        format: Format,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> bool;
 }
 
 /// The [`Site`] the handlers share.
@@ -65,7 +73,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Prometheus text format 0.0.4.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const TEXT_FORMAT: &str = crate::metrics::format::TEXT_CONTENT_TYPE;
 
 /// What the listener speaks.
 #[derive(Debug, Clone)]
@@ -148,7 +156,7 @@ pub fn router(site: impl Site) -> Router {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
-        .route("/status", get(pages::status))
+        .route("/status", get(status::status))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)
@@ -197,13 +205,18 @@ async fn metrics_or_404(State(site): State<SharedSite>, req: Request) -> Respons
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
     }
+    let format = Format::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     // Rendering 100k targets takes a while; keep it off the async workers
     // so that polling and other requests carry on meanwhile. Returns
     // whether every chunk was handed on (a send fails once the body, and
     // with it the receiver, is dropped).
     let render = tokio::task::spawn_blocking(move || {
-        site.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
+        site.stream_metrics(exposition::CHUNK_BYTES, format, &mut |chunk| {
             tx.blocking_send(Bytes::from(chunk)).is_ok()
         })
     });
@@ -243,7 +256,11 @@ async fn metrics_or_404(State(site): State<SharedSite>, req: Request) -> Respons
         .chain(rest)
         .fuse();
     (
-        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            // Caches must not hand one scraper's format to another.
+            (header::VARY, "Accept, Accept-Encoding"),
+        ],
         axum::body::Body::from_stream(body),
     )
         .into_response()

@@ -21,6 +21,8 @@ pub mod exposition;
 pub mod harness;
 /// The inventory fixtures and a scrape with every new family.
 pub mod inventory;
+/// Scrapes with Accept headers; the OpenMetrics scenario.
+pub mod openmetrics;
 /// The landing and status pages as a browser gets them.
 pub mod pages;
 /// Outside programs: promtool, systemd-analyze, PyYAML.

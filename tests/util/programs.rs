@@ -1,5 +1,5 @@
 //! Programs the tests run, and their output as text. The outside ones
-//! (promtool, systemd-analyze, python3 with PyYAML) are for the contract
+//! (promtool, systemd-analyze, python3 with PyYAML, the test venv) are for the contract
 //! binary only; each is started in one place, with the message that says
 //! where it comes from (`scripts/test.sh` installs them from Debian). A
 //! missing program fails the test, it never skips it.
@@ -66,6 +66,48 @@ pub fn yaml_documents(path: &Path) -> Vec<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).expect("JSON from python")
+}
+
+/// The Python interpreter of the test venv (`scripts/test.sh` creates it
+/// under `target/venv` with `prometheus-client` and `kubernetes-validate`).
+pub fn venv_python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("MSFB_TEST_PYTHON") {
+        return p.into();
+    }
+    let p = repo("target/venv/bin/python");
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/test.sh`, which creates the test venv",
+        p.display()
+    );
+    p
+}
+
+/// Runs `script` (under tests/python/) with `input` on stdin; its stdout.
+pub fn run_python(script: &str, input: &str) -> String {
+    use std::io::Write as _;
+    let script = repo("tests/python").join(script);
+    let mut child = std::process::Command::new(venv_python())
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start python");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("python ran");
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
 }
 
 /// Runs `openssl` in `dir`; it must succeed.
