@@ -23,3 +23,5 @@ mod credentials;
 mod browser;
 // OpenMetrics through prometheus_client's strict parser (test venv).
 mod openmetrics;
+// The alert rules are portable: severities, runbook links, job matchers.
+mod rules;
