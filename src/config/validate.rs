@@ -11,10 +11,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::locate::KeyPath;
-use super::raw::{RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
+use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode, PollConfig,
-    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode, PerTarget,
+    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -478,7 +478,14 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
             ));
         }
     };
-    Ok(MetricsConfig { user_label })
+    let per_target = match raw.per_target {
+        RawPerTarget::Full => PerTarget::Full,
+        RawPerTarget::Compact => PerTarget::Compact,
+    };
+    Ok(MetricsConfig {
+        user_label,
+        per_target,
+    })
 }
 
 /// Checks a product or SKU id: non-empty, no whitespace or control
