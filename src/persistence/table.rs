@@ -262,10 +262,9 @@ pub(super) fn apply(
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::sync::Arc;
 
     use super::*;
-    use crate::config::{self, LoadOptions};
+    use crate::config;
     use crate::persistence::format::decode;
     use crate::targets::{ErrorCode, Outcome, Reason, Sighting, Transition};
 
@@ -275,24 +274,21 @@ mod tests {
     /// by UPN or (with a `hash` key) by keyed hash; the key file sits in
     /// `dir`.
     fn config(dir: &std::path::Path, hash: Option<&str>) -> Config {
-        std::fs::write(dir.join("key"), format!("{}\n", hash.unwrap_or("unused"))).unwrap();
-        let metrics = if hash.is_some() {
-            "[metrics]\nuser_label = \"hash\"\nuser_hash_key_file = \"key\"\n"
-        } else {
-            ""
+        let key = dir.join("key");
+        std::fs::write(&key, format!("{}\n", hash.unwrap_or("unused"))).unwrap();
+        let metrics = match hash {
+            Some(_) => format!(
+                "[metrics]\nuser_label = \"hash\"\nuser_hash_key_file = {:?}\n\n",
+                key.display().to_string()
+            ),
+            None => String::new(),
         };
         let users: Vec<String> = USERS.iter().map(|u| format!("{u:?}")).collect();
-        let text = format!(
-            "{metrics}[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n\
-             [[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n\n\
+        config::for_tests(&format!(
+            "{metrics}[[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n\n\
              [[products]]\nproduct_id = \"D\"\nsku_id = \"0001\"\nmode = \"list\"\nusers = \"all\"\n",
             users.join(", ")
-        );
-        let options = LoadOptions {
-            env: Arc::new(|_| Some("secret".into())),
-            ..LoadOptions::default()
-        };
-        config::from_toml(&text, &dir.join("config.toml"), &options).expect("valid config")
+        ))
     }
 
     fn seat(active: bool) -> Outcome {
