@@ -127,7 +127,7 @@ impl Exporter {
         let config = Arc::new(config);
         let client = StoreClient::new(&config.store, telemetry.clone())?;
         let tokens = Arc::new(TokenSource::new(
-            client.http().clone(),
+            client.token_http(&config.auth).clone(),
             config.auth.clone(),
             telemetry.clone(),
         ));
@@ -392,7 +392,7 @@ impl Exporter {
             Arc::clone(&old.tokens)
         } else {
             Arc::new(TokenSource::new(
-                client.http().clone(),
+                client.token_http(&config.auth).clone(),
                 config.auth.clone(),
                 t.clone(),
             ))
