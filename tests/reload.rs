@@ -2,13 +2,12 @@
 //! target set atomically on a good one, re-read secret and users files, and
 //! never block a scrape.
 
-use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, P, S, product};
+use crate::util::{Harness, LoadGate, P, S, product};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
@@ -252,63 +251,31 @@ async fn concurrent_reloads_are_serialised_and_all_succeed() {
     assert_eq!(h.exporter.generation().table.len(), 3);
 }
 
-/// The config file replaced by a FIFO: a reload blocks reading it until
-/// the FIFO is released. Releasing first puts a regular file back in place
-/// (later reloads read that), then writes the configuration once into the
-/// FIFO through a second name for the one reader already waiting in it.
-/// Dropping releases too, so a failing test never leaves a reload (and with
-/// it the runtime) blocked.
-struct FifoConfig {
-    release: Option<std::sync::mpsc::Sender<()>>,
-    feeder: Option<std::thread::JoinHandle<()>>,
+/// Reloads that wait until released: the harness's loads wait at its
+/// [`LoadGate`] (a FIFO config did this before FIFOs were refused). The
+/// reload deadline is far away, so only the test decides when they end.
+struct SlowReloads {
+    gate: LoadGate,
 }
 
-impl FifoConfig {
-    fn new(h: &Harness) -> FifoConfig {
-        let path = h.config_path();
-        let fifo = h.dir.path().join("config.fifo");
-        let text = std::fs::read_to_string(&path).unwrap();
-        let status = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .expect("mkfifo");
-        assert!(status.success());
-        std::fs::remove_file(&path).unwrap();
-        std::fs::hard_link(&fifo, &path).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let feeder = std::thread::spawn(move || {
-            let _ = rx.recv();
-            let regular = path.with_extension("new");
-            std::fs::write(&regular, &text).unwrap();
-            std::fs::rename(&regular, &path).unwrap();
-            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-        });
-        FifoConfig {
-            release: Some(tx),
-            feeder: Some(feeder),
-        }
+impl SlowReloads {
+    async fn harness(products: &str) -> (Harness, SlowReloads) {
+        let (h, gate) = Harness::gated(products, Duration::from_secs(600)).await;
+        gate.close();
+        (h, SlowReloads { gate })
     }
 
-    /// Lets the blocked reload read the configuration.
-    fn release(mut self) {
-        drop(self.release.take());
-        self.feeder.take().unwrap().join().unwrap();
-    }
-}
-
-impl Drop for FifoConfig {
-    fn drop(&mut self) {
-        drop(self.release.take());
+    /// Lets the waiting reloads read the configuration.
+    fn release(self) {
+        self.gate.open();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reload_never_blocks_a_scrape() {
-    let h = Harness::new(&product(&[ALICE]), "").await;
+    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
     h.fake.set_seat(P, S, ALICE, FakeSeat::active());
     h.cycle().await;
-    let fifo = FifoConfig::new(&h);
     let router = h.router.clone();
     let pending = tokio::spawn(crate::util::send(router, "POST", "/-/reload"));
     // The reload is stuck reading the FIFO; scrapes and pages still answer.
@@ -319,14 +286,13 @@ async fn a_slow_reload_never_blocks_a_scrape() {
         assert_eq!(status, 200, "{path}");
     }
     assert!(!pending.is_finished());
-    fifo.release();
+    slow.release();
     assert_eq!(pending.await.unwrap().0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_forty_requests_are_served_at_once() {
-    let h = Harness::new(&product(&[ALICE]), "").await;
-    let fifo = FifoConfig::new(&h);
+    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
     // 41 reloads: one reads the FIFO and 39 wait for it, each holding a
     // slot; exactly one finds no slot and is refused at once.
     let mut pending: Vec<_> = (0..41)
@@ -344,7 +310,7 @@ async fn at_most_forty_requests_are_served_at_once() {
     // While the 40 are in, scrapes are refused too; liveness is exempt.
     assert_eq!(h.get("/metrics").await.0, 503);
     assert_eq!(h.get("/-/healthy").await.0, 200);
-    fifo.release();
+    slow.release();
     for p in pending {
         assert_eq!(p.await.unwrap().0, 200);
     }
@@ -357,10 +323,9 @@ async fn at_most_forty_requests_are_served_at_once() {
 #[tokio::test]
 async fn queued_reloads_share_one_reload() {
     let (_guard, lines) = crate::discovery::capture_info_lines();
-    let h = Harness::new(&product(&[ALICE]), "").await;
-    let fifo = FifoConfig::new(&h);
+    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
-    // Let it reach the FIFO: a reader blocks there until release.
+    // Let it reach the gate: a load waits there until release.
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
@@ -372,7 +337,7 @@ async fn queued_reloads_share_one_reload() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    tokio::task::spawn_blocking(move || fifo.release())
+    tokio::task::spawn_blocking(move || slow.release())
         .await
         .unwrap();
     assert_eq!(first.await.unwrap().0, 200);

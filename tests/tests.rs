@@ -49,3 +49,6 @@ mod sharding;
 mod kubernetes;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Hostile peers, files: pipes, devices and directories, the reload
+// deadline, secrets others can read (SPEC §17).
+mod hostile;

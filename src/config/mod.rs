@@ -8,6 +8,7 @@
 //! say *which key* is wrong.
 
 mod error;
+pub(crate) mod files;
 mod locate;
 mod raw;
 mod validate;
@@ -23,10 +24,6 @@ use secrecy::{ExposeSecret, SecretString};
 pub use error::ConfigError;
 
 use locate::{KeyPath, SourceMap};
-
-/// Largest configuration, users or secret file we read (a guard against a
-/// path pointing at something huge, not a practical limit).
-pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads environment variables for `client_secret_env` and
 /// `$CREDENTIALS_DIRECTORY`. Injected so that tests need not touch the
@@ -260,7 +257,7 @@ impl Config {
 /// [`ConfigError`] naming file, line and key for any problem, including
 /// unreadable secret, key and users files.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
-    let text = validate::read_limited(path).map_err(|source| ConfigError::Read {
+    let text = files::read_text(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;

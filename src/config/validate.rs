@@ -4,17 +4,17 @@
 //! file, so the operator fixes one line at a time.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
 use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    AuthConfig, Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PollConfig,
+    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -52,19 +52,6 @@ fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
         path: path.clone(),
         message: message.into(),
     }
-}
-
-/// Reads a whole file, refusing files over [`MAX_FILE_BYTES`].
-pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
-    }
-    Ok(text)
 }
 
 struct Ctx<'a> {
@@ -106,14 +93,17 @@ impl Ctx<'_> {
 
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
-    fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    /// Readable by others: accepted, with a warning.
+    fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
-        let text = read_limited(&path)
+        let text = read_text(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
         let value = text.trim_end_matches(['\r', '\n']);
         if value.trim().is_empty() {
             return Err(issue(key, format!("{} is empty", path.display())));
         }
+        self.warnings
+            .extend(exposure_warning(&key.to_string(), &path));
         Ok(SecretString::from(value.to_owned()))
     }
 }
@@ -129,7 +119,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     };
     let web = web(raw.web, &mut ctx)?;
     let store = store(&raw.store, &mut ctx)?;
-    let auth = auth(raw.auth, &ctx)?;
+    let auth = auth(raw.auth, &mut ctx)?;
     let poll = poll(&raw.poll, &ctx)?;
     if store.timeout >= poll.interval {
         return Err(issue(
@@ -141,7 +131,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             ),
         ));
     }
-    let metrics = metrics(raw.metrics, &ctx)?;
+    let metrics = metrics(raw.metrics, &mut ctx)?;
     let inventory_key = KeyPath::of("inventory.interval");
     if raw.inventory.enabled {
         check_interval(&inventory_key, raw.inventory.interval)?;
@@ -248,10 +238,14 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
                 cert: ctx.resolve(&cert_key, &cert)?,
                 key: ctx.resolve(&key_key, &key)?,
             };
+            // Read now, so that a pipe or a directory is refused naming
+            // its key (the listener reads them again to use them).
             for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-                std::fs::metadata(p)
+                read_bytes(p, crate::web::tls::MAX_PEM_BYTES)
                     .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
             }
+            ctx.warnings
+                .extend(exposure_warning(&key_key.to_string(), &files.key));
             Some(files)
         }
         (Some(_), None) => {
@@ -404,7 +398,7 @@ fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
     Ok(())
 }
 
-fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
+fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
     non_empty(&KeyPath::of("auth.tenant_id"), &raw.tenant_id)?;
     non_empty(&KeyPath::of("auth.client_id"), &raw.client_id)?;
     let client_secret = match (&raw.client_secret_file, &raw.client_secret_env) {
@@ -501,7 +495,7 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
     })
 }
 
-fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig> {
+fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsConfig> {
     let key = KeyPath::of("metrics.user_hash_key_file");
     let user_label = match (raw.user_label, raw.user_hash_key_file) {
         (RawUserLabel::Upn, _) => UserLabel::Upn,
@@ -630,7 +624,7 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
     if let Some(file) = &p.users_file {
         let fkey = key.key("users_file");
         let path = ctx.resolve(&fkey, file)?;
-        let text = read_limited(&path)
+        let text = read_text(&path)
             .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
         for (n, line) in text.lines().enumerate() {
             let entry = line.split('#').next().unwrap_or("").trim();
