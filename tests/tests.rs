@@ -52,3 +52,6 @@ mod docs;
 // Hostile peers, files: pipes, devices and directories, the reload
 // deadline, secrets others can read (SPEC §17).
 mod hostile;
+// Hostile peers, HTTP: idle and slowloris floods, password guessing,
+// stalled readers, against the real daemon (SPEC §17).
+mod flood;
