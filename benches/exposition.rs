@@ -14,8 +14,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::{Exporter, Options};
 use msfb_seat_exporter::metrics::exposition::CHUNK_BYTES;
-use msfb_seat_exporter::store::{ErrorCode, Reason};
+use msfb_seat_exporter::metrics::format::Format;
 use msfb_seat_exporter::targets::Outcome;
+use msfb_seat_exporter::targets::{ErrorCode, Reason};
 
 const PRODUCTS: usize = 4;
 
@@ -66,7 +67,7 @@ fn exporter_with(n: usize) -> (tempfile::TempDir, Exporter) {
 /// Renders one scrape as the web layer does; returns its size.
 fn scrape(exporter: &Exporter) -> usize {
     let mut bytes = 0;
-    exporter.stream_metrics(CHUNK_BYTES, &mut |chunk| {
+    exporter.stream_metrics(CHUNK_BYTES, Format::Text, &mut |chunk| {
         bytes += chunk.len();
         black_box(chunk);
         true

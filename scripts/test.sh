@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The test suite, as the README gives it: installs what the tests need from
-# Debian when it is missing (as root, or through sudo), then runs every test.
-# promtool and prometheus check the shipped rules and dashboard, systemd-analyze
-# the units, node the status page's script, python3-yaml the Kubernetes
-# manifests; the tests fail without them.
+# Debian when it is missing (as root, or through sudo), then runs every test:
+# both binaries, `tests` (needs only cargo) and `contract`, where promtool and
+# prometheus check the shipped rules, dashboard and exposition,
+# systemd-analyze the units, node the status page's script and python3-yaml
+# the Kubernetes manifests; the contract tests fail without them. A venv under
+# target/ holds what Debian does not package: prometheus-client (a strict
+# OpenMetrics parser) and kubernetes-validate (the manifests against the
+# Kubernetes schemas).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,12 +16,21 @@ need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "installing ${need[*]} for the tests" >&2
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+venv=target/venv
+if ! "$venv/bin/python" -c 'import prometheus_client, kubernetes_validate' >/dev/null 2>&1; then
+    echo "creating $venv for the tests" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check \
+        prometheus-client==0.26.0 kubernetes-validate==1.37.0
 fi
 
 cargo test --all-targets "$@"

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::exporter::{Exporter, Options, StartError};
 use crate::fake_store::{self, Action, FakeInventory, FakeSeat, FakeStore, Fault, Match};
-use crate::web;
+use crate::{daemon, web};
 
 const NOTES: (&str, &str) = ("9NBLGGH4R315", "0016");
 const WHITEBOARD: (&str, &str) = ("9WZDNCRFJ3PS", "0010");
@@ -34,19 +34,37 @@ const DOMAIN: &str = "contoso.com";
 /// Length of one loop of the timeline.
 const LOOP: Duration = Duration::from_secs(120);
 
+/// Where the demo listens unless `--web.listen-address` says otherwise:
+/// loopback only. A demo is for the person at this machine; its pages show
+/// made-up users, but nothing about it should be reachable from the network
+/// without asking.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10043";
+
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    /// The fake Store or the exporter could not listen.
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
+    /// The fake Store could not listen on a loopback port.
+    #[error("the demo's fake Store cannot listen on {address}")]
+    FakeStore {
         /// The address.
         address: String,
         /// Why.
+        #[source]
         source: std::io::Error,
     },
+    /// The exporter could not listen (say, the port is taken).
+    #[error(
+        "cannot listen on {address}: {cause}; choose another port with --web.listen-address=127.0.0.1:PORT"
+    )]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why. Part of the message rather than a source, so that the
+        /// advice comes last and no error chain repeats the OS error.
+        cause: std::io::Error,
+    },
     /// The built-in configuration was refused (a bug).
-    #[error("built-in demo configuration is invalid: {0}")]
+    #[error("built-in demo configuration is invalid")]
     Config(#[from] ConfigError),
     /// The exporter could not start.
     #[error(transparent)]
@@ -199,7 +217,9 @@ async fn timeline(fake: Arc<FakeStore>, cancel: CancellationToken) {
     }
 }
 
-/// Runs the demo until `shutdown` fires.
+/// Runs the demo until `shutdown` fires, listening on `listen` (already
+/// checked by the caller, see [`config::check_listen_address_flag`]) or on
+/// [`DEFAULT_LISTEN`].
 ///
 /// # Errors
 /// [`DemoError`] when a port cannot be bound.
@@ -207,40 +227,73 @@ pub async fn run(listen: Option<&str>, shutdown: CancellationToken) -> Result<()
     let fake = Arc::new(
         FakeStore::start()
             .await
-            .map_err(|source| DemoError::Listen {
+            .map_err(|source| DemoError::FakeStore {
                 address: "127.0.0.1:0".into(),
                 source,
             })?,
     );
-    let listen = listen.unwrap_or(":10043").to_owned();
+    let listen = listen.unwrap_or(DEFAULT_LISTEN).to_owned();
     let config = demo_config(&fake, &listen)?;
     let exporter = Exporter::new(config, Options::default())?;
     let listener = web::serve::bind(&listen)
         .await
-        .map_err(|source| DemoError::Listen {
+        .map_err(|cause| DemoError::Listen {
             address: listen.clone(),
-            source,
+            cause,
         })?;
-    let port = listener
-        .local_addr()
-        .map_or_else(|_| listen.clone(), |a| a.port().to_string());
+    let bound = listener.local_addr().map_err(|cause| DemoError::Listen {
+        address: listen.clone(),
+        cause,
+    })?;
     println!(
-        "msfb_seat_exporter demo: a fake Store is answering on {fake_url}\n\
-         \n  Landing page: http://localhost:{port}/\n  Status page:  http://localhost:{port}/status\n  \
-         Metrics:      http://localhost:{port}/metrics\n\n\
-         Checks run every 10 s. Bob's seat is lost about 25 s after start and\n\
-         msfb_seat_active{{user=\"bob@contoso.com\",product_id=\"{np}\"}} drops to 0 by ~35 s.\n\
-         At 45 s the Store fails dave's checks: msfb_seat_check_success drops, the seat does not.\n\
-         Press Ctrl-C to stop.",
-        fake_url = fake.base_url(),
-        np = NOTES.0,
+        "{}",
+        banner(&fake.base_url(), &base_url(bound), bound.ip().is_loopback())
     );
     let story = tokio::spawn(timeline(Arc::clone(&fake), shutdown.child_token()));
-    exporter
-        .run(listener, web::Transport::Plain, shutdown)
-        .await;
+    daemon::run(&exporter, listener, web::Transport::Plain, shutdown).await;
     story.abort();
     Ok(())
+}
+
+/// `http://host:port` to open for a listener bound to `addr`: a wildcard
+/// address is opened as `localhost`.
+fn base_url(addr: std::net::SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() => format!("http://localhost:{}", addr.port()),
+        std::net::IpAddr::V6(ip) => format!("http://[{ip}]:{}", addr.port()),
+        std::net::IpAddr::V4(ip) => format!("http://{ip}:{}", addr.port()),
+    }
+}
+
+/// What the demo prints at start: where to look, and the whole story, so
+/// that someone who opens the pages late knows what already happened
+/// (bob's seat is back from about 85 s on).
+fn banner(fake_url: &str, base: &str, loopback: bool) -> String {
+    let reach = if loopback {
+        "Only this machine can reach these pages (--web.listen-address=:10043 opens them to others)."
+    } else {
+        "Other machines can reach these pages too (the demo's default is 127.0.0.1 only)."
+    };
+    let bob = format!(
+        "msfb_seat_active{{product_id=\"{}\",user=\"{}\"}}",
+        NOTES.0,
+        upn("bob")
+    );
+    format!(
+        "msfb_seat_exporter demo: a fake Store is answering on {fake_url}\n\
+         \n  Landing page: {base}/\n  Status page:  {base}/status\n  Metrics:      {base}/metrics\n\n\
+         Checks run every 10 s. The story takes two minutes, then starts over (seconds from start):\n\
+         \x20   25 s  bob's Contoso Notes seat is reclaimed: by ~35 s {bob} is 0,\n\
+         \x20         msfb_seat_lost_total counts 1 and the status page shows bob as lost\n\
+         \x20   45 s  the Store throttles, then fails dave's checks until ~90 s: msfb_seat_check_success\n\
+         \x20         drops to 0, his seat stays 1 (an outage is not a lost seat)\n\
+         \x20   75 s  bob gets his seat back (1 again by ~85 s; his loss stays counted), erin is\n\
+         \x20         assigned one, frank's new Northwind Paint seat is discovered\n\
+         \x20  110 s  the seats of erin and frank are reclaimed: both show as lost\n\
+         \x20  120 s  the story starts over: bob's seat goes again at 145 s\n\n\
+         {reach}\n\
+         Press Ctrl-C to stop."
+    )
 }
 
 #[cfg(test)]
@@ -250,8 +303,26 @@ mod tests {
     #[tokio::test]
     async fn the_demo_configuration_is_valid() {
         let fake = FakeStore::start().await.unwrap();
-        let config = demo_config(&fake, ":10043").unwrap();
+        let config = demo_config(&fake, DEFAULT_LISTEN).unwrap();
         assert_eq!(config.target_count(), 9);
         assert!(config.products[2].discover);
+        assert_eq!(config.web.listen_address, "127.0.0.1:10043");
+    }
+
+    #[test]
+    fn the_banner_gives_loopback_urls_and_the_whole_story() {
+        let loopback: std::net::SocketAddr = "127.0.0.1:10043".parse().unwrap();
+        assert_eq!(base_url(loopback), "http://127.0.0.1:10043");
+        let any: std::net::SocketAddr = "[::]:9000".parse().unwrap();
+        assert_eq!(base_url(any), "http://localhost:9000");
+        let v6: std::net::SocketAddr = "[::1]:9000".parse().unwrap();
+        assert_eq!(base_url(v6), "http://[::1]:9000");
+        let text = banner("http://127.0.0.1:1", "http://127.0.0.1:10043", true);
+        assert!(text.contains("Only this machine can reach these pages"));
+        assert!(text.contains("  Status page:  http://127.0.0.1:10043/status\n"));
+        for moment in ["25 s", "45 s", "75 s", "110 s", "120 s", "~85 s"] {
+            assert!(text.contains(moment), "{moment} missing from {text}");
+        }
+        assert!(text.contains("bob gets his seat back"));
     }
 }

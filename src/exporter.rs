@@ -1,6 +1,6 @@
-//! The running exporter: the current configuration generation, the poll
-//! loop, reloads and readiness. The web layer and the command line only talk
-//! to [`Exporter`].
+//! The running exporter: the current configuration generation, the poll and
+//! inventory loops, reloads and readiness. The command line and `daemon`
+//! talk to [`Exporter`]; the web layer sees it only through `web::Site`.
 //!
 //! State sharing: the current [`Generation`] (config, target table, HTTP
 //! client, token cache) sits in a `std::sync::RwLock<Arc<Generation>>`. Readers
@@ -15,25 +15,29 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, LoadOptions};
+use crate::metrics::format::Format;
 use crate::metrics::{Telemetry, exposition};
-use crate::poller::{self, CycleReport, Pacer, RetryPolicy, Scope, unix_now};
+use crate::poller::request::CheckContext;
+use crate::poller::{
+    self, CycleReport, Generation, InventoryReport, Pacer, RetryPolicy, Scope, unix_now,
+};
 use crate::store::{StoreClient, TokenSource};
 use crate::targets::TargetTable;
 
-/// Everything derived from one loaded configuration.
-pub struct Generation {
-    /// The configuration.
-    pub config: Arc<Config>,
-    /// This shard's targets.
-    pub table: Arc<TargetTable>,
-    /// HTTP client for `[store]`.
-    pub client: StoreClient,
-    /// Token cache for `[auth]`.
-    pub tokens: Arc<TokenSource>,
+/// Reads and validates the configuration file as the exporter runs it:
+/// every check of `config`, plus the poller's warning when a cycle cannot
+/// fit `poll.interval` at the configured rate (`poller::plan`).
+///
+/// # Errors
+/// As [`config::load`].
+pub fn load_config(path: &std::path::Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let mut config = config::load(path, options)?;
+    config.warnings.extend(poller::cycle_fit_warning(&config));
+    Ok(config)
 }
 
 /// Why the exporter could not start.
@@ -195,18 +199,12 @@ impl Exporter {
         ready
     }
 
-    /// The request pacer shared by every upstream request (the inventory
-    /// poll uses it too).
-    pub(crate) fn pacer(&self) -> &Pacer {
-        &self.inner.pacer
-    }
-
     /// A receiver that changes whenever a reload is applied.
     pub fn reloads(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
     }
 
-    pub(crate) fn retry_policy(&self, config: &Config) -> RetryPolicy {
+    fn retry_policy(&self, config: &Config) -> RetryPolicy {
         RetryPolicy {
             max_retries: config.store.max_retries,
             base: self.inner.options.retry_base,
@@ -283,45 +281,60 @@ impl Exporter {
         tracing::debug!("poller stopped");
     }
 
-    /// Runs the whole exporter until `shutdown` fires: the poll loop, the
-    /// inventory loop and the HTTP endpoints on `listener`. Returns once the
-    /// endpoints have closed and the loops have stopped (they abort their
-    /// in-flight requests at once; they get a second at most).
-    pub async fn run(
-        &self,
-        listener: tokio::net::TcpListener,
-        transport: crate::web::Transport,
-        shutdown: CancellationToken,
-    ) {
-        let here = tokio::runtime::Handle::current();
-        self.run_on(&here, listener, transport, shutdown).await;
+    /// Polls Get Inventory once and updates the products of the current
+    /// configuration. Returns `None` if `cancel` fired first.
+    pub async fn poll_inventory(&self, cancel: &CancellationToken) -> Option<InventoryReport> {
+        let generation = self.generation();
+        let ctx = CheckContext {
+            client: &generation.client,
+            tokens: &generation.tokens,
+            pacer: &self.inner.pacer,
+            retry: self.retry_policy(&generation.config),
+        };
+        poller::inventory::poll(&generation, &ctx, self.telemetry(), cancel).await
     }
 
-    /// [`run`](Self::run) with the poll and inventory loops on `background`,
-    /// a runtime apart from the one serving HTTP (the daemon gives them one
-    /// with lower-priority threads, so that scrapes come first).
-    pub async fn run_on(
-        &self,
-        background: &tokio::runtime::Handle,
-        listener: tokio::net::TcpListener,
-        transport: crate::web::Transport,
-        shutdown: CancellationToken,
-    ) {
-        let poller = background.spawn({
-            let exporter = self.clone();
-            let cancel = shutdown.child_token();
-            async move { exporter.run_poller(cancel).await }
-        });
-        let inventory = background.spawn({
-            let exporter = self.clone();
-            let cancel = shutdown.child_token();
-            async move { exporter.run_inventory(cancel).await }
-        });
-        crate::web::run(self.clone(), listener, transport, shutdown).await;
-        let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let _ = tokio::join!(poller, inventory);
-        })
-        .await;
+    /// Polls the inventory every `[inventory] interval` until `cancel`
+    /// fires, starting at once. After a reload it polls at once if a
+    /// configured product has no inventory facts yet or polling was just
+    /// enabled, and otherwise keeps its schedule (with the new interval).
+    pub async fn run_inventory(&self, cancel: CancellationToken) {
+        let mut reloads = self.reloads();
+        let mut enabled = self.generation().config.inventory.enabled;
+        let mut last_start: Option<Instant> = None;
+        let mut next = Instant::now();
+        // Stands in for "never" while polling is disabled.
+        const IDLE: Duration = Duration::from_secs(365 * 24 * 3600);
+        loop {
+            let deadline = if enabled { next } else { Instant::now() + IDLE };
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep_until(deadline), if enabled => {
+                    let started = Instant::now();
+                    last_start = Some(started);
+                    if self.poll_inventory(&cancel).await.is_none() {
+                        break;
+                    }
+                    next = started + self.generation().config.inventory.interval;
+                }
+                Ok(()) = reloads.changed() => {
+                    let generation = self.generation();
+                    let config = &generation.config.inventory;
+                    let was_enabled = enabled;
+                    enabled = config.enabled;
+                    let unknown = generation
+                        .table
+                        .groups
+                        .iter()
+                        .any(|g| g.state.status().inventory.is_none());
+                    next = match last_start {
+                        Some(s) if was_enabled && !unknown => s + config.interval,
+                        _ => Instant::now(),
+                    };
+                }
+            }
+        }
+        tracing::debug!("inventory poller stopped");
     }
 
     /// Re-reads the configuration file and applies it (SIGHUP,
@@ -354,7 +367,7 @@ impl Exporter {
         let deadline = self.inner.options.reload_deadline;
         // A loader past the deadline is left to finish on its own thread
         // (a blocking read cannot be cancelled); its result is dropped.
-        let loader = tokio::task::spawn_blocking(move || config::load(&path, &options));
+        let loader = tokio::task::spawn_blocking(move || load_config(&path, &options));
         let loaded = match tokio::time::timeout(deadline, loader).await {
             Err(_) => Err(ReloadError::Deadline(deadline)),
             Ok(joined) => joined
@@ -426,8 +439,13 @@ impl Exporter {
     /// The full exposition: per-target families from the table, then the
     /// exporter's own metrics, as one string (`--once`, tests).
     pub fn render_metrics(&self) -> String {
+        self.render_metrics_as(Format::Text)
+    }
+
+    /// [`Exporter::render_metrics`] in `format`.
+    pub fn render_metrics_as(&self, format: Format) -> String {
         let mut all = String::new();
-        self.stream_metrics(usize::MAX, &mut |text| {
+        self.stream_metrics(usize::MAX, format, &mut |text| {
             if all.is_empty() {
                 all = text;
             } else {
@@ -443,16 +461,24 @@ impl Exporter {
     /// early when `emit` returns `false`. Returns whether every chunk was
     /// handed on. Runs for a while at 100k targets: call it off the async
     /// workers.
-    pub fn stream_metrics(&self, chunk: usize, emit: &mut dyn FnMut(String) -> bool) -> bool {
+    pub fn stream_metrics(
+        &self,
+        chunk: usize,
+        format: Format,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> bool {
         let generation = self.generation();
         let t = &self.inner.telemetry;
         t.effective_rate
             .set(self.inner.pacer.current_rate().unwrap_or(0.0));
-        let mut out = exposition::Out::new(chunk, emit);
+        let poll = &generation.config.poll;
+        t.shard_index.set(f64::from(poll.shard_index));
+        t.shard_count.set(f64::from(poll.shard_count));
+        let mut out = exposition::Out::new(chunk, format, emit);
         exposition::render(&generation.table, &mut out);
         if !out.is_closed() {
-            t.encode(out.text());
-            out.flush();
+            t.encode_to(&mut out);
+            out.finish();
         }
         !out.is_closed()
     }

@@ -3,43 +3,58 @@
 //! configured Microsoft Store for Business product, and serves the answers
 //! on `/metrics` (see `SPEC.md` for the contract).
 //!
-//! # Layout
+//! # Layers
 //!
-//! Data flows top to bottom:
+//! The modules form layers, lowest first. A module uses only the modules
+//! listed before it, never one after it, so there is no cycle; the unit
+//! test in `layering` reads every `crate::` path in `src/` and fails on an
+//! import that runs upwards, or on a module missing from this list.
 //!
-//! - [`config`]: read and validate the TOML file into a typed [`config::Config`];
-//!   every error names file, line and key.
-//! - [`targets`]: the target table — one entry per (product, SKU, user) with
-//!   its last conclusive answer and counters; the single source of truth for
-//!   every page.
-//! - [`store`]: the Store API — OAuth2 token cache, one Get seat request,
-//!   tolerant decoding, classification of every answer.
-//! - [`poller`]: one cycle over the table with concurrency and rate caps and
-//!   the retry rules of SPEC §5; list-mode products are checked by paging
-//!   through Get seats, with `users = "all"` discovery (SPEC §11).
-//! - [`inventory`]: seat capacity from Get Inventory on its own schedule.
-//! - [`exporter`]: the running whole — current configuration generation,
-//!   poll loop, reload, readiness.
-//! - [`metrics`]: the exposition, written from the table at scrape time, plus
-//!   the exporter's own instruments in an owned registry.
-//! - [`web`]: the HTTP endpoints, the human pages, the accept loop, TLS with
-//!   certificate reload, and basic auth.
-//! - [`fake_store`]: a fake Store API on a loopback port, for tests, `--demo`
-//!   and benchmarks.
-//! - [`demo`]: the `--demo` scenario.
+//! 1. [`config`]: read and validate the TOML file into a typed
+//!    [`config::Config`]; every error names file, line and key.
+//! 2. [`targets`]: the target table — one entry per (product, SKU, user)
+//!    with its last conclusive answer and counters, the single source of
+//!    truth for every page — and the vocabulary everything above speaks:
+//!    `Outcome` with its `code`/`reason` labels, the inventory facts.
+//! 3. [`metrics`]: the exposition, written from the table at scrape time,
+//!    plus the exporter's own instruments in an owned registry.
+//! 4. [`store`]: the Store API — one HTTP exchange for every request, the
+//!    token cache, Get seat, the listing pages, every wire type.
+//! 5. [`poller`]: one cycle over the table (planning, then a worker pool)
+//!    with concurrency and rate caps; the retry rules of SPEC §5 for every
+//!    request (`request`), what an answer means (`check`), list mode and
+//!    discovery (`listing`), the Get Inventory poll (`inventory`).
+//! 6. [`exporter`]: the running whole — current configuration generation,
+//!    the poll and inventory loops, reload, readiness.
+//! 7. [`web`]: the HTTP endpoints, the human pages, the accept loop, TLS
+//!    with certificate reload, and basic auth; it sees the exporter only as
+//!    a `web::Site`.
+//! 8. [`daemon`]: starts and stops the loops and the endpoints together,
+//!    and makes the exporter a `web::Site`.
+//! 9. [`fake_store`]: a fake Store API on a loopback port, for tests,
+//!    `--demo` and benchmarks.
+//! 10. [`demo`]: the `--demo` scenario.
+//!
+//! Data flows config → store → poller → targets → metrics → web: the
+//! layers are ordered by what uses what, so the shared vocabulary
+//! (`targets`) and the instruments (`metrics`) sit below the client that
+//! produces answers.
 //!
 //! The binary (`src/bin/msfb_seat_exporter/`) parses the command line, sets
 //! up logging and signals, and calls into this library.
 
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod exporter;
 pub mod fake_store;
-pub mod inventory;
 pub mod metrics;
 pub mod poller;
 pub mod store;
 pub mod targets;
 pub mod web;
+
+#[cfg(test)]
+mod layering;
 
 pub use exporter::Exporter;

@@ -5,6 +5,7 @@ use std::process::Output;
 
 use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
 
+use crate::util::programs::text;
 use crate::util::{P, S, product, temp_dir};
 
 async fn run(args: &[&str]) -> Output {
@@ -14,10 +15,6 @@ async fn run(args: &[&str]) -> Output {
         .output()
         .await
         .expect("run the binary")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]
@@ -38,7 +35,7 @@ async fn config_check_accepts_a_valid_file() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "config OK: 2 targets (1 products, 2 users)\n"
+        "config OK: 2 targets (1 product, 2 users)\n"
     );
 }
 
@@ -72,6 +69,123 @@ async fn a_missing_config_file_exits_2() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The bare binary in a directory without `config.toml`: the message says
+/// how to name a file, where to start one and how to try without one.
+#[tokio::test]
+async fn the_missing_config_message_points_at_the_flag_the_example_and_the_demo() {
+    let dir = temp_dir(&[]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run the binary");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        text(&out.stderr),
+        "msfb_seat_exporter: config.toml: cannot read the configuration file: \
+         No such file or directory (os error 2)\n  name the file with --config.file=PATH; \
+         start one from config.toml.example (in the repository, every key with its default); \
+         or try the exporter without one: --demo\n"
+    );
+}
+
+/// A valid configuration file for the flag tests, with a users list that
+/// gives `1 product` and `2 users`.
+fn valid_config(dir: &tempfile::TempDir, fake: &FakeStore, web: &str) -> String {
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "{web}{}",
+        fake.config_toml("secret", &product(&["a@b.c", "d@e.f"]))
+    );
+    std::fs::write(&config, text).unwrap();
+    format!("--config.file={}", config.display())
+}
+
+/// `--web.listen-address=localhost` is the flag's mistake: the message names
+/// the flag, not a line of a file that holds a good address (or none), and
+/// comes once, with exit 2, for the daemon, `--config.check` and `--demo`.
+#[tokio::test]
+async fn a_bad_listen_address_flag_blames_the_flag_once_with_exit_2() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let with_key = valid_config(&dir, &fake, "[web]\nlisten_address = \":10043\"\n\n");
+    let expected = "msfb_seat_exporter: --web.listen-address: must be \"host:port\" or \":port\" (got \"localhost\")\n";
+    for args in [
+        vec![with_key.as_str(), "--config.check"],
+        vec![with_key.as_str()],
+        vec!["--demo"],
+    ] {
+        let mut args = args.clone();
+        args.push("--web.listen-address=localhost");
+        let out = run(&args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(text(&out.stderr), expected, "{args:?}");
+    }
+    let without_key = valid_config(&dir, &fake, "");
+    let out = run(&[&without_key, "--web.listen-address=:99999"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "msfb_seat_exporter: --web.listen-address: must be \"host:port\" or \":port\" (got \":99999\")\n"
+    );
+}
+
+/// The shard flags are blamed like the listen address.
+#[tokio::test]
+async fn a_bad_shard_flag_blames_the_flag() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let config = valid_config(&dir, &fake, "");
+    let out = run(&[
+        &config,
+        "--config.check",
+        "--shard.index=3",
+        "--shard.count=2",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "msfb_seat_exporter: --shard.index: must be between 0 and shard_count - 1 = 1 (got 3)\n"
+    );
+    let out = run(&[&config, "--config.check", "--shard.count=0"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "msfb_seat_exporter: --shard.count: must be at least 1 (got 0)\n"
+    );
+}
+
+/// `listen_address = :10043` and friends: the message says to quote the
+/// value, with the key and line, instead of the parser's "invalid float".
+#[tokio::test]
+async fn an_unquoted_string_value_is_shown_quoted() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    for (value, web) in [
+        (":10043", "[web]\nlisten_address = :10043\n\n"),
+        (
+            "0.0.0.0:10043",
+            "[web]\nlisten_address = 0.0.0.0:10043  # all\n\n",
+        ),
+        ("[::]:10043", "[web]\nlisten_address = [::]:10043\n\n"),
+    ] {
+        let flag = valid_config(&dir, &fake, web);
+        let out = run(&[&flag, "--config.check"]).await;
+        assert_eq!(out.status.code(), Some(2), "{value}");
+        let file = dir.path().join("config.toml");
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "msfb_seat_exporter: {}:2: web.listen_address: {value} is not quoted; \
+                 a string value needs quotes: listen_address = \"{value}\"\n",
+                file.display()
+            )
+        );
+    }
 }
 
 #[tokio::test]
@@ -155,6 +269,8 @@ async fn the_demo_shows_a_lost_seat_within_a_minute() {
             .expect("read stdout")
             .expect("the demo prints its URLs");
         if let Some(url) = line.trim().strip_prefix("Metrics:") {
+            // Loopback, as asked, printed as the address it is.
+            assert!(url.trim().starts_with("http://127.0.0.1:"), "{line}");
             break url.trim().to_owned();
         }
     };
@@ -215,9 +331,34 @@ async fn a_listen_address_in_use_is_a_runtime_failure_exit_1() {
     ])
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains(&format!("cannot listen on {address}")),
-        "{}",
-        text(&out.stderr)
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+    // Once: one log line, the OS error in it once.
+    assert_eq!(stderr.matches("cannot listen").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+
+    // The demo says the same once, with what to do about it.
+    let out = run(&["--demo", &format!("--web.listen-address={address}")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.matches("cannot listen").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on {address}: Address already in use (os error 98); \
+             choose another port with --web.listen-address=127.0.0.1:PORT"
+        )),
+        "{stderr}"
     );
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use msfb_seat_exporter::config::{self, LoadOptions, Mode};
+use msfb_seat_exporter::exporter;
 
 use crate::util::{load_with_env, temp_dir};
 
@@ -197,14 +198,19 @@ fn defaults_users_files_and_duplicates() {
     assert_eq!(c.store.max_concurrency, 8);
     assert_eq!(c.store.max_requests_per_second, Some(10.0));
     assert_eq!(c.store.max_retries, 2);
+    // The configuration keeps the template; the token client fills it in.
     assert_eq!(
         c.auth.token_url,
+        "https://login.microsoftonline.com/{tenant_id}/oauth2/token"
+    );
+    assert_eq!(
+        msfb_seat_exporter::store::token_url(&c.auth),
         "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/token"
     );
     assert_eq!(c.auth.resource, "https://onestore.microsoft.com");
     assert_eq!(c.poll.interval.as_secs(), 300);
     assert_eq!((c.poll.shard_index, c.poll.shard_count), (0, 1));
-    assert_eq!(c.summary(), "3 targets (1 products, 3 users)");
+    assert_eq!(c.summary(), "3 targets (1 product, 3 users)");
     // The secret never shows in Debug.
     assert!(!format!("{c:?}").contains("s3cr3t"));
 }
@@ -274,7 +280,7 @@ fn the_example_file_is_valid_apart_from_the_files_it_names() {
     let (dir, text) = example_with_secret();
     std::fs::write(dir.path().join("config.toml"), text).unwrap();
     let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("example is valid");
-    assert_eq!(c.summary(), "2 targets (1 products, 2 users)");
+    assert_eq!(c.summary(), "2 targets (1 product, 2 users)");
     assert_eq!(c.web.listen_address, ":10043");
 }
 
@@ -371,7 +377,12 @@ fn listing_discovery_and_inventory_defaults() {
 fn a_tiny_rate_is_warned_about_not_a_panic() {
     let text = format!("[store]\nmax_requests_per_second = 1e-300\n\n{AUTH}{PRODUCT}");
     let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
-    let c = load_with_env(&dir.path().join("config.toml"), &[]).expect("valid");
+    // As the daemon loads it: the cycle-fit warning is the poller's.
+    let no_env = LoadOptions {
+        env: std::sync::Arc::new(|_| None),
+        ..LoadOptions::default()
+    };
+    let c = exporter::load_config(&dir.path().join("config.toml"), &no_env).expect("valid");
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(
         c.warnings[0].starts_with("a poll cycle cannot fit: 1 requests at 0.000"),
@@ -414,9 +425,14 @@ fn a_cycle_that_cannot_fit_the_interval_is_warned_about() {
         users.join(", ")
     );
     let dir = temp_dir(&[("config.toml", &text), ("secret.txt", "x")]);
+    // As the daemon loads it: the cycle-fit warning is the poller's.
+    let no_env = LoadOptions {
+        env: std::sync::Arc::new(|_| None),
+        ..LoadOptions::default()
+    };
     let warnings = |text: &str| {
         std::fs::write(dir.path().join("config.toml"), text).unwrap();
-        load_with_env(&dir.path().join("config.toml"), &[])
+        exporter::load_config(&dir.path().join("config.toml"), &no_env)
             .expect("valid")
             .warnings
     };

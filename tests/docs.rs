@@ -449,7 +449,7 @@ fn the_readmes_minimal_configuration_passes_config_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.starts_with("config OK: 2 targets (1 products, 2 users)"),
+        stdout.starts_with("config OK: 2 targets (1 product, 2 users)"),
         "{stdout}"
     );
 }

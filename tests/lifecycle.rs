@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{self, Action, FakeSeat, Fault, Match};
 
-use crate::logs::{Format, Running};
-use crate::served::eventually;
-use crate::util::{P, S};
+use crate::util::binary::{Format, Running};
+
+use crate::util::{P, S, eventually};
 
 const USERS: [&str; 3] = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"];
 

@@ -1,41 +1,14 @@
 //! The landing and status pages (SPEC §7, issue 4): every configured or
 //! upstream string is escaped, the pages need nothing from the network, the
 //! Content-Security-Policy admits exactly our own style and script, the JSON
-//! form carries the same rows, and the filter/sort script works (run in
-//! Node against a small DOM stand-in).
+//! form carries the same rows. The filter/sort script runs in Node, in the
+//! contract tests (`tests/contract/pages.rs`).
 
-use axum::body::Body;
 use base64::Engine as _;
-use http_body_util::BodyExt as _;
-use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 use sha2::{Digest as _, Sha256};
-use tower::ServiceExt as _;
 
-use crate::util::{Harness, P, S};
-
-const EVIL_USER: &str = "<script>alert(1)</script>@evil.example";
-const EVIL_USER_2: &str = "\"><img/src=x/onerror=alert(2)>@x.y";
-const EVIL_NAME: &str = "<script>alert(\"name\")</script> & 'Co'";
-
-/// GET through the real router: status, headers and body.
-async fn get(h: &Harness, path: &str) -> (u16, http::HeaderMap, String) {
-    let router = msfb_seat_exporter::web::router(h.exporter.clone());
-    let req = http::Request::get(path).body(Body::empty()).unwrap();
-    let resp = router.oneshot(req).await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-/// Text between the first `open` and the following `close`.
-fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
-    let start = text.find(open).unwrap_or_else(|| panic!("no {open}")) + open.len();
-    let len = text[start..]
-        .find(close)
-        .unwrap_or_else(|| panic!("no {close}"));
-    &text[start..start + len]
-}
+use crate::util::pages::{EVIL_NAME, EVIL_USER, EVIL_USER_2, between, get, hostile_harness};
+use crate::util::{P, S};
 
 fn csp_source(content: &str) -> String {
     let digest = Sha256::digest(content.as_bytes());
@@ -43,27 +16,6 @@ fn csp_source(content: &str) -> String {
         "'sha256-{}'",
         base64::engine::general_purpose::STANDARD.encode(digest)
     )
-}
-
-/// One alice with a seat, the two hostile UPNs (one lost, one failing with
-/// a hostile upstream body) under a hostile product name.
-async fn hostile_harness() -> Harness {
-    let products = format!(
-        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nname = {EVIL_NAME:?}\n\
-         users = [\"alice@contoso.com\", {EVIL_USER:?}, {EVIL_USER_2:?}]\n"
-    );
-    let h = Harness::new(&products, "max_retries = 0").await;
-    for u in ["alice@contoso.com", EVIL_USER, EVIL_USER_2] {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
-    h.cycle().await;
-    h.fake.remove_seat(P, S, EVIL_USER);
-    h.fake.add_fault(Fault::always(
-        Match::User(EVIL_USER_2.into()),
-        Action::Body("{\"State\": [\"<script>alert(3)</script>\"]}".into()),
-    ));
-    h.cycle().await;
-    h
 }
 
 /// Checks what both pages promise: no live markup from data, nothing from
@@ -181,80 +133,4 @@ async fn status_json_has_the_same_rows_raw_and_in_the_same_order() {
             .unwrap_or_else(|| panic!("{u} out of order"));
         at += found + u.len();
     }
-}
-
-/// Cell texts of the status table, entities decoded (enough HTML for our
-/// own output).
-fn table_rows(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
-    fn text(cell: &str) -> String {
-        let mut out = String::new();
-        let mut in_tag = false;
-        for c in cell.chars() {
-            match c {
-                '<' => in_tag = true,
-                '>' => in_tag = false,
-                c if !in_tag => out.push(c),
-                _ => {}
-            }
-        }
-        out.replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&quot;", "\"")
-            .replace("&#39;", "'")
-            .replace("&amp;", "&")
-    }
-    let head = between(html, "<thead>", "</thead>");
-    let headers = head
-        .split("<th")
-        .skip(1)
-        .map(|c| text(&format!("<th{}", c)))
-        .collect();
-    let body = between(html, "<tbody>", "</tbody>");
-    let rows = body
-        .split("<tr")
-        .skip(1)
-        .map(|row| {
-            row.split("<td")
-                .skip(1)
-                .map(|c| text(&format!("<td{c}")))
-                .collect()
-        })
-        .collect();
-    (headers, rows)
-}
-
-#[tokio::test]
-async fn status_script_filters_sorts_and_keeps_both_across_the_refresh() {
-    let h = hostile_harness().await;
-    let (_, _, html) = get(&h, "/status").await;
-    let script = between(&html, "<script>", "</script>");
-    let (headers, rows) = table_rows(&html);
-    assert_eq!(headers.len(), 9);
-    assert!(rows.iter().all(|r| r.len() == 9), "{rows:?}");
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("status.js"), script).unwrap();
-    std::fs::write(
-        dir.path().join("table.json"),
-        serde_json::json!({ "headers": headers, "rows": rows }).to_string(),
-    )
-    .unwrap();
-    let harness =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/status_script.js");
-    let out = std::process::Command::new("node")
-        .arg(harness)
-        .arg(dir.path().join("status.js"))
-        .arg(dir.path().join("table.json"))
-        .output()
-        .expect("node is needed for this test (bash scripts/test.sh installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        stdout.trim_end().lines().last(),
-        Some("status script: all checks passed")
-    );
 }

@@ -6,8 +6,7 @@
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
 
-use crate::served::{Served, Setup};
-use crate::util::{P, S, Scrape, product};
+use crate::util::{P, S, Scrape, Served, Setup, product};
 
 const KEY: &str = "0123456789abcdef-test-key";
 const USERS: [&str; 4] = [

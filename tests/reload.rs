@@ -322,7 +322,7 @@ async fn at_most_forty_requests_are_served_at_once() {
 /// not ten (one log line each), and all succeed.
 #[tokio::test]
 async fn queued_reloads_share_one_reload() {
-    let (_guard, lines) = crate::discovery::capture_info_lines();
+    let (_guard, lines) = crate::util::capture_info_lines();
     let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
     // Let it reach the gate: a load waits there until release.

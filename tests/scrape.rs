@@ -264,7 +264,7 @@ async fn scrapes_and_health_checks_answer_while_every_check_hangs() {
 
     use msfb_seat_exporter::fake_store::Action;
 
-    use crate::logs::{Format, Running};
+    use crate::util::binary::{Format, Running};
 
     let edit = |config: String| {
         config

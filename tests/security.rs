@@ -10,8 +10,7 @@ use msfb_seat_exporter::exporter::Exporter;
 use msfb_seat_exporter::fake_store::FakeSeat;
 use tower::ServiceExt as _;
 
-use crate::served::{Served, Setup};
-use crate::util::{P, S, product};
+use crate::util::{P, S, Served, Setup, product};
 
 /// A self-signed certificate for `localhost` and its key, as PEM.
 struct Pair {

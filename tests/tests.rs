@@ -1,8 +1,10 @@
 //! Black-box tests: one integration binary (one link instead of many), one
 //! module per area. Everything goes through real HTTP to the crate's fake
-//! Store API and through the real router.
+//! Store API and through the real router. This binary needs nothing outside
+//! cargo (`cargo test --test tests`); checks by outside programs (promtool,
+//! prometheus, systemd-analyze, node, PyYAML) are the second binary,
+//! `tests/contract/`. Helpers live in `tests/util/`, shared by both.
 
-#[macro_use]
 mod util;
 
 // Configuration: every rejected case by its exact message, the example file.
@@ -31,24 +33,18 @@ mod discovery;
 mod inventory;
 // The landing and status pages: escaping, offline, CSP, JSON, the script.
 mod pages;
-// An exporter on a real socket (TLS, real Prometheus).
-mod served;
 // TLS and basic auth.
 mod security;
-// contrib/: alert rules, dashboard and a real Prometheus (promtool, prometheus).
-mod prometheus;
-// systemd/: the unit, by systemd-analyze.
-mod systemd;
 // The binary's log lines in both formats; hashed users in logs and pages.
 mod logs;
 // user_label = "hash": labels and pages.
 mod privacy;
 // Scale-out: shards over one config cover every target exactly once.
 mod sharding;
-// contrib/kubernetes/: the StatefulSet, Service and scrape config.
-mod kubernetes;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// OpenMetrics by content negotiation, gzip, shard self-metrics.
+mod openmetrics;
 // Hostile peers, files: pipes, devices and directories, the reload
 // deadline, secrets others can read (SPEC §17).
 mod hostile;

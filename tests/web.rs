@@ -116,7 +116,7 @@ async fn reload_through_the_endpoint() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let served = crate::served::Served::start(crate::served::Setup {
+    let served = crate::util::Served::start(crate::util::Setup {
         web: "",
         metrics: "",
         products: &product(&["alice@contoso.com"]),

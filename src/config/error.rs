@@ -17,6 +17,15 @@ pub enum ConfigError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// A command-line flag that overrides a key has a bad value: the flag is
+    /// to blame, not the file.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag as typed on the command line, e.g. `--web.listen-address`.
+        flag: &'static str,
+        /// What is wrong and what would be right.
+        message: String,
+    },
     /// The file was read but a key is missing, unknown or has a bad value.
     #[error("{}:{line}: {key}: {message}", file.display())]
     Invalid {
@@ -39,4 +48,13 @@ pub enum ConfigError {
         /// The parser's message.
         message: String,
     },
+}
+
+impl ConfigError {
+    /// Whether the configuration file does not exist (as opposed to a file
+    /// that is there but unreadable or wrong): at start, the binary then
+    /// says how to name one or to try `--demo`.
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, ConfigError::Read { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }

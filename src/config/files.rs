@@ -23,6 +23,9 @@ use std::path::Path;
 /// path pointing at something huge, not a practical limit).
 pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Largest certificate or key file read (a chain is a few kilobytes).
+pub(crate) const MAX_PEM_BYTES: u64 = 1024 * 1024;
+
 /// What a path is when it is not a regular file, in the operator's words.
 fn not_regular(meta: &Metadata) -> Option<&'static str> {
     let kind = meta.file_type();

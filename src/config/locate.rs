@@ -77,6 +77,11 @@ impl<'a> SourceMap<'a> {
         SourceMap { text, root }
     }
 
+    /// The document.
+    pub(crate) fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// 1-based line of a byte offset.
     pub(crate) fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
@@ -123,6 +128,76 @@ impl<'a> SourceMap<'a> {
         descend_table(self.root.get_ref(), offset, &mut path);
         path
     }
+}
+
+/// A `key = value` line whose value is a string written without quotes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Unquoted {
+    /// The key's full path (its table from the headers above it).
+    pub key: KeyPath,
+    /// The key as written on the line.
+    pub name: String,
+    /// The value as written, without a trailing comment.
+    pub value: String,
+}
+
+/// Whether 1-based `line` of `text` is `name = value` with a value that is
+/// not TOML as written but is as a quoted string (`:10043`, `5m`,
+/// `contoso.onmicrosoft.com`): then the fix is to quote it.
+pub(crate) fn unquoted_string(text: &str, line: usize) -> Option<Unquoted> {
+    let lines: Vec<&str> = text.lines().collect();
+    let written = lines.get(line.checked_sub(1)?)?;
+    let (name, value) = written.split_once('=')?;
+    let name = name.trim();
+    let bare_key = |k: &str| {
+        !k.is_empty()
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !bare_key(name) {
+        return None;
+    }
+    let value = value.split(" #").next().unwrap_or("").trim();
+    if value.is_empty() || value.starts_with(['"', '\'']) {
+        return None;
+    }
+    let parses = |v: &str| toml::from_str::<toml::Table>(&format!("x = {v}\n")).is_ok();
+    if parses(value) || !parses(&format!("{value:?}")) {
+        return None;
+    }
+    Some(Unquoted {
+        key: table_above(&lines[..line - 1]).key(name),
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+/// The table that the lines after `lines` belong to: the last `[a.b]` or
+/// `[[a]]` header, with the index of that array-of-tables entry.
+fn table_above(lines: &[&str]) -> KeyPath {
+    let Some(last) = lines.iter().rev().find(|l| l.trim_start().starts_with('[')) else {
+        return KeyPath::root();
+    };
+    let last = last.trim();
+    if let Some(name) = last
+        .strip_prefix("[[")
+        .and_then(|r| r.split("]]").next())
+        .map(str::trim)
+    {
+        let index = lines
+            .iter()
+            .filter(|l| {
+                l.trim()
+                    .strip_prefix("[[")
+                    .and_then(|r| r.split("]]").next())
+                    .is_some_and(|n| n.trim() == name)
+            })
+            .count();
+        return KeyPath::of(name).index(index.saturating_sub(1));
+    }
+    last.strip_prefix('[')
+        .and_then(|r| r.split(']').next())
+        .map_or_else(KeyPath::root, |name| KeyPath::of(name.trim()))
 }
 
 fn covers(span: &std::ops::Range<usize>, offset: usize) -> bool {
@@ -205,6 +280,25 @@ product_id = \"B\"
         // A missing key points at the closest existing parent.
         assert_eq!(map.line_of_path(&KeyPath::of("poll.shard_count")), 4);
         assert_eq!(map.line_of_path(&KeyPath::of("web.listen_address")), 1);
+    }
+
+    #[test]
+    fn unquoted_strings_are_recognised_with_their_table() {
+        let doc = "[web]\nlisten_address = [::]:10043\n[[products]]\nsku_id = 1\n\
+                   [[products]]\nname = Contoso Notes # ours\n[poll]\ninterval = 5m\n";
+        let u = unquoted_string(doc, 2).unwrap();
+        assert_eq!(u.key.to_string(), "web.listen_address");
+        assert_eq!(u.value, "[::]:10043");
+        let u = unquoted_string(doc, 6).unwrap();
+        assert_eq!(u.key.to_string(), "products[1].name");
+        assert_eq!(u.value, "Contoso Notes");
+        assert_eq!(
+            unquoted_string(doc, 8).unwrap().key.to_string(),
+            "poll.interval"
+        );
+        // A number is TOML as written; a header is no key.
+        assert_eq!(unquoted_string(doc, 4), None);
+        assert_eq!(unquoted_string(doc, 3), None);
     }
 
     #[test]

@@ -126,6 +126,9 @@ pub struct StoreConfig {
     pub max_retries: u32,
 }
 
+/// Where `auth.token_url` takes the tenant id.
+pub const TENANT_PLACEHOLDER: &str = "{tenant_id}";
+
 /// `[auth]`: OAuth2 client credentials. The secret never leaves
 /// [`SecretString`], whose `Debug` prints a placeholder.
 #[derive(Debug, Clone)]
@@ -136,7 +139,8 @@ pub struct AuthConfig {
     pub client_id: String,
     /// The client secret, read from the file or variable named in the config.
     pub client_secret: SecretString,
-    /// Token endpoint with `{tenant_id}` filled in.
+    /// Token endpoint as configured; the token client fills in
+    /// [`TENANT_PLACEHOLDER`] (`store::auth`).
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,
@@ -243,11 +247,20 @@ impl Config {
     /// The line `--config.check` prints.
     pub fn summary(&self) -> String {
         format!(
-            "{} targets ({} products, {} users)",
-            self.target_count(),
-            self.products.len(),
-            self.user_count()
+            "{} ({}, {})",
+            counted(self.target_count(), "target"),
+            counted(self.products.len(), "product"),
+            counted(self.user_count(), "user")
         )
+    }
+}
+
+/// `1 product`, `2 products`.
+fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -272,20 +285,56 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
 pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
     let map = SourceMap::new(text);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, &map, path))?;
-    validate::validate(raw, path, options).map_err(|issue| ConfigError::Invalid {
-        file: path.to_path_buf(),
-        line: map.line_of_path(&issue.path),
-        key: issue.path.to_string(),
-        message: issue.message,
+    validate::validate(raw, path, options).map_err(|issue| match issue.flag {
+        Some(flag) => ConfigError::Flag {
+            flag,
+            message: issue.message,
+        },
+        None => ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: map.line_of_path(&issue.path),
+            key: issue.path.to_string(),
+            message: issue.message,
+        },
+    })
+}
+
+/// Checks a `--web.listen-address` value on its own, for `--demo`, which
+/// has no configuration file to blame.
+///
+/// # Errors
+/// [`ConfigError::Flag`] naming the flag.
+pub fn check_listen_address_flag(address: &str) -> Result<(), ConfigError> {
+    validate::check_listen_address(&KeyPath::of("web.listen_address"), address).map_err(|issue| {
+        ConfigError::Flag {
+            flag: validate::LISTEN_ADDRESS_FLAG,
+            message: issue.message,
+        }
     })
 }
 
 /// Turns a serde/TOML error into one that names the key.
 fn toml_error(err: &toml::de::Error, map: &SourceMap<'_>, path: &Path) -> ConfigError {
-    let message = err.message().trim().to_owned();
     let offset = err.span().map_or(0, |s| s.start);
     let line = map.line_of(offset);
     let mut key = map.path_at(offset);
+    if let Some(unquoted) = locate::unquoted_string(map.text(), line) {
+        // `listen_address = :10043`: the parser's words ("invalid float",
+        // "expected literal string") are about TOML grammar; say what to type.
+        if key == KeyPath::root() {
+            key = unquoted.key;
+        }
+        return ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: format!(
+                "{} is not quoted; a string value needs quotes: {} = {:?}",
+                unquoted.value, unquoted.name, unquoted.value
+            ),
+        };
+    }
+    let message = err.message().trim().to_owned();
     // "missing field `x`" points at the table that lacks `x`: name `x` too.
     // An empty span means the top-level table.
     if let Some(rest) = message.strip_prefix("missing field `") {

@@ -14,7 +14,7 @@ use super::locate::KeyPath;
 use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
     AuthConfig, Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PollConfig,
-    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -43,6 +43,9 @@ const DEFAULT_MAX_DISCOVERED: usize = 100_000;
 pub(crate) struct Issue {
     pub path: KeyPath,
     pub message: String,
+    /// The command-line flag that set the value, when one did: then the
+    /// flag is to blame, not a line of the file.
+    pub flag: Option<&'static str>,
 }
 
 type Checked<T> = Result<T, Issue>;
@@ -51,6 +54,15 @@ fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
     Issue {
         path: path.clone(),
         message: message.into(),
+        flag: None,
+    }
+}
+
+/// An issue with `path`, blamed on `flag` when the value came from it.
+fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<String>) -> Issue {
+    Issue {
+        flag,
+        ..issue(path, message)
     }
 }
 
@@ -146,19 +158,6 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
-    if let Some(rps) = store.max_requests_per_second {
-        let requests = requests_per_cycle(&products, poll.shard_count);
-        // A tiny rate gives more seconds than a Duration holds: no panic.
-        let needed = Duration::try_from_secs_f64(requests as f64 / rps).unwrap_or(Duration::MAX);
-        if needed > poll.interval {
-            ctx.warnings.push(format!(
-                "a poll cycle cannot fit: {requests} requests at {rps} requests/s take at least {}, \
-                 longer than poll.interval ({}); raise store.max_requests_per_second or poll.interval",
-                humantime::format_duration(Duration::from_secs(needed.as_secs())),
-                humantime::format_duration(poll.interval)
-            ));
-        }
-    }
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -173,38 +172,19 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     })
 }
 
-/// The fewest requests one instance makes in a cycle: one Get seat per
-/// per-user target of its shard (about 1/`shard_count` of them), and for
-/// each list-mode product the pages of one listing, which every shard reads
-/// whole: at least one, and a page per 100 configured users if they all
-/// hold a seat. Discovery products count one page, as their size is unknown
-/// until listed.
-fn requests_per_cycle(products: &[ProductConfig], shard_count: u32) -> usize {
-    let per_user: usize = products
-        .iter()
-        .filter(|p| p.mode == Mode::PerUser)
-        .map(|p| p.users.len())
-        .sum();
-    let pages: usize = products
-        .iter()
-        .filter(|p| p.mode == Mode::List)
-        .map(|p| {
-            p.users
-                .len()
-                .div_ceil(crate::store::list::PAGE_SIZE as usize)
-                .max(1)
-        })
-        .sum();
-    per_user.div_ceil(shard_count.max(1) as usize) + pages
-}
-
 fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
+    let flag = ctx
+        .options
+        .listen_address
+        .is_some()
+        .then_some(LISTEN_ADDRESS_FLAG);
     let listen_address = ctx
         .options
         .listen_address
         .clone()
         .unwrap_or(raw.listen_address);
-    check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)?;
+    check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)
+        .map_err(|i| Issue { flag, ..i })?;
     let telemetry_path = raw.telemetry_path;
     let key = KeyPath::of("web.telemetry_path");
     if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
@@ -241,7 +221,7 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
             // Read now, so that a pipe or a directory is refused naming
             // its key (the listener reads them again to use them).
             for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-                read_bytes(p, crate::web::tls::MAX_PEM_BYTES)
+                read_bytes(p, super::files::MAX_PEM_BYTES)
                     .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
             }
             ctx.warnings
@@ -307,7 +287,10 @@ fn looks_like_bcrypt(hash: &str) -> bool {
         && b[6] == b'$'
 }
 
-fn check_listen_address(key: &KeyPath, addr: &str) -> Checked<()> {
+/// The flag that overrides `[web] listen_address`.
+pub(crate) const LISTEN_ADDRESS_FLAG: &str = "--web.listen-address";
+
+pub(crate) fn check_listen_address(key: &KeyPath, addr: &str) -> Checked<()> {
     let bad = || {
         issue(
             key,
@@ -374,12 +357,17 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
 }
 
 fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+    check_url_as(key, url, url)
+}
+
+/// [`check_url`] of `url`, quoting `shown` (what the operator wrote).
+fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| issue(key, format!("is not a valid URL ({e}): {url:?}")))?;
+        .map_err(|e| issue(key, format!("is not a valid URL ({e}): {shown:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
         return Err(issue(
             key,
-            format!("must be an http:// or https:// URL with a host (got {url:?})"),
+            format!("must be an http:// or https:// URL with a host (got {shown:?})"),
         ));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
@@ -429,17 +417,20 @@ fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
             ));
         }
     };
-    let key = KeyPath::of("auth.token_url");
-    let tenant = percent_encoding::utf8_percent_encode(raw.tenant_id.trim(), crate::store::SEGMENT)
-        .to_string();
-    let token_url = raw.token_url.replace("{tenant_id}", &tenant);
-    check_url(&key, &token_url)?;
+    // The token client fills in the tenant, percent-encoded as one path
+    // segment (`store::auth`); the template is checked with a plain
+    // stand-in, and the message quotes it as written.
+    check_url_as(
+        &KeyPath::of("auth.token_url"),
+        &raw.token_url.replace(TENANT_PLACEHOLDER, "tenant"),
+        &raw.token_url,
+    )?;
     non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
     Ok(AuthConfig {
         tenant_id: raw.tenant_id.trim().to_owned(),
         client_id: raw.client_id.trim().to_owned(),
         client_secret,
-        token_url,
+        token_url: raw.token_url,
         resource: raw.resource,
     })
 }
@@ -472,18 +463,26 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
         Some(i) => i64::from(i),
         None => raw.shard_index,
     };
+    let count_flag = ctx.options.shard_count.is_some().then_some("--shard.count");
+    let index_flag = ctx.options.shard_index.is_some().then_some("--shard.index");
     if !(1..=i64::from(u32::MAX)).contains(&count) {
-        return Err(issue(
+        return Err(issue_from(
             &KeyPath::of("poll.shard_count"),
+            count_flag,
             format!("must be at least 1 (got {count})"),
         ));
     }
     if !(0..count).contains(&index) {
-        return Err(issue(
+        return Err(issue_from(
             &KeyPath::of("poll.shard_index"),
+            index_flag,
             format!(
-                "must be between 0 and shard_count - 1 = {} (got {index})",
-                count - 1
+                "must be between 0 and shard_count - 1 = {} (got {index}){}",
+                count - 1,
+                match (index_flag, count_flag) {
+                    (None, Some(flag)) => format!("; shard_count comes from {flag}"),
+                    _ => String::new(),
+                }
             ),
         ));
     }

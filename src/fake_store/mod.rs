@@ -166,6 +166,14 @@ pub(crate) struct State {
     pub log: std::collections::VecDeque<String>,
 }
 
+/// How long the fake keeps an idle keep-alive connection open: longer than
+/// reqwest's pool keeps one (90 s), so that no request races the close.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Longest a connection to the fake may live: a day, longer than a test or
+/// a demo session normally runs.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Requests kept in the log.
 const LOG_LEN: usize = 10_000;
 
@@ -254,7 +262,19 @@ impl FakeStore {
         let stopped = stop.clone();
         let limits = crate::web::serve::Limits {
             max_connections: 4096,
+            // hyper's header read timeout is also how long an idle
+            // keep-alive connection stays open. At the exporter's 10 s it
+            // closed each connection just as the next 10 s poll cycle
+            // reused it, and a check failed with a reset at random. Like
+            // a real front end, the fake keeps idle connections longer
+            // than the client's pool does (reqwest drops them after 90 s),
+            // so the client always retires a connection first.
+            header_read_timeout: IDLE_TIMEOUT,
+            // The age limit cuts a connection even mid-request; the fake
+            // serves tests and demos that reuse connections for longer.
+            max_connection_age: MAX_CONNECTION_AGE,
             shutdown_grace: Duration::ZERO,
+            // The exporter's write-progress limit suits the fake as well.
             ..Default::default()
         };
         tokio::spawn(async move {
@@ -437,5 +457,65 @@ impl FakeStore {
         let mut s = self.lock();
         s.counts = Counts::default();
         s.log.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    /// One keep-alive request on `tcp` and the start of its answer.
+    async fn exchange(tcp: &mut tokio::net::TcpStream) -> String {
+        tcp.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: fake\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 1024];
+        // The 404 has a Content-Length and a small body: read the head,
+        // then as much as it announces.
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(str::to_owned)
+                    })
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                if body.len() >= length {
+                    break;
+                }
+            }
+        }
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// An idle keep-alive connection outlives the client's pooled copy
+    /// (reqwest keeps one 90 s): the client always retires it first, so no
+    /// request is ever sent on a connection the fake is closing. At 10 s
+    /// idle the fake cut connections just as a 10 s poll cycle reused them.
+    /// The clock is moved, not waited on; the requests run in real time.
+    #[tokio::test]
+    async fn an_idle_connection_stays_open_longer_than_a_client_pool_keeps_it() {
+        let fake = FakeStore::start().await.unwrap();
+        let mut tcp = tokio::net::TcpStream::connect(fake.addr()).await.unwrap();
+        assert_eq!(exchange(&mut tcp).await, "HTTP/1.1 404 Not Found");
+        tokio::time::pause();
+        tokio::time::advance(Duration::from_secs(91)).await;
+        tokio::time::resume();
+        assert_eq!(exchange(&mut tcp).await, "HTTP/1.1 404 Not Found");
     }
 }

@@ -1,6 +1,17 @@
 //! Writes the per-target and per-product families in the Prometheus text
-//! format 0.0.4, straight from the target table (see the module header of
-//! `metrics` for why not through `prometheus::Metric` objects).
+//! format 0.0.4 or in OpenMetrics 1.0.0, straight from the target table (see
+//! the module header of `metrics` for why not through `prometheus::Metric`
+//! objects).
+//!
+//! The two formats differ in a handful of places, all decided in [`Writer`]
+//! and nowhere else, so every family is written by the same code in both:
+//! OpenMetrics names a counter family without its `_total`, an `info` family
+//! without its `_info`, adds `# UNIT` where the name ends in a unit,
+//! escapes quotes in HELP, gives `_created` to the counter series that
+//! appear with their first increment (SPEC §14), and ends with `# EOF`.
+//! [`render_families`] writes the exporter's own instruments through the
+//! same writer in OpenMetrics (the `prometheus` crate has no OpenMetrics
+//! encoder; its text encoder stays in use for the text format).
 //!
 //! A scrape first copies what it shows of every target into a compact
 //! [`Row`] under that target's lock, once (one lock per target, not one per
@@ -23,88 +34,92 @@
 //! a target never appears in one family and not the next.
 
 use super::CACHED;
+use super::format::Format;
 use crate::config::Mode;
-use crate::inventory::InventoryView;
-use crate::targets::{ErrorCount, ProductGroup, ProductStatus, Seat, TargetTable};
+use crate::targets::{
+    ErrorCount, InventoryView, ProductGroup, ProductStatus, Seat, TargetTable, escape_label_value,
+};
 
-/// One metric family's name, type and help.
-struct Family {
-    name: &'static str,
-    kind: &'static str,
-    help: &'static str,
+/// One metric family's name (as in the text format: counters end in
+/// `_total`), type (`gauge`, `counter`, `histogram`; a gauge named `…_info`
+/// is an `info` family in OpenMetrics) and help.
+pub struct Family<'f> {
+    name: &'f str,
+    kind: &'f str,
+    help: &'f str,
 }
 
-const SEAT_ACTIVE: Family = Family {
+const SEAT_ACTIVE: Family<'static> = Family {
     name: "msfb_seat_active",
     kind: "gauge",
     help: "Whether the user holds an active seat for the product (1) or not (0); absent until the first conclusive check.",
 };
-const CHECK_SUCCESS: Family = Family {
+const CHECK_SUCCESS: Family<'static> = Family {
     name: "msfb_seat_check_success",
     kind: "gauge",
     help: "Whether the latest check of the seat was conclusive (1) or failed (0).",
 };
-const LAST_SUCCESS: Family = Family {
+const LAST_SUCCESS: Family<'static> = Family {
     name: "msfb_seat_last_success_timestamp_seconds",
     kind: "gauge",
     help: "Unix time of the latest conclusive check of the seat.",
 };
-const ASSIGNED: Family = Family {
+const ASSIGNED: Family<'static> = Family {
     name: "msfb_seat_assigned_timestamp_seconds",
     kind: "gauge",
     help: "dateAssigned of the active seat as Unix time, when the Store gives it.",
 };
-const LOST: Family = Family {
+const LOST: Family<'static> = Family {
     name: "msfb_seat_lost_total",
     kind: "counter",
     help: "Transitions of msfb_seat_active from 1 (active) to 0 (not active).",
 };
-const ERRORS: Family = Family {
+const ERRORS: Family<'static> = Family {
     name: "msfb_seat_check_errors_total",
     kind: "counter",
     help: "Failed or negative checks, by HTTP status or failure class (code) and 404 item type or 409 reason (reason).",
 };
-const SEATS: Family = Family {
+const SEATS: Family<'static> = Family {
     name: "msfb_seats",
     kind: "gauge",
     help: "Configured targets by seat state (unknown: no conclusive check yet).",
 };
-const PRODUCT_INFO: Family = Family {
+const PRODUCT_INFO: Family<'static> = Family {
     name: "msfb_product_info",
     kind: "gauge",
     help: "Products from the configuration, with their names; the value is always 1.",
 };
-const LISTING_SUCCESS: Family = Family {
+const LISTING_SUCCESS: Family<'static> = Family {
     name: "msfb_seat_listing_success",
     kind: "gauge",
     help: "List mode: whether the latest Get seats listing of the product was complete (1) or not (0); an incomplete listing changes no seat.",
 };
-const LISTING_LAST_SUCCESS: Family = Family {
+const LISTING_LAST_SUCCESS: Family<'static> = Family {
     name: "msfb_seat_listing_last_success_timestamp_seconds",
     kind: "gauge",
     help: "List mode: Unix time of the latest complete Get seats listing of the product.",
 };
-const LISTING_PAGES: Family = Family {
+const LISTING_PAGES: Family<'static> = Family {
     name: "msfb_seat_listing_pages",
     kind: "gauge",
     help: "List mode: pages in the latest complete Get seats listing (compare with max_pages).",
 };
-const LISTING_ERRORS: Family = Family {
+const LISTING_ERRORS: Family<'static> = Family {
     name: "msfb_seat_listing_errors_total",
     kind: "counter",
     help: "List mode: incomplete Get seats listings of the product, by HTTP status or failure class (code).",
 };
-const INVENTORY_CAPACITY: Family = Family {
+const INVENTORY_CAPACITY: Family<'static> = Family {
     name: "msfb_inventory_seat_capacity",
     kind: "gauge",
     help: "Seats purchased for the product (Get Inventory seatCapacity).",
 };
-const INVENTORY_AVAILABLE: Family = Family {
+const INVENTORY_AVAILABLE: Family<'static> = Family {
     name: "msfb_inventory_available_seats",
     kind: "gauge",
     help: "Seats of the product not yet assigned (Get Inventory availableSeats).",
 };
-const INVENTORY_INFO: Family = Family {
+const INVENTORY_INFO: Family<'static> = Family {
     name: "msfb_inventory_info",
     kind: "gauge",
     help: "The product's Get Inventory entry (status \"missing\": not in the inventory); the value is always 1.",
@@ -119,29 +134,37 @@ pub const CHUNK_BYTES: usize = 128 * 1024;
 /// buffer does not reallocate on its last line.
 const LINE_SLACK: usize = 4096;
 
-/// Where the exposition text goes: a buffer that is handed to `emit`
-/// whenever it reaches the chunk size. `emit` returns `false` when nobody
-/// wants more (the scraper went away); writing then stops early.
+/// Where the exposition text goes, and in which [`Format`]: a buffer that is
+/// handed to `emit` whenever it reaches the chunk size. `emit` returns
+/// `false` when nobody wants more (the scraper went away); writing then
+/// stops early.
 pub struct Out<'a> {
     buf: String,
     chunk: usize,
+    format: Format,
     emit: &'a mut dyn FnMut(String) -> bool,
     closed: bool,
 }
 
 impl<'a> Out<'a> {
-    /// Chunks of about `chunk` bytes go to `emit`; `usize::MAX` collects
-    /// everything into one final chunk.
-    pub fn new(chunk: usize, emit: &'a mut dyn FnMut(String) -> bool) -> Out<'a> {
+    /// Chunks of about `chunk` bytes in `format` go to `emit`; `usize::MAX`
+    /// collects everything into one final chunk.
+    pub fn new(chunk: usize, format: Format, emit: &'a mut dyn FnMut(String) -> bool) -> Out<'a> {
         let capacity = chunk
             .saturating_add(LINE_SLACK)
             .min(CHUNK_BYTES + LINE_SLACK);
         Out {
             buf: String::with_capacity(capacity),
             chunk,
+            format,
             emit,
             closed: false,
         }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// The buffer, to append text to. Call [`Out::line_done`] after each
@@ -171,51 +194,118 @@ impl<'a> Out<'a> {
         }
     }
 
+    /// Ends the exposition (OpenMetrics: `# EOF`) and hands on the rest.
+    pub fn finish(&mut self) {
+        if self.format == Format::OpenMetrics {
+            self.buf.push_str("# EOF\n");
+        }
+        self.flush();
+    }
+
     /// Whether the receiver has gone away (the rest need not be written).
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 }
 
+/// The unit OpenMetrics names for a family whose name ends in one.
+fn unit_of(family: &str) -> Option<&'static str> {
+    ["seconds", "bytes"].into_iter().find(|unit| {
+        family
+            .strip_suffix(unit)
+            .is_some_and(|rest| rest.ends_with('_'))
+    })
+}
+
 /// Writes one family: its header before the first sample, then sample
 /// lines. A line is started with [`Writer::begin`] (which writes `name{`),
 /// given its labels, and finished by one of the `value` methods.
-struct Writer<'o, 'a> {
+pub struct Writer<'o, 'a, 'f> {
     out: &'o mut Out<'a>,
-    family: &'static Family,
+    family: &'f Family<'f>,
+    /// Whether HELP says that values are cached from the poll.
+    cached: bool,
     started: bool,
+    /// Where the current line's labels start in the buffer.
+    labels_at: usize,
 }
 
-impl<'o, 'a> Writer<'o, 'a> {
-    fn new(out: &'o mut Out<'a>, family: &'static Family) -> Self {
+impl<'o, 'a, 'f> Writer<'o, 'a, 'f> {
+    /// A writer for a family that comes from the target table.
+    fn new(out: &'o mut Out<'a>, family: &'f Family<'f>) -> Self {
+        let cached = family.name != PRODUCT_INFO.name;
         Writer {
             out,
             family,
+            cached,
             started: false,
+            labels_at: 0,
+        }
+    }
+
+    /// The family name and type as `format` has them.
+    fn openmetrics_name(&self) -> (&'f str, &'f str) {
+        let f = self.family;
+        match f.kind {
+            "counter" => (f.name.strip_suffix("_total").unwrap_or(f.name), "counter"),
+            "gauge" if f.name.ends_with("_info") => {
+                (f.name.strip_suffix("_info").unwrap_or(f.name), "info")
+            }
+            kind => (f.name, kind),
+        }
+    }
+
+    fn header(&mut self) {
+        let f = self.family;
+        let format = self.out.format();
+        let (name, kind) = match format {
+            Format::Text => (f.name, f.kind),
+            Format::OpenMetrics => self.openmetrics_name(),
+        };
+        let cached = self.cached;
+        let buf = self.out.text();
+        for part in ["# HELP ", name, " "] {
+            buf.push_str(part);
+        }
+        match format {
+            Format::Text => buf.push_str(f.help),
+            // OpenMetrics escapes quotes in HELP too.
+            Format::OpenMetrics => escape_label_value(buf, f.help),
+        }
+        if cached {
+            buf.push(' ');
+            buf.push_str(CACHED);
+        }
+        for part in ["\n# TYPE ", name, " ", kind, "\n"] {
+            buf.push_str(part);
+        }
+        if format == Format::OpenMetrics
+            && kind != "info"
+            && let Some(unit) = unit_of(name)
+        {
+            for part in ["# UNIT ", name, " ", unit, "\n"] {
+                buf.push_str(part);
+            }
         }
     }
 
     /// Starts a sample line and returns the buffer for its labels.
     #[inline]
     fn begin(&mut self) -> &mut String {
+        self.begin_named(self.family.name, "")
+    }
+
+    /// Starts a line of sample `name` + `suffix` (a histogram's `_bucket`…).
+    fn begin_named(&mut self, name: &str, suffix: &str) -> &mut String {
         if !self.started {
             self.started = true;
-            let f = self.family;
-            let buf = self.out.text();
-            for part in ["# HELP ", f.name, " ", f.help] {
-                buf.push_str(part);
-            }
-            if f.name != PRODUCT_INFO.name {
-                buf.push(' ');
-                buf.push_str(CACHED);
-            }
-            for part in ["\n# TYPE ", f.name, " ", f.kind, "\n"] {
-                buf.push_str(part);
-            }
+            self.header();
         }
         let buf = self.out.text();
-        buf.push_str(self.family.name);
+        buf.push_str(name);
+        buf.push_str(suffix);
         buf.push('{');
+        self.labels_at = buf.len();
         buf
     }
 
@@ -238,6 +328,59 @@ impl<'o, 'a> Writer<'o, 'a> {
         buf.push('\n');
         self.out.line_done();
     }
+
+    /// Ends a counter's line with its value and, in OpenMetrics, adds its
+    /// `_created` line (Unix seconds of the series' first increment): for
+    /// series that appear with that increment, so Prometheus can see it.
+    fn count_created(&mut self, n: u64, created: f64) {
+        self.sample_created(Value::Count(n), Some(created));
+    }
+
+    /// Ends the line with `value`, then adds a `_created` line when there
+    /// is a creation time and the format has them.
+    fn sample_created(&mut self, value: Value, created: Option<f64>) {
+        let created = created.filter(|c| !c.is_nan() && self.out.format() == Format::OpenMetrics);
+        let Some(created) = created else {
+            return match value {
+                Value::Float(v) => self.value(v),
+                Value::Count(n) => self.count(n),
+            };
+        };
+        let base = self.openmetrics_name().0;
+        let labels_at = self.labels_at;
+        let buf = self.out.text();
+        buf.push_str("} ");
+        match value {
+            Value::Float(v) => write_float(buf, v),
+            Value::Count(n) => buf.push_str(itoa::Buffer::new().format(n)),
+        }
+        buf.push('\n');
+        buf.push_str(base);
+        buf.push_str("_created{");
+        let labels_end = labels_at + label_len(&buf[labels_at..]);
+        buf.extend_from_within(labels_at..labels_end);
+        buf.push_str("} ");
+        write_float(buf, created);
+        buf.push('\n');
+        self.out.line_done();
+    }
+}
+
+/// Length of the label text at the start of `line` (up to its closing `}`;
+/// label values are escaped, so a `}` inside quotes is skipped).
+fn label_len(line: &str) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, b) in line.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b'"' => quoted = !quoted,
+            b'}' if !quoted => return i,
+            _ => {}
+        }
+    }
+    line.len()
 }
 
 /// Writes a sample value as Prometheus reads it: integers without a
@@ -251,28 +394,6 @@ fn write_float(out: &mut String, v: f64) {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
-    }
-}
-
-/// Whether a label value has a character that must be escaped.
-#[inline]
-fn needs_escape(s: &str) -> bool {
-    s.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n'))
-}
-
-/// Appends `s` escaped as a label value (backslash, quote, newline).
-pub(crate) fn escape_label_value(out: &mut String, s: &str) {
-    if !needs_escape(s) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
     }
 }
 
@@ -440,7 +561,7 @@ enum Value {
 fn per_target(
     groups: &[Snapshot<'_>],
     out: &mut Out<'_>,
-    family: &'static Family,
+    family: &'static Family<'static>,
     sample: impl Fn(Row) -> Option<Value>,
 ) {
     let mut w = Writer::new(out, family);
@@ -503,7 +624,7 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
                 line.push_str("\",reason=\"");
                 line.push_str(e.reason.label());
                 line.push('"');
-                w.count(e.count);
+                w.count_created(e.count, e.created);
             }
         }
     }
@@ -563,7 +684,7 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
 fn per_product(
     statuses: &[(&str, ProductStatus, Mode)],
     out: &mut Out<'_>,
-    family: &'static Family,
+    family: &'static Family<'static>,
     sample: impl Fn(&ProductStatus, Mode) -> Option<f64>,
 ) {
     let mut w = Writer::new(out, family);
@@ -594,13 +715,13 @@ fn render_listing(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>) {
         if !list(*mode) {
             continue;
         }
-        for (code, n) in &status.listing.errors {
+        for (code, n, created) in &status.listing.errors {
             let line = w.begin();
             line.push_str(labels);
             line.push_str(",code=\"");
             line.push_str(&code.label());
             line.push('"');
-            w.count(*n);
+            w.count_created(*n, *created);
         }
     }
 }
@@ -645,12 +766,121 @@ fn render_inventory(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>)
     }
 }
 
+/// When a series of the exporter's own instruments first counted something
+/// (Unix seconds), for the series that appear with that first increment;
+/// `None` for series that exist from the start.
+pub type CreatedLookup<'c> = &'c dyn Fn(&str, &prometheus::proto::Metric) -> Option<f64>;
+
+/// Writes the families gathered from a `prometheus` registry in the
+/// writer's format (used for OpenMetrics; see the module header).
+pub fn render_families(
+    families: &[prometheus::proto::MetricFamily],
+    created: CreatedLookup<'_>,
+    out: &mut Out<'_>,
+) {
+    use prometheus::proto::MetricType;
+    for mf in families {
+        let kind = match mf.get_field_type() {
+            MetricType::COUNTER => "counter",
+            MetricType::GAUGE => "gauge",
+            MetricType::HISTOGRAM => "histogram",
+            MetricType::SUMMARY => "summary",
+            MetricType::UNTYPED => "unknown",
+        };
+        let family = Family {
+            name: mf.name(),
+            kind,
+            help: mf.help(),
+        };
+        let mut w = Writer::new(out, &family);
+        w.cached = false;
+        for m in mf.get_metric() {
+            let labels = proto_labels(m);
+            let since = created(mf.name(), m);
+            match mf.get_field_type() {
+                MetricType::COUNTER => {
+                    w.begin().push_str(&labels);
+                    w.sample_created(Value::Float(m.get_counter().value()), since);
+                }
+                MetricType::HISTOGRAM => histogram(&mut w, &labels, m, since),
+                _ => {
+                    w.begin().push_str(&labels);
+                    w.value(m.get_gauge().value());
+                }
+            }
+        }
+        if out.is_closed() {
+            return;
+        }
+    }
+}
+
+/// `name="value",…` of a gathered series.
+fn proto_labels(m: &prometheus::proto::Metric) -> String {
+    let mut s = String::new();
+    for (i, pair) in m.get_label().iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(pair.name());
+        s.push_str("=\"");
+        escape_label_value(&mut s, pair.value());
+        s.push('"');
+    }
+    s
+}
+
+/// A histogram series: cumulative buckets up to `+Inf`, count, sum and,
+/// when it appeared with its first observation, `_created`.
+fn histogram(
+    w: &mut Writer<'_, '_, '_>,
+    labels: &str,
+    m: &prometheus::proto::Metric,
+    since: Option<f64>,
+) {
+    let h = m.get_histogram();
+    let name = w.family.name;
+    let sep = if labels.is_empty() { "" } else { "," };
+    let bounds = h
+        .get_bucket()
+        .iter()
+        .map(|b| (b.upper_bound(), b.cumulative_count()))
+        .filter(|(le, _)| le.is_finite())
+        .chain([(f64::INFINITY, h.get_sample_count())]);
+    for (le, count) in bounds {
+        let line = w.begin_named(name, "_bucket");
+        for part in [labels, sep, "le=\""] {
+            line.push_str(part);
+        }
+        write_bound(line, le);
+        line.push('"');
+        w.count(count);
+    }
+    w.begin_named(name, "_count").push_str(labels);
+    w.count(h.get_sample_count());
+    w.begin_named(name, "_sum").push_str(labels);
+    w.sample_created(Value::Float(h.get_sample_sum()), None);
+    if let Some(since) = since.filter(|_| w.out.format() == Format::OpenMetrics) {
+        w.begin_named(name, "_created").push_str(labels);
+        w.value(since);
+    }
+}
+
+/// A bucket bound as OpenMetrics wants it: a float with a fraction
+/// (`1.0`, `0.25`) or `+Inf`.
+fn write_bound(out: &mut String, le: f64) {
+    if le.is_infinite() {
+        out.push_str("+Inf");
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(le));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{self, LoadOptions};
-    use crate::store::{ErrorCode, Reason};
-    use crate::targets::Outcome;
+    use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
     fn table(users: &[&str]) -> TargetTable {
@@ -692,7 +922,7 @@ mod tests {
             chunks.push(c);
             true
         };
-        let mut out = Out::new(size, &mut emit);
+        let mut out = Out::new(size, Format::Text, &mut emit);
         render(table, &mut out);
         out.flush();
         chunks
@@ -739,7 +969,7 @@ mod tests {
             calls += 1;
             false
         };
-        let mut out = Out::new(1000, &mut emit);
+        let mut out = Out::new(1000, Format::Text, &mut emit);
         render(&t, &mut out);
         out.flush();
         assert!(out.is_closed());

@@ -11,17 +11,22 @@
 //!   object per series would cost more memory than the table itself; writing
 //!   the text directly also means a target removed by a reload is simply not
 //!   written any more.
+//! - `format`: which exposition format a scrape gets (text 0.0.4 or
+//!   OpenMetrics 1.0.0, by the `Accept` header); both sources above write
+//!   either.
 
 pub mod exposition;
+pub mod format;
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
     Registry,
 };
 
-use crate::store::ErrorCode;
+use crate::targets::ErrorCode;
 
 /// HELP suffix for every value that comes from the poller's cache.
 pub(crate) const CACHED: &str = "Cached from the latest poll, not fetched at scrape time.";
@@ -73,9 +78,72 @@ pub struct Telemetry {
     pub reload_successful: Gauge,
     /// `msfb_seat_exporter_config_last_reload_success_timestamp_seconds`.
     pub reload_success_time: Gauge,
+    /// `msfb_seat_exporter_shard_index`: this instance's shard (0 unsharded).
+    pub shard_index: Gauge,
+    /// `msfb_seat_exporter_shard_count`: shards of the job (1 unsharded).
+    pub shard_count: Gauge,
     /// Get seat's request series, looked up once (see [`SeriesCache`]).
     get_seat: Arc<SeriesCache>,
+    /// When each series that appears with its first increment got it.
+    created: Arc<Created>,
 }
+
+/// Unix seconds of the first increment of each series of the labelled
+/// counters and histograms (`msfb_api_requests_total`,
+/// `msfb_oauth_token_request_failures_total` …), for OpenMetrics
+/// `_created` (SPEC §14). The `prometheus` crate keeps no creation time, so
+/// each increment of such a series marks it here first. Keyed by family
+/// and label pairs sorted by name, as the gathered series have them; the
+/// label values are bounded sets (operations, codes, reasons), so this
+/// stays a handful of entries.
+#[derive(Default)]
+struct Created {
+    series: Mutex<HashMap<String, f64>>,
+}
+
+impl Created {
+    fn key<'l>(family: &str, labels: impl Iterator<Item = (&'l str, &'l str)>) -> String {
+        let mut pairs: Vec<(&str, &str)> = labels.collect();
+        pairs.sort_unstable();
+        let mut key = family.to_owned();
+        for (name, value) in pairs {
+            for part in ["\0", name, "=", value] {
+                key.push_str(part);
+            }
+        }
+        key
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, f64>> {
+        // Only whole entries are inserted; a poisoned map is still valid.
+        self.series.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records now as the creation time of the series, unless it has one.
+    fn mark(&self, family: &str, names: &[&str], values: &[&str]) {
+        let key = Created::key(family, names.iter().copied().zip(values.iter().copied()));
+        self.lock().entry(key).or_insert_with(unix_now);
+    }
+
+    /// The creation time of a gathered series, if it was marked.
+    fn of(&self, family: &str, m: &prometheus::proto::Metric) -> Option<f64> {
+        let labels = m.get_label().iter().map(|p| (p.name(), p.value()));
+        self.lock().get(&Created::key(family, labels)).copied()
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Label names of the labelled counters and histograms, as passed to
+/// [`Created::mark`].
+const API_LABELS: [&str; 2] = ["operation", "code"];
+const API_DURATION_LABELS: [&str; 1] = ["operation"];
+const TOKEN_FAILURE_LABELS: [&str; 1] = ["reason"];
+const INVENTORY_ERROR_LABELS: [&str; 1] = ["code"];
 
 /// The request series of one operation, each looked up in its vector the
 /// first time it is used and kept: a Get seat check then counts its answer
@@ -196,9 +264,21 @@ impl Telemetry {
                 "Unix time of the last successful configuration load.",
             )
             .expect("static metric definition is valid"),
+            shard_index: Gauge::new(
+                "msfb_seat_exporter_shard_index",
+                "This instance's shard of the configured targets (0 when unsharded).",
+            )
+            .expect("static metric definition is valid"),
+            shard_count: Gauge::new(
+                "msfb_seat_exporter_shard_count",
+                "Shards the configured targets are split into (1 when unsharded); every instance of a job should agree.",
+            )
+            .expect("static metric definition is valid"),
             registry,
             get_seat: Arc::new(SeriesCache::new()),
+            created: Arc::default(),
         };
+        t.shard_count.set(1.0);
         let build_info = GaugeVec::new(
             Opts::new(
                 "msfb_seat_exporter_build_info",
@@ -229,6 +309,8 @@ impl Telemetry {
             Box::new(t.inventory_errors.clone()),
             Box::new(t.reload_successful.clone()),
             Box::new(t.reload_success_time.clone()),
+            Box::new(t.shard_index.clone()),
+            Box::new(t.shard_count.clone()),
             Box::new(build_info),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -243,6 +325,13 @@ impl Telemetry {
 
     /// Counts one upstream answer and its latency.
     pub fn observe_request(&self, operation: &str, code: &str, seconds: f64) {
+        self.created
+            .mark("msfb_api_requests_total", &API_LABELS, &[operation, code]);
+        self.created.mark(
+            "msfb_api_request_duration_seconds",
+            &API_DURATION_LABELS,
+            &[operation],
+        );
         self.api_requests
             .with_label_values(&[operation, code])
             .inc();
@@ -259,20 +348,65 @@ impl Telemetry {
             ErrorCode::Status(status) if usize::from(status) < cache.by_status.len() => {
                 cache.by_status[usize::from(status)]
                     .get_or_init(|| {
+                        let labels = [operation::GET_SEAT, &code.label()];
+                        self.created
+                            .mark("msfb_api_requests_total", &API_LABELS, &labels);
                         self.api_requests
                             .with_label_values(&[operation::GET_SEAT, &code.label()])
                     })
                     .inc();
             }
-            _ => self
-                .api_requests
-                .with_label_values(&[operation::GET_SEAT, &code.label()])
-                .inc(),
+            _ => {
+                let labels = [operation::GET_SEAT, &code.label()];
+                self.created
+                    .mark("msfb_api_requests_total", &API_LABELS, &labels);
+                self.api_requests.with_label_values(&labels).inc();
+            }
         }
         cache
             .duration
-            .get_or_init(|| self.api_duration.with_label_values(&[operation::GET_SEAT]))
+            .get_or_init(|| {
+                self.created.mark(
+                    "msfb_api_request_duration_seconds",
+                    &API_DURATION_LABELS,
+                    &[operation::GET_SEAT],
+                );
+                self.api_duration.with_label_values(&[operation::GET_SEAT])
+            })
             .observe(seconds);
+    }
+
+    /// Counts a failed token request (`msfb_oauth_token_request_failures_total`).
+    pub fn count_token_failure(&self, reason: &str) {
+        self.created.mark(
+            "msfb_oauth_token_request_failures_total",
+            &TOKEN_FAILURE_LABELS,
+            &[reason],
+        );
+        self.token_failures.with_label_values(&[reason]).inc();
+    }
+
+    /// Counts a failed Get Inventory listing (`msfb_inventory_poll_errors_total`).
+    pub fn count_inventory_error(&self, code: &str) {
+        self.created.mark(
+            "msfb_inventory_poll_errors_total",
+            &INVENTORY_ERROR_LABELS,
+            &[code],
+        );
+        self.inventory_errors.with_label_values(&[code]).inc();
+    }
+
+    /// Writes the registry's families in the format of `out`.
+    pub fn encode_to(&self, out: &mut exposition::Out<'_>) {
+        match out.format() {
+            format::Format::Text => self.encode(out.text()),
+            format::Format::OpenMetrics => {
+                let families = self.registry.gather();
+                let created =
+                    |family: &str, m: &prometheus::proto::Metric| self.created.of(family, m);
+                exposition::render_families(&families, &created, out);
+            }
+        }
     }
 
     /// Appends the registry's families in text format 0.0.4.

@@ -32,12 +32,11 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
-use crate::store::{
-    ErrorCode, ItemType, Page, PageAnswer, PageKind, Reason, SeatListing, SeatState,
-};
-use crate::targets::{Outcome, ProductGroup, Sighting};
+use crate::store::{Answer, Fetched, ItemType, Page, PageKind, SeatListing};
+use crate::targets::{ErrorCode, Inconclusive, Outcome, ProductGroup, Reason, Sighting};
 
-use super::check::{CheckContext, with_retries};
+use super::check::{not_found, seat_outcome};
+use super::request::{CheckContext, with_retries};
 use super::{record, unix_now};
 
 /// How a listing ended.
@@ -57,37 +56,46 @@ pub enum ListingEnd {
     Failed {
         /// Pages read before it stopped.
         pages: u32,
-        /// The `code` label.
-        code: ErrorCode,
-        /// The `reason` label.
-        reason: Reason,
-        /// For logs and the status page.
-        detail: String,
+        /// Why, with the labels it is counted under.
+        why: Inconclusive,
     },
 }
 
-/// One page after SPEC §5's retries.
-enum Fetched<T> {
-    Page(T, [u8; 16]),
-    NotFound(ItemType),
-    Failed(Outcome),
+impl ListingEnd {
+    /// A listing stopped after `pages` pages with a `paging` error.
+    fn cut_off(pages: u32, detail: String) -> ListingEnd {
+        ListingEnd::Failed {
+            pages,
+            why: Inconclusive {
+                code: ErrorCode::Paging,
+                reason: Reason::None,
+                detail,
+            },
+        }
+    }
 }
 
-/// Requests one page, retried as a Get seat would be (`check::with_retries`).
+/// One page after SPEC §5's retries, when it was answered.
+enum Paged<P> {
+    Page(Fetched<P>),
+    NotFound(ItemType),
+}
+
+/// Requests one page, retried as a Get seat would be
+/// (`request::with_retries`).
 async fn fetch_page<K: PageKind>(
     ctx: &CheckContext<'_>,
     kind: &K,
     continuation: Option<&str>,
-) -> Fetched<K::Page> {
-    let result = with_retries(ctx, |token| async move {
+) -> Result<Paged<K::Page>, Inconclusive> {
+    with_retries(ctx, |token| async move {
         match ctx.client.get_page(kind, continuation, &token).await {
-            PageAnswer::Page(page, digest) => Ok(Fetched::Page(page, digest)),
-            PageAnswer::NotFound(item) => Ok(Fetched::NotFound(item)),
-            PageAnswer::Failed(failure) => Err(failure),
+            Answer::Found(fetched) => Ok(Paged::Page(fetched)),
+            Answer::NotFound(item) => Ok(Paged::NotFound(item)),
+            Answer::Failed(failure) => Err(failure),
         }
     })
-    .await;
-    result.unwrap_or_else(Fetched::Failed)
+    .await
 }
 
 /// Walks every page of `kind`, handing each to `on_page` as it arrives,
@@ -106,43 +114,29 @@ pub async fn fetch_all<K: PageKind>(
     let mut pages = 0u32;
     loop {
         if pages >= max_pages {
-            return ListingEnd::Failed {
+            return ListingEnd::cut_off(
                 pages,
-                code: ErrorCode::Paging,
-                reason: Reason::None,
-                detail: format!(
-                    "listing cut off: it did not end within max_pages = {max_pages} pages"
-                ),
-            };
+                format!("listing cut off: it did not end within max_pages = {max_pages} pages"),
+            );
         }
-        let (page, digest) = match fetch_page(ctx, kind, continuation.as_deref()).await {
-            Fetched::Page(page, digest) => (page, digest),
-            Fetched::NotFound(item) if pages == 0 => return ListingEnd::NotFound { item },
-            Fetched::NotFound(item) => {
+        let Fetched { page, digest } = match fetch_page(ctx, kind, continuation.as_deref()).await {
+            Ok(Paged::Page(fetched)) => fetched,
+            Ok(Paged::NotFound(item)) if pages == 0 => return ListingEnd::NotFound { item },
+            Ok(Paged::NotFound(item)) => {
                 return ListingEnd::Failed {
                     pages,
-                    code: ErrorCode::Status(404),
-                    reason: Reason::from(item),
-                    detail: format!("page {} of the listing answered 404", pages + 1),
+                    why: Inconclusive {
+                        code: ErrorCode::Status(404),
+                        reason: Reason::from(item),
+                        detail: format!("page {} of the listing answered 404", pages + 1),
+                    },
                 };
             }
-            Fetched::Failed(outcome) => {
-                let (code, reason, detail) = match outcome {
-                    Outcome::Inconclusive {
-                        code,
-                        reason,
-                        detail,
-                    } => (code, reason, detail),
-                    // `classify` never concludes from a failure.
-                    Outcome::Conclusive { .. } => {
-                        (ErrorCode::Decode, Reason::None, "unexpected answer".into())
-                    }
-                };
+            Err(why) => {
+                let detail = format!("page {} of the listing: {}", pages + 1, why.detail);
                 return ListingEnd::Failed {
                     pages,
-                    code,
-                    reason,
-                    detail: format!("page {} of the listing: {detail}", pages + 1),
+                    why: Inconclusive { detail, ..why },
                 };
             }
         };
@@ -153,14 +147,12 @@ pub async fn fetch_all<K: PageKind>(
             return ListingEnd::Complete { pages };
         };
         if continuation.as_deref() == Some(next.as_str()) && previous_digest == Some(digest) {
-            return ListingEnd::Failed {
+            return ListingEnd::cut_off(
                 pages,
-                code: ErrorCode::Paging,
-                reason: Reason::None,
-                detail: format!(
+                format!(
                     "listing cut off: page {pages} came back unchanged with the same continuation token"
                 ),
-            };
+            );
         }
         previous_digest = Some(digest);
         continuation = Some(next);
@@ -181,16 +173,6 @@ pub struct GroupReport {
 /// runaway length are not.
 fn usable_name(name: &str) -> bool {
     !name.trim().is_empty() && name.len() <= 256 && !name.chars().any(char::is_control)
-}
-
-/// The outcome a listed seat gives, as Get seat would give it.
-fn listed_outcome(state: &SeatState, date_assigned: Option<f64>) -> Outcome {
-    let active = *state == SeatState::Active;
-    Outcome::Conclusive {
-        active,
-        assigned_at: date_assigned.filter(|_| active),
-        negative: None,
-    }
 }
 
 /// Checks every target of a list-mode product with one listing, and with
@@ -228,7 +210,7 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
                 overflow = true;
                 continue;
             }
-            let outcome = listed_outcome(&seat.state, seat.date_assigned);
+            let outcome = seat_outcome(&seat.state, seat.date_assigned);
             match seen.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert(Sighting {
@@ -251,61 +233,44 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
     })
     .await;
     let end = match end {
-        ListingEnd::Complete { pages } if overflow => ListingEnd::Failed {
+        ListingEnd::Complete { pages } if overflow => ListingEnd::cut_off(
             pages,
-            code: ErrorCode::Paging,
-            reason: Reason::None,
-            detail: format!(
+            format!(
                 "the listing shows more than max_discovered = {} seats for this instance; \
                  raise it or shard the product",
                 product.max_discovered
             ),
-        },
+        ),
         end => end,
     };
     let now = unix_now();
     let unlisted = match &end {
         ListingEnd::Complete { pages } => {
             group.state.status().listing.complete(*pages, now);
-            Outcome::Conclusive {
-                active: false,
-                assigned_at: None,
-                negative: Some((ErrorCode::Status(404), Reason::Seat)),
-            }
+            // Not listed: what Get seat answers for a user without a seat.
+            not_found(ItemType::Seat)
         }
         ListingEnd::NotFound { item } => {
             group.state.status().listing.complete(1, now);
             seen.clear();
-            Outcome::Conclusive {
-                active: false,
-                assigned_at: None,
-                negative: Some((ErrorCode::Status(404), Reason::from(*item))),
-            }
+            not_found(*item)
         }
-        ListingEnd::Failed {
-            pages,
-            code,
-            reason,
-            detail,
-        } => {
-            group.state.status().listing.failed(*code, now);
+        ListingEnd::Failed { pages, why } => {
+            group.state.status().listing.failed(why.code, now);
             tracing::debug!(
                 product_id = %product.product_id, sku_id = %product.sku_id,
-                pages, code = %code.label(), error = %detail,
+                pages, code = %why.code.label(), error = %why.detail,
                 "seat listing incomplete; no target is judged from it"
             );
-            let outcome = Outcome::Inconclusive {
-                code: *code,
-                reason: *reason,
-                detail: detail.clone(),
-            };
+            let code = why.code;
+            let outcome = Outcome::Inconclusive(why.clone());
             let targets = group.all_targets();
             for t in &targets {
                 record(product, t, &outcome);
             }
             return GroupReport {
                 covered: targets.len(),
-                failed: Some(*code),
+                failed: Some(code),
             };
         }
     };

@@ -9,11 +9,14 @@
 //! product, or one whole list-mode product (`listing`: one paged listing
 //! answers for all its targets); listings are queued first because they
 //! take longest. When to run a cycle is the exporter's business
-//! (`exporter::run_poller`); this module only knows how.
+//! (`exporter::Exporter::run_poller`); this module only knows how.
 
 pub mod check;
+pub mod inventory;
 pub mod listing;
 pub mod pacer;
+pub mod plan;
+pub mod request;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,20 +26,27 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Mode;
-use crate::exporter::Generation;
-use crate::targets::{Outcome, Product, Target, Transition};
+use crate::config::Config;
+use crate::store::{StoreClient, TokenSource};
+use crate::targets::{ErrorCode, Outcome, Product, Target, TargetTable, Transition};
 
-pub use check::RetryPolicy;
+pub use inventory::InventoryReport;
 pub use pacer::Pacer;
+use plan::Work;
+pub use plan::{Scope, cycle_fit_warning};
+pub use request::RetryPolicy;
 
-/// Which targets a cycle checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Every target: a regular cycle.
-    All,
-    /// Only targets never checked (after a reload added some).
-    Unchecked,
+/// Everything derived from one loaded configuration: what a cycle runs
+/// over. The exporter swaps it whole on a reload.
+pub struct Generation {
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// This shard's targets.
+    pub table: Arc<TargetTable>,
+    /// HTTP client for `[store]`.
+    pub client: StoreClient,
+    /// Token cache for `[auth]`.
+    pub tokens: Arc<TokenSource>,
 }
 
 /// What a cycle did, for logs and `--once`.
@@ -63,14 +73,22 @@ impl CycleReport {
     pub fn all_conclusive(&self) -> bool {
         self.checked == self.conclusive && self.listings_failed == 0
     }
-}
 
-/// One unit of a cycle's work.
-enum Work {
-    /// Get seat for one target of a per-user product.
-    Target(Arc<Product>, Arc<Target>),
-    /// One listing for the list-mode product at this index of the table.
-    Listing(usize),
+    /// Counts `n` inconclusive checks under `code`.
+    fn count_failures(&mut self, code: ErrorCode, n: usize) {
+        *self.failures.entry(code.label().into_owned()).or_default() += n;
+    }
+
+    /// Adds a worker's report to this one.
+    fn add(&mut self, r: CycleReport) {
+        self.checked += r.checked;
+        self.conclusive += r.conclusive;
+        self.listings += r.listings;
+        self.listings_failed += r.listings_failed;
+        for (code, n) in r.failures {
+            *self.failures.entry(code).or_default() += n;
+        }
+    }
 }
 
 /// Runs one cycle over `generation`'s targets. Returns `None` if `cancel`
@@ -83,92 +101,72 @@ pub async fn run_cycle(
     cancel: &CancellationToken,
 ) -> Option<CycleReport> {
     let started = Instant::now();
-    let unchecked = |t: &Target| t.state().last_check_at.is_none();
-    let mut work: Vec<Work> = Vec::new();
-    for (i, g) in generation.table.groups.iter().enumerate() {
-        if g.product.mode != Mode::List {
-            continue;
-        }
-        let never_listed = g.state.status().listing.last_at.is_none();
-        let due = match scope {
-            Scope::All => true,
-            Scope::Unchecked => {
-                (g.discovery.is_some() && never_listed) || g.targets.iter().any(|t| unchecked(t))
-            }
-        };
-        if due && (g.discovery.is_some() || !g.targets.is_empty()) {
-            work.push(Work::Listing(i));
-        }
-    }
-    for g in &generation.table.groups {
-        if g.product.mode == Mode::List {
-            continue;
-        }
-        for t in &g.targets {
-            if scope == Scope::All || unchecked(t) {
-                work.push(Work::Target(Arc::clone(&g.product), Arc::clone(t)));
-            }
-        }
-    }
-    let work = Arc::new(work);
+    let work = Arc::new(plan::plan(&generation.table, scope));
     let cursor = Arc::new(AtomicUsize::new(0));
     let workers = generation.config.store.max_concurrency.min(work.len());
     let mut set = JoinSet::new();
     for _ in 0..workers {
-        let (generation, pacer, work, cursor) = (
+        set.spawn(worker(
             Arc::clone(&generation),
             Arc::clone(&pacer),
+            retry,
             Arc::clone(&work),
             Arc::clone(&cursor),
-        );
-        set.spawn(async move {
-            let mut report = CycleReport::default();
-            let ctx = check::CheckContext {
-                client: &generation.client,
-                tokens: &generation.tokens,
-                pacer: &pacer,
-                retry,
-            };
-            loop {
-                let i = cursor.fetch_add(1, Ordering::Relaxed);
-                let (product, target) = match work.get(i) {
-                    None => break,
-                    Some(Work::Target(product, target)) => (product, target),
-                    Some(Work::Listing(g)) => {
-                        let group = &generation.table.groups[*g];
-                        let r = listing::check_group(&ctx, group).await;
-                        report.listings += 1;
-                        report.checked += r.covered;
-                        match r.failed {
-                            None => report.conclusive += r.covered,
-                            Some(code) => {
-                                report.listings_failed += 1;
-                                *report
-                                    .failures
-                                    .entry(code.label().into_owned())
-                                    .or_default() += r.covered.max(1);
-                            }
-                        }
-                        continue;
+        ));
+    }
+    let mut total = join(set, cancel).await?;
+    total.duration = started.elapsed();
+    Some(total)
+}
+
+/// One worker of the pool: takes the next unit of work from the shared
+/// cursor until there is none, and reports what it did.
+async fn worker(
+    generation: Arc<Generation>,
+    pacer: Arc<Pacer>,
+    retry: RetryPolicy,
+    work: Arc<Vec<Work>>,
+    cursor: Arc<AtomicUsize>,
+) -> CycleReport {
+    let mut report = CycleReport::default();
+    let ctx = request::CheckContext {
+        client: &generation.client,
+        tokens: &generation.tokens,
+        pacer: &pacer,
+        retry,
+    };
+    while let Some(unit) = work.get(cursor.fetch_add(1, Ordering::Relaxed)) {
+        match unit {
+            Work::Listing(g) => {
+                let r = listing::check_group(&ctx, &generation.table.groups[*g]).await;
+                report.listings += 1;
+                report.checked += r.covered;
+                match r.failed {
+                    None => report.conclusive += r.covered,
+                    Some(code) => {
+                        report.listings_failed += 1;
+                        report.count_failures(code, r.covered.max(1));
                     }
-                };
+                }
+            }
+            Work::Target(product, target) => {
                 let outcome =
                     check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
                 record(product, target, &outcome);
                 report.checked += 1;
                 match &outcome {
                     Outcome::Conclusive { .. } => report.conclusive += 1,
-                    Outcome::Inconclusive { code, .. } => {
-                        *report
-                            .failures
-                            .entry(code.label().into_owned())
-                            .or_default() += 1;
-                    }
+                    Outcome::Inconclusive(why) => report.count_failures(why.code, 1),
                 }
             }
-            report
-        });
+        }
     }
+    report
+}
+
+/// Waits for every worker and adds up their reports; `None`, with the
+/// workers aborted, if `cancel` fires first.
+async fn join(mut set: JoinSet<CycleReport>, cancel: &CancellationToken) -> Option<CycleReport> {
     let mut total = CycleReport::default();
     loop {
         tokio::select! {
@@ -177,26 +175,16 @@ pub async fn run_cycle(
                 return None;
             }
             next = set.join_next() => match next {
-                Some(Ok(r)) => {
-                    total.checked += r.checked;
-                    total.conclusive += r.conclusive;
-                    total.listings += r.listings;
-                    total.listings_failed += r.listings_failed;
-                    for (code, n) in r.failures {
-                        *total.failures.entry(code).or_default() += n;
-                    }
-                }
+                Some(Ok(r)) => total.add(r),
                 Some(Err(e)) => {
                     // A worker can only end abnormally by panicking, which
                     // no check path does; log it rather than lose the cycle.
                     tracing::error!(error = %e, "poll worker ended abnormally");
                 }
-                None => break,
+                None => return Some(total),
             }
         }
     }
-    total.duration = started.elapsed();
-    Some(total)
 }
 
 /// Stores an outcome and logs a change of seat state (SPEC §5).
@@ -218,15 +206,10 @@ fn record(product: &Product, target: &Target, outcome: &Outcome) {
         ),
         Transition::None => {}
     }
-    if let Outcome::Inconclusive {
-        code,
-        reason,
-        detail,
-    } = outcome
-    {
+    if let Outcome::Inconclusive(why) = outcome {
         tracing::debug!(
             product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
-            code = %code.label(), reason = reason.label(), error = %detail,
+            code = %why.code.label(), reason = why.reason.label(), error = %why.detail,
             "check inconclusive"
         );
     }

@@ -22,9 +22,9 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::client::{describe, read_body};
-use super::{ErrorCode, MAX_BODY_BYTES};
-use crate::config::AuthConfig;
+use super::MAX_BODY_BYTES;
+use super::http::{Exchanged, exchange};
+use crate::config::{AuthConfig, TENANT_PLACEHOLDER};
 use crate::metrics::{Telemetry, operation};
 
 /// Refresh this long before expiry at most …
@@ -146,6 +146,8 @@ struct State {
 pub struct TokenSource {
     http: reqwest::Client,
     config: AuthConfig,
+    /// `config.token_url` with the tenant filled in ([`token_url`]).
+    url: String,
     telemetry: Telemetry,
     state: Mutex<State>,
 }
@@ -155,6 +157,7 @@ impl TokenSource {
     pub fn new(http: reqwest::Client, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
         TokenSource {
             http,
+            url: token_url(&config),
             config,
             telemetry,
             state: Mutex::new(State::default()),
@@ -222,10 +225,7 @@ impl TokenSource {
                 Ok(token)
             }
             Err(err) => {
-                self.telemetry
-                    .token_failures
-                    .with_label_values(&[err.reason.as_str()])
-                    .inc();
+                self.telemetry.count_token_failure(err.reason.as_str());
                 state.failures = state.failures.saturating_add(1);
                 let backoff = backoff(state.failures);
                 state.retry_at = Some(Instant::now() + backoff);
@@ -268,46 +268,28 @@ impl TokenSource {
 
     async fn fetch(&self) -> Result<(AccessToken, Duration), TokenError> {
         self.telemetry.token_requests.inc();
-        let started = std::time::Instant::now();
         let form = [
             ("grant_type", "client_credentials"),
             ("client_id", self.config.client_id.as_str()),
             ("client_secret", self.config.client_secret.expose_secret()),
             ("resource", self.config.resource.as_str()),
         ];
-        let sent = self
+        let request = self
             .http
-            .post(&self.config.token_url)
+            .post(&self.url)
             .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let code = super::client::transport_failure(&e).code;
-                self.telemetry.observe_request(
-                    operation::TOKEN,
-                    &code.label(),
-                    started.elapsed().as_secs_f64(),
-                );
-                return Err(TokenError {
-                    reason: code.label().into_owned(),
-                    detail: describe(&e),
-                });
-            }
-        };
-        let status = response.status().as_u16();
-        let body = read_body(response).await;
-        self.telemetry.observe_request(
-            operation::TOKEN,
-            &ErrorCode::Status(status).label(),
-            started.elapsed().as_secs_f64(),
-        );
-        let body = body.map_err(|f| TokenError {
+            .form(&form);
+        let failed = |f: super::Failure| TokenError {
             reason: f.code.label().into_owned(),
             detail: f.detail,
-        })?;
+        };
+        let Exchanged { status, body, .. } = exchange(request, |code, seconds| {
+            self.telemetry
+                .observe_request(operation::TOKEN, &code.label(), seconds);
+        })
+        .await
+        .map_err(failed)?;
+        let body = body.map_err(failed)?;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         if !(200..300).contains(&status) {
             let oauth = json
@@ -358,10 +340,20 @@ impl TokenSource {
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
-            .field("token_url", &self.config.token_url)
+            .field("token_url", &self.url)
             .field("client_id", &self.config.client_id)
             .finish_non_exhaustive()
     }
+}
+
+/// The token endpoint of `config`: `token_url` with the tenant id
+/// percent-encoded as one path segment in place of `{tenant_id}`, so a
+/// tenant id can never add a segment or a query (SPEC §4).
+pub fn token_url(config: &AuthConfig) -> String {
+    let tenant = percent_encoding::utf8_percent_encode(&config.tenant_id, super::client::SEGMENT);
+    config
+        .token_url
+        .replace(TENANT_PLACEHOLDER, &tenant.to_string())
 }
 
 fn backoff(failures: u32) -> Duration {
@@ -403,6 +395,29 @@ pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tenant_fills_the_template_as_one_segment() {
+        let config = AuthConfig {
+            tenant_id: "contoso.onmicrosoft.com".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from("s"),
+            token_url: "https://login.example/{tenant_id}/oauth2/token".into(),
+            resource: "r".into(),
+        };
+        assert_eq!(
+            token_url(&config),
+            "https://login.example/contoso.onmicrosoft.com/oauth2/token"
+        );
+        let odd = AuthConfig {
+            tenant_id: "a/b?c d".into(),
+            ..config
+        };
+        assert_eq!(
+            token_url(&odd),
+            "https://login.example/a%2Fb%3Fc%20d/oauth2/token"
+        );
+    }
 
     #[test]
     fn token_debug_is_redacted() {

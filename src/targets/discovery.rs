@@ -273,8 +273,8 @@ pub(super) fn carry_discovery(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ErrorCode, Reason};
     use crate::targets::state::tests::conclusive;
+    use crate::targets::{ErrorCode, Reason};
 
     fn sighting(upn: &str, active: bool) -> (String, Sighting) {
         (

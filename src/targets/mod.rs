@@ -17,12 +17,18 @@
 //! [`ProductState`] (inventory and listing health, `product`) and
 //! [`Discovery`] (the targets of a `users = "all"` product, `discovery`).
 //!
+//! - `outcome`: what a check concluded, and its `code`/`reason` labels;
 //! - `state`: one target and what a check does to it;
 //! - `product`: product-level state;
 //! - `discovery`: targets found by listing;
-//! - `shard`: which instance owns a target, and hashed user labels.
+//! - `shard`: which instance owns a target, and hashed user labels;
+//! - `inventory`: the Get Inventory facts kept per product;
+//! - `labels`: label values escaped once, with the table.
 
 mod discovery;
+mod inventory;
+mod labels;
+mod outcome;
 mod product;
 mod shard;
 mod state;
@@ -35,9 +41,12 @@ use crate::config::{Config, Mode};
 
 pub use discovery::{Discovery, DiscoveryPlan, Sighting};
 use discovery::{DiscoverySettings, carry_discovery};
+pub use inventory::{InventoryFacts, InventoryView, enum_label};
+pub use labels::{UserLabels, escape_label_value};
+pub use outcome::{ErrorCode, Inconclusive, Outcome, Reason};
 pub use product::{ListingStatus, ProductState, ProductStatus};
 pub use shard::{hash_user, in_shard, shard_of};
-pub use state::{ErrorCount, LastError, Outcome, Seat, Target, TargetState, Transition};
+pub use state::{ErrorCount, LastError, Seat, Target, TargetState, Transition};
 
 /// A product as configured, shared by its targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,50 +82,6 @@ pub struct ProductGroup {
     pub state: Arc<ProductState>,
     /// The `user` label values of `targets`, escaped, in one string.
     pub user_labels: UserLabels,
-}
-
-/// The escaped `user` label values of a group's configured targets, back to
-/// back in one string, built with the table. A scrape reads them in order
-/// instead of following a pointer to each target's own string: at 100k
-/// targets those cache misses were a quarter of the render time. Costs about
-/// 30 bytes a target.
-#[derive(Debug, Default)]
-pub struct UserLabels {
-    text: String,
-    /// End of each label in `text`; label `i` starts where `i - 1` ends.
-    ends: Vec<u32>,
-}
-
-impl UserLabels {
-    fn build(targets: &[Arc<Target>]) -> UserLabels {
-        let mut text = String::with_capacity(targets.iter().map(|t| t.user_label().len()).sum());
-        let ends = targets
-            .iter()
-            .map(|t| {
-                crate::metrics::exposition::escape_label_value(&mut text, t.user_label());
-                // A label is bounded by the configuration file size limit
-                // (64 MiB), so the total stays far below 4 GiB.
-                u32::try_from(text.len()).unwrap_or(u32::MAX)
-            })
-            .collect();
-        UserLabels { text, ends }
-    }
-
-    /// All labels, back to back.
-    pub fn text(&self) -> &str {
-        &self.text
-    }
-
-    /// Where the label of target `i` lies in [`UserLabels::text`]; empty
-    /// past the end.
-    pub fn span(&self, i: usize) -> (u32, u32) {
-        let end = self.ends.get(i).copied().unwrap_or(0);
-        let start = match i {
-            0 => 0,
-            _ => self.ends.get(i - 1).copied().unwrap_or(end),
-        };
-        (start, end)
-    }
 }
 
 impl ProductGroup {

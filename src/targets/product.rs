@@ -5,8 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::inventory::InventoryView;
-use crate::store::ErrorCode;
+use super::{ErrorCode, InventoryView};
 
 /// How the latest seat listings of a product went (list mode).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,8 +18,10 @@ pub struct ListingStatus {
     pub last_success_at: Option<f64>,
     /// Pages of the latest complete listing.
     pub pages: Option<u32>,
-    /// Failed listings by `code`, each series created at its first failure.
-    pub errors: Vec<(ErrorCode, u64)>,
+    /// Failed listings by `code`, each series created at its first failure
+    /// (the Unix seconds of which are the third field, OpenMetrics
+    /// `_created`).
+    pub errors: Vec<(ErrorCode, u64, f64)>,
 }
 
 impl ListingStatus {
@@ -36,11 +37,11 @@ impl ListingStatus {
     pub fn failed(&mut self, code: ErrorCode, now: f64) {
         self.last_at = Some(now);
         self.ok = false;
-        match self.errors.iter_mut().find(|(c, _)| *c == code) {
-            Some((_, n)) => *n += 1,
+        match self.errors.iter_mut().find(|(c, _, _)| *c == code) {
+            Some((_, n, _)) => *n += 1,
             None => {
-                self.errors.push((code, 1));
-                self.errors.sort_by_key(|(c, _)| *c);
+                self.errors.push((code, 1, now));
+                self.errors.sort_by_key(|(c, _, _)| *c);
             }
         }
     }

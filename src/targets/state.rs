@@ -5,37 +5,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::store::{ErrorCode, Reason};
-
-/// What one check concluded (SPEC §5).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// The Store answered about the seat.
-    Conclusive {
-        /// Whether an active seat is held.
-        active: bool,
-        /// `dateAssigned` of an active seat, Unix seconds.
-        assigned_at: Option<f64>,
-        /// A negative answer that is also counted as an error (404).
-        negative: Option<(ErrorCode, Reason)>,
-    },
-    /// No answer about the seat; the last conclusive value stays.
-    Inconclusive {
-        /// The `code` label.
-        code: ErrorCode,
-        /// The `reason` label.
-        reason: Reason,
-        /// For logs and the status page.
-        detail: String,
-    },
-}
-
-impl Outcome {
-    /// Whether the check gave an answer about the seat.
-    pub fn is_conclusive(&self) -> bool {
-        matches!(self, Outcome::Conclusive { .. })
-    }
-}
+use super::{ErrorCode, Outcome, Reason};
 
 /// The last conclusive answer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -47,7 +17,7 @@ pub struct Seat {
 }
 
 /// One `msfb_seat_check_errors_total` series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ErrorCount {
     /// `code` label.
     pub code: ErrorCode,
@@ -55,6 +25,8 @@ pub struct ErrorCount {
     pub reason: Reason,
     /// Counter value.
     pub count: u64,
+    /// Unix seconds of the first increment (OpenMetrics `_created`).
+    pub created: f64,
 }
 
 /// The most recent failed or negative check, for the status page.
@@ -136,12 +108,8 @@ impl TargetState {
                     _ => Transition::None,
                 }
             }
-            Outcome::Inconclusive {
-                code,
-                reason,
-                detail,
-            } => {
-                self.count_error(*code, *reason, now, detail.clone());
+            Outcome::Inconclusive(why) => {
+                self.count_error(why.code, why.reason, now, why.detail.clone());
                 Transition::None
             }
         }
@@ -159,6 +127,7 @@ impl TargetState {
                     code,
                     reason,
                     count: 1,
+                    created: now,
                 });
                 self.errors.sort_by_key(|e| (e.code, e.reason));
             }
@@ -228,6 +197,7 @@ impl Target {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::targets::Inconclusive;
 
     /// A conclusive answer, with a date when active (shared with the
     /// discovery tests).
@@ -240,22 +210,22 @@ pub(super) mod tests {
     }
 
     fn failed(code: ErrorCode) -> Outcome {
-        Outcome::Inconclusive {
+        Outcome::Inconclusive(Inconclusive {
             code,
             reason: Reason::None,
             detail: "x".into(),
-        }
+        })
     }
 
     #[test]
     fn a_long_error_detail_is_clipped_at_a_character() {
         let mut s = TargetState::default();
         s.record(
-            &Outcome::Inconclusive {
+            &Outcome::Inconclusive(Inconclusive {
                 code: ErrorCode::Decode,
                 reason: Reason::None,
                 detail: "é".repeat(100_000),
-            },
+            }),
             1.0,
         );
         let detail = s.last_error.unwrap().detail;

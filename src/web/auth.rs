@@ -35,8 +35,8 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::SharedSite;
 use super::throttle::{Client, Throttle};
-use crate::exporter::Exporter;
 
 /// `WWW-Authenticate` of a 401.
 const CHALLENGE: &str = "Basic realm=\"msfb_seat_exporter\", charset=\"UTF-8\"";
@@ -150,7 +150,7 @@ fn decoy(users: &BTreeMap<String, String>) -> Option<&str> {
 #[derive(Clone)]
 pub struct AuthState {
     /// Where the configured users come from.
-    pub exporter: Exporter,
+    pub site: SharedSite,
     /// Verifications already paid for.
     pub cache: Arc<CredentialCache>,
     /// Failed attempts per client, and the bcrypt runs at once.
@@ -185,7 +185,7 @@ fn unauthorized() -> Response {
 /// the credentials are valid, else answers 401 with a challenge, or 429
 /// when the client has failed too often lately.
 pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -> Response {
-    let generation = state.exporter.generation();
+    let generation = state.site.generation();
     let users = &generation.config.web.basic_auth_users;
     if users.is_empty() {
         return next.run(req).await;

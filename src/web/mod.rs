@@ -1,10 +1,11 @@
-//! The HTTP side (SPEC §7): `router(exporter) -> Router` with the landing
+//! The HTTP side (SPEC §7): `router(site) -> Router` with the landing
 //! page, the metrics, the status page, health, readiness and reload; `serve`
 //! runs it with connection limits and graceful shutdown, over plain TCP or
 //! TLS (`tls`); `auth` checks basic-auth credentials.
 //!
-//! Every handler reads the exporter's current generation and never waits for
-//! a poll. Scrapes beyond [`MAX_SCRAPES`] at once get a 503 at once rather
+//! The endpoints see the running exporter only through [`Site`]: the
+//! generation in force, readiness, reload and the exposition. Every handler
+//! reads the current generation and never waits for a poll. Scrapes beyond [`MAX_SCRAPES`] at once get a 503 at once rather
 //! than queueing (as Prometheus exporters do); `/-/healthy` is outside that
 //! limit, and outside authentication, so a scrape storm or a missing password
 //! cannot fail a liveness probe. Authentication sits outside the limit too,
@@ -18,6 +19,7 @@ pub mod serve;
 pub mod throttle;
 pub mod tls;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -28,14 +30,38 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
-use crate::exporter::Exporter;
 use crate::metrics::exposition;
+use crate::metrics::format::Format;
+use crate::poller::Generation;
+
+/// What the endpoints need from the running exporter, and no more.
+pub trait Site: Send + Sync + 'static {
+    /// The configuration and target table in force.
+    fn generation(&self) -> Arc<Generation>;
+    /// `/-/ready`: whether every target has been checked.
+    fn is_ready(&self) -> bool;
+    /// Re-reads the configuration; the error is the message to show.
+    fn reload(&self) -> BoxFuture<'_, Result<(), String>>;
+    /// The full exposition in `format`, in chunks of about `chunk` bytes,
+    /// handed to `emit` until it returns `false`; whether every chunk was
+    /// handed on.
+    fn stream_metrics(
+        &self,
+        chunk: usize,
+        format: Format,
+        emit: &mut dyn FnMut(String) -> bool,
+    ) -> bool;
+}
+
+/// The [`Site`] the handlers share.
+pub type SharedSite = Arc<dyn Site>;
 
 /// Scrapes (and page views) served at once (SPEC §7).
 pub const MAX_SCRAPES: usize = 40;
@@ -50,7 +76,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Prometheus text format 0.0.4.
-pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const TEXT_FORMAT: &str = crate::metrics::format::TEXT_CONTENT_TYPE;
 
 /// What the listener speaks.
 #[derive(Debug, Clone)]
@@ -75,15 +101,15 @@ impl Transport {
     }
 }
 
-/// Serves `exporter`'s endpoints on `listener` until `shutdown` fires, then
+/// Serves `site`'s endpoints on `listener` until `shutdown` fires, then
 /// lets open requests finish (bounded by [`serve::Limits::shutdown_grace`]).
 pub async fn run(
-    exporter: Exporter,
+    site: impl Site,
     listener: tokio::net::TcpListener,
     transport: Transport,
     shutdown: CancellationToken,
 ) {
-    let service = serve::hyper_service(router(exporter));
+    let service = serve::hyper_service(router(site));
     let limits = serve::Limits::default();
     let shutdown = shutdown.cancelled_owned();
     match transport {
@@ -119,12 +145,13 @@ async fn hold_slot(
     Response::from_parts(parts, axum::body::Body::from_stream(body))
 }
 
-/// Builds the router for `exporter`.
-pub fn router(exporter: Exporter) -> Router {
+/// Builds the router for `site`.
+pub fn router(site: impl Site) -> Router {
+    let site: SharedSite = Arc::new(site);
     let auth = auth::AuthState {
-        exporter: exporter.clone(),
-        cache: std::sync::Arc::default(),
-        throttle: std::sync::Arc::default(),
+        site: Arc::clone(&site),
+        cache: Arc::default(),
+        throttle: Arc::default(),
     };
     // Layers wrap what is above them: authentication runs outside the
     // concurrency limit, so a refused request never takes a slot (guessing
@@ -157,7 +184,7 @@ pub fn router(exporter: Exporter) -> Router {
                 .gzip(true)
                 .quality(CompressionLevel::Fastest),
         )
-        .with_state(exporter)
+        .with_state(site)
 }
 
 /// The metrics path is configurable and may change on reload, so it is
@@ -174,21 +201,26 @@ pub fn router(exporter: Exporter) -> Router {
 /// `serve::Limits`, or at shutdown), which drops the body and ends the
 /// render. No lock is shared between scrapes, so a slow scraper never
 /// delays another.
-async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Response {
-    let path = exporter.generation().config.web.telemetry_path.clone();
+async fn metrics_or_404(State(site): State<SharedSite>, req: Request) -> Response {
+    let path = site.generation().config.web.telemetry_path.clone();
     if req.uri().path() != path {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
         return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
     }
+    let format = Format::negotiate(
+        req.headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
     // Rendering 100k targets takes a while; keep it off the async workers
     // so that polling and other requests carry on meanwhile. Returns
     // whether every chunk was handed on (a send fails once the body, and
     // with it the receiver, is dropped).
     let render = tokio::task::spawn_blocking(move || {
-        exporter.stream_metrics(exposition::CHUNK_BYTES, &mut |chunk| {
+        site.stream_metrics(exposition::CHUNK_BYTES, format, &mut |chunk| {
             tx.blocking_send(Bytes::from(chunk)).is_ok()
         })
     });
@@ -228,17 +260,21 @@ async fn metrics_or_404(State(exporter): State<Exporter>, req: Request) -> Respo
         .chain(rest)
         .fuse();
     (
-        [(header::CONTENT_TYPE, TEXT_FORMAT)],
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            // Caches must not hand one scraper's format to another.
+            (header::VARY, "Accept, Accept-Encoding"),
+        ],
         axum::body::Body::from_stream(body),
     )
         .into_response()
 }
 
-async fn ready(State(exporter): State<Exporter>) -> Response {
-    if exporter.is_ready() {
+async fn ready(State(site): State<SharedSite>) -> Response {
+    if site.is_ready() {
         return (StatusCode::OK, "ready\n").into_response();
     }
-    let generation = exporter.generation();
+    let generation = site.generation();
     let checked = generation
         .table
         .iter()
@@ -254,8 +290,8 @@ async fn ready(State(exporter): State<Exporter>) -> Response {
         .into_response()
 }
 
-async fn reload(State(exporter): State<Exporter>) -> Response {
-    match exporter.reload().await {
+async fn reload(State(site): State<SharedSite>) -> Response {
+    match site.reload().await {
         Ok(()) => (StatusCode::OK, "configuration reloaded\n").into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }

@@ -18,7 +18,7 @@ use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::exporter::Exporter;
+use super::SharedSite;
 use crate::targets::{Seat, StateCounts, TargetTable};
 
 /// `'sha256-…'` source expression of an inline element's content.
@@ -86,8 +86,8 @@ th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after
 .unknown{color:#777}code{font-size:90%}input{padding:.3em;width:20em}";
 
 /// `GET /`.
-pub async fn landing(State(exporter): State<Exporter>) -> Response {
-    let generation = exporter.generation();
+pub async fn landing(State(site): State<SharedSite>) -> Response {
+    let generation = site.generation();
     let config = &generation.config;
     let mut rows = String::new();
     let mut total = StateCounts::default();
@@ -119,7 +119,7 @@ pub async fn landing(State(exporter): State<Exporter>) -> Response {
         now = rfc3339(crate::poller::unix_now()),
         version = env!("CARGO_PKG_VERSION"),
         interval = humantime::format_duration(config.poll.interval),
-        ready = if exporter.is_ready() {
+        ready = if site.is_ready() {
             "ready"
         } else {
             "not ready"
@@ -212,8 +212,8 @@ pub fn status_rows(table: &TargetTable) -> Vec<StatusRow> {
 }
 
 /// `GET /status`.
-pub async fn status(State(exporter): State<Exporter>, Query(q): Query<StatusQuery>) -> Response {
-    let generation = exporter.generation();
+pub async fn status(State(site): State<SharedSite>, Query(q): Query<StatusQuery>) -> Response {
+    let generation = site.generation();
     let rows = status_rows(&generation.table);
     let now = rfc3339(crate::poller::unix_now());
     if q.format.as_deref() == Some("json") {

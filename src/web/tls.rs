@@ -262,13 +262,11 @@ fn stamps(files: &TlsFiles) -> Result<Stamps, TlsError> {
     Ok((stat(&files.cert)?, stat(&files.key)?))
 }
 
-/// Largest certificate or key file read (a chain is a few kilobytes).
-pub(crate) const MAX_PEM_BYTES: u64 = 1024 * 1024;
-
 /// Reads a regular file without blocking (a pipe swapped in for the
 /// certificate must not stall handshakes: `config::files`).
 fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
-    crate::config::files::read_bytes(file, MAX_PEM_BYTES).map_err(|source| TlsError::Read {
+    use crate::config::files::{MAX_PEM_BYTES, read_bytes};
+    read_bytes(file, MAX_PEM_BYTES).map_err(|source| TlsError::Read {
         file: file.to_path_buf(),
         source,
     })

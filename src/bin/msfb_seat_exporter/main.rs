@@ -30,8 +30,10 @@ fn main() -> ExitCode {
     let code = match runtime.block_on(run::run(args)) {
         Ok(code) => code,
         Err(e) => {
+            // Once, as a log line in the format asked for (as Prometheus'
+            // exporters do): a second, plain copy on the same stderr would
+            // read as two failures.
             tracing::error!(error = format!("{e:#}"), "exiting");
-            eprintln!("msfb_seat_exporter: {e:#}");
             ExitCode::from(1)
         }
     };

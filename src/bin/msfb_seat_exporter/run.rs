@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::{self, Exporter};
-use msfb_seat_exporter::{demo, web};
+use msfb_seat_exporter::{daemon, demo, web};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
@@ -15,13 +15,25 @@ use crate::cli::Args;
 /// Exit code for bad usage or an invalid configuration.
 const INVALID: u8 = 2;
 
+/// Follows the message of a configuration file that does not exist: what a
+/// newcomer who ran the bare binary needs next.
+const MISSING_CONFIG_HINT: &str = "  name the file with --config.file=PATH; start one from \
+config.toml.example (in the repository, every key with its default); or try the exporter \
+without one: --demo";
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     if args.demo {
+        if let Some(address) = &args.listen_address
+            && let Err(e) = config::check_listen_address_flag(address)
+        {
+            eprintln!("msfb_seat_exporter: {e}");
+            return Ok(ExitCode::from(INVALID));
+        }
         let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
         let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
         signals.abort();
-        result.context("demo failed")?;
+        result?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -33,11 +45,15 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let path = args.config_file.clone();
     let load_options = options.clone();
-    let loaded = tokio::task::spawn_blocking(move || config::load(&path, &load_options))
+    let loaded = tokio::task::spawn_blocking(move || exporter::load_config(&path, &load_options))
         .await
         .context("configuration loader failed")?;
     let config = match loaded {
         Ok(c) => c,
+        Err(e) if e.is_missing_file() => {
+            eprintln!("msfb_seat_exporter: {e}\n{MISSING_CONFIG_HINT}");
+            return Ok(ExitCode::from(INVALID));
+        }
         Err(e) => {
             eprintln!("msfb_seat_exporter: {e}");
             return Ok(ExitCode::from(INVALID));
@@ -117,9 +133,14 @@ async fn daemon(
 
     let signals = tokio::spawn(handle_signals(exporter.clone(), shutdown.clone()));
     let background = background_runtime().context("cannot start the polling runtime")?;
-    exporter
-        .run_on(background.handle(), listener, transport, shutdown)
-        .await;
+    daemon::run_on(
+        &exporter,
+        background.handle(),
+        listener,
+        transport,
+        shutdown,
+    )
+    .await;
     // The loops have stopped (or were given their second); do not wait for
     // anything left on that runtime.
     background.shutdown_background();

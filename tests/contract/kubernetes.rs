@@ -12,26 +12,15 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::util::programs::yaml_documents;
+
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kubernetes")
 }
 
-/// Every YAML document of a file, as JSON.
+/// Every YAML document of a file of `contrib/kubernetes/`, as JSON.
 fn load(name: &str) -> Vec<Value> {
-    let out = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)",
-        ])
-        .arg(dir().join(name))
-        .output()
-        .expect("python3 with PyYAML is needed (bash scripts/test.sh installs python3-yaml)");
-    assert!(
-        out.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from python")
+    yaml_documents(&dir().join(name))
 }
 
 fn one(name: &str, kind: &str) -> Value {

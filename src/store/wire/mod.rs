@@ -3,8 +3,12 @@
 //! both `state`/`active` and `State`/`Active`; unknown fields are ignored; the
 //! undocumented 404 body is searched for an item type wherever it may be.
 //!
-//! These are kept apart from the domain types in `targets` so that a change
-//! in the wire format stays in this file.
+//! Every wire type of the Store API is here: Get seat's SeatDetails and
+//! the 404 body in this file, the listings' pages in `pages`. They are kept
+//! apart from the domain types in `targets` so that a change in the wire
+//! format stays in this module.
+
+mod pages;
 
 use std::fmt;
 
@@ -12,6 +16,9 @@ use chrono::{DateTime, NaiveDateTime};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
+
+use crate::targets::Reason;
+pub use pages::{InventoryEntry, InventoryPage, ListedSeat, Page, SeatPage};
 
 /// The `state` of a seat as the Store reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +258,18 @@ fn find_item_type(v: &Value) -> Option<&str> {
         }
         Value::Array(items) => items.iter().find_map(find_item_type),
         _ => None,
+    }
+}
+
+/// The `reason` label of a 404 naming this item type.
+impl From<ItemType> for Reason {
+    fn from(t: ItemType) -> Reason {
+        match t {
+            ItemType::Seat => Reason::Seat,
+            ItemType::User => Reason::User,
+            ItemType::Inventory => Reason::Inventory,
+            ItemType::Unknown => Reason::Unknown,
+        }
     }
 }
 

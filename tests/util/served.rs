@@ -1,6 +1,6 @@
-//! An exporter served on a real loopback socket (the `Harness` in `util`
-//! drives the router without one): for TLS, for a real Prometheus, and for
-//! anything that needs `[web]` or `[metrics]` settings in the config.
+//! An exporter served on a real loopback socket (the `Harness` in
+//! `harness.rs` drives the router without one): for TLS, for a real
+//! Prometheus, and for anything that needs `[web]` or `[metrics]` settings.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ use msfb_seat_exporter::web;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 
-use crate::util::fast_options;
+use super::harness::fast_options;
 
 /// A fake Store, a config directory, an exporter and its HTTP server.
 pub struct Served {
@@ -98,23 +98,15 @@ impl Served {
             .expect("cycle not cancelled");
     }
 }
-/// Polls `probe` until it gives `Some`, or panics after `deadline` with
-/// `what` and the last state. For waiting on other processes: the deadline
-/// is generous because the test machine may be slow and busy.
-pub async fn eventually<T, F, Fut>(what: &str, deadline: std::time::Duration, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        let last = match probe().await {
-            Ok(v) => return v,
-            Err(state) => state,
-        };
-        if start.elapsed() > deadline {
-            panic!("timed out after {deadline:?} waiting for {what}; last: {last}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
+
+/// An HTTP client for an exporter on a socket that opens a connection per
+/// request. The exporter closes a keep-alive connection after 10 s idle
+/// (its header read timeout), and tests wait about that long between
+/// requests (a poll cycle): a pooled connection could be reused just as the
+/// exporter closes it, and the request fail with a reset.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("HTTP client")
 }

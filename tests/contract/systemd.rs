@@ -7,7 +7,8 @@
 //! tests fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+
+use crate::util::programs::{systemd_analyze, text};
 
 const UNIT: &str = "msfb_seat_exporter.service";
 const INSTALLED_BINARY: &str = "/usr/local/bin/msfb_seat_exporter";
@@ -74,27 +75,11 @@ fn start_script(index: u32) -> String {
     script.replace("%i", &index.to_string()).replace("$$", "$")
 }
 
-fn analyze(args: &[&str], unit: &Path) -> Output {
-    std::process::Command::new("systemd-analyze")
-        .args(args)
-        .arg(unit)
-        .env("SYSTEMD_COLORS", "0")
-        .env("SYSTEMD_PAGER", "")
-        .output()
-        .expect(
-            "systemd-analyze is needed (Debian package systemd; bash scripts/test.sh installs it)",
-        )
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 /// `systemd-analyze verify` passes on `unit` with nothing to say: verify
 /// exits 0 on some findings (unknown keys are only warnings), so its output
 /// must be empty too.
 fn assert_verifies(unit: &Path) {
-    let out = analyze(&["verify"], unit);
+    let out = systemd_analyze(&["verify"], unit);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "", "systemd-analyze verify findings");
     assert_eq!(text(&out.stdout), "", "systemd-analyze verify findings");
@@ -105,7 +90,7 @@ fn assert_verifies(unit: &Path) {
 /// report, so the test does not rest on how the threshold is counted.
 fn assert_exposure_at_most_limit(unit: &Path, name: &str) {
     let threshold = format!("--threshold={MAX_EXPOSURE_TENTHS}");
-    let out = analyze(&["security", "--offline=yes", &threshold], unit);
+    let out = systemd_analyze(&["security", "--offline=yes", &threshold], unit);
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     let line = report

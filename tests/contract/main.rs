@@ -1,0 +1,21 @@
+//! Contract tests: the shipped artifacts and the exposition checked by the
+//! outside programs that consume them (promtool, prometheus,
+//! systemd-analyze, node, python3 with PyYAML). A second test binary, so
+//! that `cargo test --test tests` stays quick and needs nothing outside
+//! cargo; `cargo test --all-targets` (`scripts/test.sh`, which installs the
+//! programs from Debian) runs both. A missing program fails, never skips.
+
+#[path = "../util/mod.rs"]
+mod util;
+
+// contrib/prometheus/: alert rules, dashboard and a real Prometheus
+// (promtool, prometheus); every family passes `promtool check metrics`.
+mod prometheus;
+// systemd/: the unit and the template, by systemd-analyze.
+mod systemd;
+// contrib/kubernetes/: the StatefulSet, Service and scrape config (PyYAML).
+mod kubernetes;
+// The status page's script, run in Node.
+mod pages;
+// OpenMetrics through prometheus_client's strict parser (test venv).
+mod openmetrics;
