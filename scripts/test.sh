@@ -3,8 +3,9 @@
 # Debian when it is missing (as root, or through sudo), then runs every test:
 # both binaries, `tests` (needs only cargo) and `contract`, where promtool and
 # prometheus check the shipped rules, dashboard and exposition,
-# systemd-analyze the units, node the status page's script and python3-yaml
-# the Kubernetes manifests; the contract tests fail without them. A venv under
+# systemd-analyze the units, node the status page's script, chromium (headless,
+# driven by node) the status page's layout, and python3-yaml the Kubernetes
+# manifests; the contract tests fail without them. A venv under
 # target/ holds what Debian does not package: prometheus-client (a strict
 # OpenMetrics parser) and kubernetes-validate (the manifests against the
 # Kubernetes schemas).
@@ -15,6 +16,7 @@ need=()
 { command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ "${#need[@]}" -gt 0 ]; then

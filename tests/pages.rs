@@ -134,3 +134,172 @@ async fn status_json_has_the_same_rows_raw_and_in_the_same_order() {
         at += found + u.len();
     }
 }
+
+/// The `<tr>` of the status page that names `user` (escaped as on the page).
+fn row_of<'a>(html: &'a str, user: &str) -> &'a str {
+    let at = html
+        .find(&format!(">{user}</td>"))
+        .unwrap_or_else(|| panic!("no row for {user}"));
+    let start = html[..at].rfind("<tr").unwrap();
+    let end = at + html[at..].find("</tr>").unwrap();
+    &html[start..end]
+}
+
+/// GET over a real socket, the body read to its end.
+async fn fetch(served: &crate::util::Served, path: &str) -> (u16, String) {
+    let response = reqwest::get(format!("{}{path}", served.url()))
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Issue 15: a lost seat is not a user who never had one; each state has
+/// its own badge, explained in a legend; times say how long ago with the
+/// exact time on hover; the error column shows the latest check's error,
+/// and an older one only marked as past. Served over a real socket, so the
+/// streamed body is read as a client reads it.
+#[tokio::test]
+async fn status_rows_say_lost_no_seat_unknown_or_active_with_a_legend() {
+    use crate::util::pages::story_users::*;
+    let served = crate::util::pages::story().await;
+    let (status, html) = fetch(&served, "/status").await;
+    assert_eq!(status, 200);
+    let legend = between(&html, "<ul class=\"legend\"", "</ul>");
+    for (class, word) in [
+        ("active", "active"),
+        ("lost", "lost"),
+        ("noseat", "no seat"),
+        ("unknown", "unknown"),
+    ] {
+        let badge = format!("<span class=\"st {class}\">{word}</span>");
+        assert!(legend.contains(&badge), "{badge} not in the legend");
+    }
+    assert!(html.contains(
+        "7 targets: <b>1</b> lost · <b>2</b> failing · 1 no seat · 1 unknown · 4 active"
+    ));
+
+    let bob = row_of(&html, BOB);
+    assert!(bob.starts_with("<tr class=\"lost\">"), "{bob}");
+    assert!(bob.contains("<span class=\"st lost\">lost</span>"), "{bob}");
+    assert!(bob.contains("<code>404</code> (seat): not found"), "{bob}");
+    assert!(!bob.contains("past"), "the 404 is the latest answer: {bob}");
+    let erin = row_of(&html, ERIN);
+    assert!(
+        erin.contains("<span class=\"st noseat\">no seat</span>"),
+        "{erin}"
+    );
+    let zed = row_of(&html, ZED);
+    assert!(zed.starts_with("<tr class=\"unknown failing\">"), "{zed}");
+    assert!(
+        zed.contains(
+            "<span class=\"st unknown\">unknown</span> <span class=\"fail\">failing</span>"
+        )
+    );
+    assert!(
+        zed.contains("<td data-label=\"Last success\" data-sort=\"0\">never</td>"),
+        "{zed}"
+    );
+    let dave = row_of(&html, DAVE);
+    assert!(
+        dave.contains(
+            "<span class=\"st active\">active</span> <span class=\"fail\">failing</span>"
+        )
+    );
+    assert!(dave.contains("<code>503</code>"), "{dave}");
+    // Frank has his seat back: his 404 is history, not a current problem.
+    let frank = row_of(&html, FRANK);
+    assert!(frank.starts_with("<tr class=\"active\">"), "{frank}");
+    assert!(
+        frank.contains("<span class=\"past\">past, <time "),
+        "{frank}"
+    );
+    assert!(frank.contains("<code>404</code> (seat)"), "{frank}");
+    let alice = row_of(&html, ALICE);
+    assert!(
+        alice.contains("<td class=\"err\" data-label=\"Last error\"></td>"),
+        "{alice}"
+    );
+
+    // Relative times, the exact UTC time on hover and as the sort key.
+    let time = between(alice, "<td data-label=\"Last check\"", "</td>");
+    assert!(time.contains("<time datetime=\"20"), "{time}");
+    assert!(
+        time.contains("Z\" title=\"20") && time.contains(" UTC\">"),
+        "{time}"
+    );
+    assert!(
+        time.contains("just now</time>") || time.contains(" s ago</time>"),
+        "{time}"
+    );
+
+    // Lost, then failing, then no seat, then the rest; by user within each.
+    let order: Vec<usize> = [BOB, DAVE, ZED, ERIN, ALICE, FRANK]
+        .iter()
+        .map(|u| html.find(&format!(">{u}</td>")).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
+
+/// SPEC §17: bidirectional and invisible characters in a UPN or a product
+/// name are shown as `\u{…}` on both pages, never as themselves; the JSON
+/// keeps the data as it is.
+#[tokio::test]
+async fn pages_show_bidi_and_invisible_characters_as_escapes() {
+    use crate::util::pages::story_users::SPOOF;
+    let served = crate::util::pages::story().await;
+    for path in ["/status", "/"] {
+        let (status, html) = fetch(&served, path).await;
+        assert_eq!(status, 200);
+        for c in ['\u{202E}', '\u{2066}'] {
+            assert!(!html.contains(c), "{path} shows U+{:04X} raw", u32::from(c));
+        }
+        assert!(html.contains("Contoso \\u{2066}Notes"), "{path}");
+    }
+    let (_, html) = fetch(&served, "/status").await;
+    assert!(html.contains(">spoof\\u{202e}moc.live@contoso.com</td>"));
+    let (_, json) = fetch(&served, "/status?format=json").await;
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["user"] == SPOOF)
+    );
+}
+
+/// The JSON form says the same as the page: `status` in the page's words
+/// next to `state` as `msfb_seats` counts, and whether the last error is
+/// the latest check's.
+#[tokio::test]
+async fn status_json_tells_lost_from_no_seat_and_past_errors_from_current() {
+    use crate::util::pages::story_users::*;
+    let served = crate::util::pages::story().await;
+    let (status, json) = fetch(&served, "/status?format=json").await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rows = v["targets"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    let row = |u: &str| rows.iter().find(|r| r["user"] == u).unwrap().clone();
+    for (user, state, status, failing) in [
+        (BOB, "inactive", "lost", false),
+        (ERIN, "inactive", "no seat", false),
+        (ZED, "unknown", "unknown", true),
+        (DAVE, "active", "active", true),
+        (FRANK, "active", "active", false),
+        (ALICE, "active", "active", false),
+    ] {
+        let r = row(user);
+        assert_eq!(
+            (r["state"].as_str(), r["status"].as_str()),
+            (Some(state), Some(status)),
+            "{user}"
+        );
+        assert_eq!(r["failing"], failing, "{user}");
+    }
+    assert_eq!(row(BOB)["last_error"]["current"], true);
+    assert_eq!(row(FRANK)["last_error"]["current"], false);
+    assert_eq!(row(FRANK)["last_error"]["code"], "404");
+    assert_eq!(row(ALICE)["last_error"], serde_json::Value::Null);
+}

@@ -16,6 +16,7 @@ pub mod auth;
 pub mod conns;
 pub mod pages;
 pub mod serve;
+pub mod status;
 pub mod throttle;
 pub mod tls;
 
@@ -160,7 +161,7 @@ pub fn router(site: impl Site) -> Router {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
-        .route("/status", get(pages::status))
+        .route("/status", get(status::status))
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)

@@ -1,25 +1,26 @@
-//! The human pages: `/` (what this is, counts by state, links) and `/status`
-//! (every target, lost and failing first; `?format=json` for machines).
+//! The human pages' common ground and the landing page `/` (what this is,
+//! counts by state, links); the status page is `status`.
 //!
 //! The pages are self-contained — inline CSS and script, no external assets —
 //! so they work offline and behind an air gap. Every string that comes from
-//! the configuration or the Store goes through [`escape_html`]. The
+//! the configuration or the Store goes through [`escape_html`], which also
+//! shows bidirectional and invisible format characters as `\u{…}`, so a
+//! name cannot reorder or hide what is shown around it. The
 //! Content-Security-Policy is a second line of defence: it allows exactly
 //! our own style sheet and script, by hash, so even a string that escaped
 //! escaping could not run as script.
 
 use std::fmt::Write as _;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::SharedSite;
-use crate::targets::{Seat, StateCounts, TargetTable};
+use crate::targets::{StateCounts, TargetTable};
 
 /// `'sha256-…'` source expression of an inline element's content.
 fn csp_hash(content: &str) -> String {
@@ -39,7 +40,15 @@ pub fn content_security_policy(script: Option<&str>) -> String {
     )
 }
 
-/// Escapes text for HTML element content and quoted attribute values.
+/// Whether `c` is a bidirectional control (U+202A–U+202E, U+2066–U+2069)
+/// or an invisible format character (U+200B–U+200F): shown, they could
+/// reorder or hide the text around them (a UPN that reads as another).
+fn is_deceptive(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Escapes text for HTML element content and quoted attribute values, and
+/// neutralises deceptive characters (see [`is_deceptive`]) as `\u{202e}`.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -49,13 +58,17 @@ pub fn escape_html(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if is_deceptive(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
     out
 }
 
-fn html_response(body: String, script: Option<&str>) -> Response {
+/// An HTML answer with the security headers of every page.
+pub(crate) fn html_response(body: impl Into<axum::body::Body>, script: Option<&str>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8".to_owned()),
@@ -66,24 +79,54 @@ fn html_response(body: String, script: Option<&str>) -> Response {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (header::REFERRER_POLICY, "no-referrer".to_owned()),
         ],
-        body,
+        body.into(),
     )
         .into_response()
 }
 
-fn rfc3339(unix: f64) -> String {
+/// A Unix time as `2026-12-04T17:35:19Z`.
+pub(crate) fn rfc3339(unix: f64) -> String {
     DateTime::from_timestamp_millis((unix * 1000.0) as i64)
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
 
-/// The one style sheet of both pages.
-pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}\
-table{border-collapse:collapse}th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:left}\
-th{background:#f4f4f4}#targets th{cursor:pointer;user-select:none}\
+/// The one style sheet of both pages. Times, codes and badges never wrap;
+/// long user names and error details do. Below 70em each row becomes a grid
+/// with fixed columns shared by every row: the Product ID and SKU fold into
+/// the Product cell and the error takes a line of its own under the row.
+/// Below 40em (a phone) each row is a card of labelled fields. Nothing
+/// scrolls sideways at any width.
+pub const STYLE: &str = "*{box-sizing:border-box}\
+body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#1f2328;line-height:1.4}\
+h1{font-size:1.6em;margin:.2em 0 .4em}a{color:#0969da}\
+table{border-collapse:collapse}th,td{padding:.3em .55em;border-bottom:1px solid #d8dee4;text-align:left;vertical-align:top}\
+th{background:#f6f8fa}#targets{width:100%}#targets th{cursor:pointer;user-select:none}\
 th[aria-sort=ascending]::after{content:' \\25B2'}th[aria-sort=descending]::after{content:' \\25BC'}\
-.inactive{background:#fde2e2}.failing{background:#fff4d6}\
-.unknown{color:#777}code{font-size:90%}input{padding:.3em;width:20em}";
+time,code,.st,.fail{white-space:nowrap}code{font-size:90%}\
+td.user,td.err{overflow-wrap:anywhere}\
+.st,.fail{display:inline-block;padding:0 .5em;border-radius:1em;font-size:90%;border:1px solid transparent}\
+.st.active{background:#dafbe1;color:#116329;border-color:#aceebb}\
+.st.lost{background:#ffebe9;color:#a40e26;border-color:#ffcecb;font-weight:600}\
+.st.noseat{background:#eaeef2;color:#424a53;border-color:#d0d7de}\
+.st.unknown{background:#fff;color:#6e7781;border:1px dashed #8c959f}\
+.fail{background:#fff8c5;color:#7d4e00;border-color:#eac54f}\
+tr.lost{background:#fff5f5}tr.failing{background:#fffbe6}.past{color:#6e7781}\
+.legend{list-style:none;padding:0;margin:.5em 0;display:flex;flex-wrap:wrap;gap:.3em 1.2em;font-size:90%;color:#424a53}\
+.meta,.counts{margin:.3em 0}.ids{display:none}\
+input{padding:.3em;width:20em;max-width:100%}\
+@media (max-width:70em){#targets,#targets thead,#targets tbody{display:block}\
+#targets tr{display:grid;grid-template-columns:minmax(0,1.2fr) minmax(0,2fr) 6em 6.5em 6.5em 4.5em;border-bottom:1px solid #d8dee4}\
+#targets th,#targets td{border:0}#targets :is(th,td):is(:nth-child(2),:nth-child(3)){display:none}\
+.ids{display:block;font-size:90%}#targets td.err{grid-column:1/-1;padding-top:0}#targets td.err:empty{display:none}\
+#targets th:last-child{display:none}#targets td.err::before{content:'Last error: ';color:#57606a}}\
+@media (max-width:40em){body{margin:.6rem}\
+#targets tr,#targets td{display:block}#targets td.err{padding-top:.1em}\
+#targets thead tr{display:flex;flex-wrap:wrap;gap:.3em;border:0}#targets th{border:1px solid #d0d7de;border-radius:1em;padding:.1em .6em}\
+#targets th:last-child{display:block}\
+#targets tbody tr{border:1px solid #d0d7de;border-radius:6px;margin:.6em 0;padding:.3em .2em}\
+#targets td{padding:.1em .4em}\
+#targets td[data-label]::before{content:attr(data-label) ': ';color:#57606a;font-size:90%}}";
 
 /// `GET /`.
 pub async fn landing(State(site): State<SharedSite>) -> Response {
@@ -131,229 +174,22 @@ pub async fn landing(State(site): State<SharedSite>) -> Response {
     html_response(body, None)
 }
 
-/// `?format=json`.
-#[derive(Debug, Deserialize)]
-pub struct StatusQuery {
-    format: Option<String>,
-}
-
-/// One row of the status page.
-#[derive(Debug, Serialize)]
-pub struct StatusRow {
-    product_id: String,
-    sku_id: String,
-    product_name: Option<String>,
-    user: String,
-    /// `active`, `inactive` or `unknown`.
-    state: &'static str,
-    /// Whether the latest check failed.
-    failing: bool,
-    last_check: Option<String>,
-    last_success: Option<String>,
-    lost_total: u64,
-    last_error: Option<StatusError>,
-}
-
-/// The latest error of a target.
-#[derive(Debug, Serialize)]
-pub struct StatusError {
-    at: String,
-    code: String,
-    reason: &'static str,
-    detail: String,
-}
-
-/// The rows in display order: lost (inactive) first, then failing, then
-/// unknown, then healthy; by product and user within each.
-pub fn status_rows(table: &TargetTable) -> Vec<StatusRow> {
-    let mut rows: Vec<(u8, StatusRow)> = table
-        .iter()
-        .map(|(p, t)| {
-            let s = t.state();
-            let state = match s.seat {
-                Some(Seat { active: true, .. }) => "active",
-                Some(Seat { active: false, .. }) => "inactive",
-                None => "unknown",
-            };
-            let failing = s.last_check_at.is_some() && !s.last_check_ok;
-            let rank = match (state, failing) {
-                ("inactive", _) => 0,
-                (_, true) => 1,
-                ("unknown", _) => 2,
-                _ => 3,
-            };
-            let row = StatusRow {
-                product_id: p.product_id.clone(),
-                sku_id: p.sku_id.clone(),
-                product_name: p.name.clone(),
-                user: t.user_label().to_owned(),
-                state,
-                failing,
-                last_check: s.last_check_at.map(rfc3339),
-                last_success: s.last_success_at.map(rfc3339),
-                lost_total: s.lost_total,
-                last_error: s.last_error.as_ref().map(|e| StatusError {
-                    at: rfc3339(e.at),
-                    code: e.code.label().into_owned(),
-                    reason: e.reason.label(),
-                    detail: e.detail.clone(),
-                }),
-            };
-            (rank, row)
-        })
-        .collect();
-    rows.sort_by(|(ra, a), (rb, b)| {
-        ra.cmp(rb)
-            .then_with(|| a.product_id.cmp(&b.product_id))
-            .then_with(|| a.sku_id.cmp(&b.sku_id))
-            .then_with(|| a.user.cmp(&b.user))
-    });
-    rows.into_iter().map(|(_, r)| r).collect()
-}
-
-/// `GET /status`.
-pub async fn status(State(site): State<SharedSite>, Query(q): Query<StatusQuery>) -> Response {
-    let generation = site.generation();
-    let rows = status_rows(&generation.table);
-    let now = rfc3339(crate::poller::unix_now());
-    if q.format.as_deref() == Some("json") {
-        /// Serialised straight from the rows: a `json!` value tree would
-        /// hold a second, larger copy of every row while the text is made.
-        #[derive(Serialize)]
-        struct StatusJson<'a> {
-            generated_at: String,
-            targets: &'a [StatusRow],
-        }
-        return axum::Json(StatusJson {
-            generated_at: now,
-            targets: &rows,
-        })
-        .into_response();
-    }
-    let mut body = String::with_capacity(rows.len() * 300 + 4096);
-    let _ = write!(
-        body,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>msfb_seat_exporter status</title>\
-<style>{STYLE}</style></head><body><h1>Seat status</h1>\
-<p><a href=\"/\">Home</a> · <a href=\"/status?format=json\">JSON</a> · {n} targets · \
-generated {now} · refreshes every 30 s</p>\
-<p><input id=\"filter\" type=\"search\" placeholder=\"Filter rows…\" aria-label=\"Filter rows\" autofocus></p>\
-<table id=\"targets\"><thead><tr><th tabindex=\"0\">Product</th><th tabindex=\"0\">Product ID</th>\
-<th tabindex=\"0\">SKU</th><th tabindex=\"0\">User</th><th tabindex=\"0\">State</th>\
-<th tabindex=\"0\">Last check</th><th tabindex=\"0\">Last success</th><th tabindex=\"0\">Seats lost</th>\
-<th tabindex=\"0\">Last error</th></tr></thead><tbody>",
-        n = rows.len()
-    );
-    for r in &rows {
-        let class = if r.state == "inactive" {
-            "inactive"
-        } else if r.failing {
-            "failing"
-        } else if r.state == "unknown" {
-            "unknown"
-        } else {
-            ""
-        };
-        let error = r
-            .last_error
-            .as_ref()
-            .map(|e| {
-                let reason = if e.reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", e.reason)
-                };
-                format!(
-                    "{} <code>{}</code>{}: {}",
-                    escape_html(&e.at),
-                    escape_html(&e.code),
-                    escape_html(&reason),
-                    escape_html(&e.detail)
-                )
-            })
-            .unwrap_or_default();
-        let _ = write!(
-            body,
-            "<tr class=\"{class}\"><td>{}</td><td><code>{}</code></td><td><code>{}</code></td><td>{}</td>\
-<td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape_html(r.product_name.as_deref().unwrap_or("")),
-            escape_html(&r.product_id),
-            escape_html(&r.sku_id),
-            escape_html(&r.user),
-            r.state,
-            if r.failing { ", failing" } else { "" },
-            escape_html(r.last_check.as_deref().unwrap_or("never")),
-            escape_html(r.last_success.as_deref().unwrap_or("never")),
-            r.lost_total,
-            error
-        );
-    }
-    body.push_str("</tbody></table><script>");
-    body.push_str(STATUS_SCRIPT);
-    body.push_str("</script></body></html>");
-    html_response(body, Some(STATUS_SCRIPT))
-}
-
-/// Filter, sort and auto-refresh. The filter text and the sort column
-/// survive the refresh through `sessionStorage`; headers sort on click or
-/// Enter, and show the direction through `aria-sort`. Numbers sort as
-/// numbers, everything else (ISO dates included) as text.
-pub const STATUS_SCRIPT: &str = r#"
-(function () {
-  var table = document.getElementById('targets');
-  var input = document.getElementById('filter');
-  var body = table.tBodies[0];
-  var heads = table.tHead.rows[0].cells;
-  function store(k, v) { try { sessionStorage.setItem(k, v); } catch (e) {} }
-  function load(k) { try { return sessionStorage.getItem(k) || ''; } catch (e) { return ''; } }
-  function applyFilter() {
-    var q = input.value.toLowerCase();
-    for (var i = 0; i < body.rows.length; i++) {
-      var row = body.rows[i];
-      row.hidden = row.textContent.toLowerCase().indexOf(q) < 0;
-    }
-    store('msfb-filter', input.value);
-  }
-  function sortBy(col, dir) {
-    if (!(col >= 0 && col < heads.length) || (dir !== 1 && dir !== -1)) { return; }
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[col].textContent, y = b.cells[col].textContent;
-      var nx = Number(x), ny = Number(y);
-      var c = (x !== '' && y !== '' && !isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-      return dir * c;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    for (var i = 0; i < heads.length; i++) { heads[i].removeAttribute('aria-sort'); }
-    heads[col].setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
-    store('msfb-sort', col + ':' + dir);
-  }
-  function toggle(col) {
-    var saved = load('msfb-sort').split(':');
-    sortBy(col, (saved[0] === String(col) && saved[1] === '1') ? -1 : 1);
-  }
-  for (var i = 0; i < heads.length; i++) {
-    (function (col) {
-      heads[col].addEventListener('click', function () { toggle(col); });
-      heads[col].addEventListener('keydown', function (e) {
-        if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); toggle(col); }
-      });
-    })(i);
-  }
-  input.value = load('msfb-filter');
-  input.addEventListener('input', applyFilter);
-  var saved = load('msfb-sort').split(':');
-  if (saved.length === 2) { sortBy(parseInt(saved[0], 10), parseInt(saved[1], 10)); }
-  applyFilter();
-  // Reload rather than fetch: the page stays one self-contained document,
-  // and a tab left open for days does not accumulate state.
-  setTimeout(function () { location.reload(); }, 30000);
-})();
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bidi_and_invisible_characters_are_shown_as_escapes() {
+        assert_eq!(
+            escape_html("alice\u{202E}moc.evil\u{2066}x\u{200B}y\u{200F}@b.c"),
+            "alice\\u{202e}moc.evil\\u{2066}x\\u{200b}y\\u{200f}@b.c"
+        );
+        // Neighbours of the ranges stay as they are.
+        assert_eq!(
+            escape_html("\u{2010}\u{2029}\u{206A}é"),
+            "\u{2010}\u{2029}\u{206A}é"
+        );
+    }
 
     #[test]
     fn html_is_escaped() {

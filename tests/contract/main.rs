@@ -17,5 +17,7 @@ mod systemd;
 mod kubernetes;
 // The status page's script, run in Node.
 mod pages;
+// The status page in headless Chromium at three widths (screenshots kept).
+mod browser;
 // OpenMetrics through prometheus_client's strict parser (test venv).
 mod openmetrics;

@@ -93,3 +93,59 @@ pub fn table_rows(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
         .collect();
     (headers, rows)
 }
+
+/// The users of [`story`], one per thing a row can say.
+pub mod story_users {
+    /// Holds a seat throughout.
+    pub const ALICE: &str = "alice@contoso.com";
+    /// Held one, lost it: `lost`.
+    pub const BOB: &str = "bob@contoso.com";
+    /// Holds one; the latest checks fail: `active` and `failing`.
+    pub const DAVE: &str = "dave@contoso.com";
+    /// Never had one: `no seat`.
+    pub const ERIN: &str = "erin@contoso.com";
+    /// Lost one and got it back: `active`, with a past error.
+    pub const FRANK: &str = "frank@contoso.com";
+    /// Every check failed: `unknown` and `failing`.
+    pub const ZED: &str = "zed@contoso.com";
+    /// A UPN with a right-to-left override that reads as another address.
+    pub const SPOOF: &str = "spoof\u{202E}moc.live@contoso.com";
+}
+
+/// The product name of [`story`], with a first-strong isolate in it.
+pub const STORY_NAME: &str = "Contoso \u{2066}Notes";
+
+/// A served exporter after three cycles that leave one target in each
+/// state the status page tells apart (see [`story_users`]).
+pub async fn story() -> super::served::Served {
+    use story_users::*;
+    let users = [ALICE, BOB, DAVE, ERIN, FRANK, ZED, SPOOF];
+    // Quoted as they are: Rust's `{:?}` would write `\u{202e}`, which
+    // TOML does not read.
+    let list: Vec<String> = users.iter().map(|u| format!("\"{u}\"")).collect();
+    let products = format!(
+        "[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nname = \"{STORY_NAME}\"\nusers = [{}]\n",
+        list.join(", ")
+    );
+    let served = super::served::Served::start(super::served::Setup {
+        web: "",
+        metrics: "",
+        products: &products,
+        files: Vec::new(),
+    })
+    .await;
+    let fake = &served.fake;
+    for u in [ALICE, BOB, DAVE, FRANK, SPOOF] {
+        fake.set_seat(P, S, u, FakeSeat::active());
+    }
+    fake.add_user(ERIN);
+    fake.add_fault(Fault::always(Match::User(ZED.into()), Fault::status(503)));
+    served.cycle().await;
+    fake.remove_seat(P, S, BOB);
+    fake.remove_seat(P, S, FRANK);
+    fake.add_fault(Fault::always(Match::User(DAVE.into()), Fault::status(503)));
+    served.cycle().await;
+    fake.set_seat(P, S, FRANK, FakeSeat::active());
+    served.cycle().await;
+    served
+}
