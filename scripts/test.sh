@@ -4,8 +4,9 @@
 # both binaries, `tests` (needs only cargo) and `contract`, where promtool and
 # prometheus check the shipped rules, dashboard and exposition,
 # systemd-analyze the units, node the status page's script, chromium (headless,
-# driven by node) the status page's layout, and python3-yaml the Kubernetes
-# manifests; the contract tests fail without them. A venv under
+# driven by node) the status page's layout, python3-yaml the Kubernetes
+# manifests and kubectl their kustomization; the contract tests fail without
+# them. A venv under
 # target/ holds what Debian does not package: prometheus-client (a strict
 # OpenMetrics parser) and kubernetes-validate (the manifests against the
 # Kubernetes schemas).
@@ -19,6 +20,7 @@ command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, LoadGate, P, S, product};
+use crate::util::{Harness, LoadGate, P, S, eventually, product};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
@@ -265,6 +265,28 @@ impl SlowReloads {
         (h, SlowReloads { gate })
     }
 
+    /// Waits until a reload is waiting at the gate. A spawned reload gets
+    /// there when its task and its blocking load are scheduled, which on a
+    /// busy machine may be long after the spawn.
+    async fn wait_for_reader(&mut self) {
+        let gate = self.gate.clone();
+        eventually(
+            "a reload waiting at the gate",
+            Duration::from_secs(60),
+            || {
+                let waiting = gate.waiting();
+                async move {
+                    if waiting > 0 {
+                        Ok(())
+                    } else {
+                        Err("no reload waiting".to_owned())
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
     /// Lets the waiting reloads read the configuration.
     fn release(self) {
         self.gate.open();
@@ -273,12 +295,13 @@ impl SlowReloads {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reload_never_blocks_a_scrape() {
-    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
     h.fake.set_seat(P, S, ALICE, FakeSeat::active());
     h.cycle().await;
     let router = h.router.clone();
     let pending = tokio::spawn(crate::util::send(router, "POST", "/-/reload"));
-    // The reload is stuck reading the FIFO; scrapes and pages still answer.
+    slow.wait_for_reader().await;
+    // The reload is stuck at the gate; scrapes and pages still answer.
     for path in ["/metrics", "/status", "/", "/-/ready"] {
         let (status, _) = tokio::time::timeout(Duration::from_secs(5), h.get(path))
             .await
@@ -292,12 +315,13 @@ async fn a_slow_reload_never_blocks_a_scrape() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_forty_requests_are_served_at_once() {
-    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
-    // 41 reloads: one reads the FIFO and 39 wait for it, each holding a
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
+    // 41 reloads: one waits at the gate and 39 wait for it, each holding a
     // slot; exactly one finds no slot and is refused at once.
     let mut pending: Vec<_> = (0..41)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
+    slow.wait_for_reader().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         if let Some(i) = pending.iter().position(|p| p.is_finished()) {
@@ -323,12 +347,10 @@ async fn at_most_forty_requests_are_served_at_once() {
 #[tokio::test]
 async fn queued_reloads_share_one_reload() {
     let (_guard, lines) = crate::util::capture_info_lines();
-    let (h, slow) = SlowReloads::harness(&product(&[ALICE])).await;
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
-    // Let it reach the gate: a load waits there until release.
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    // It waits at the gate until release.
+    slow.wait_for_reader().await;
     let queued: Vec<_> = (0..10)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
@@ -337,9 +359,7 @@ async fn queued_reloads_share_one_reload() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    tokio::task::spawn_blocking(move || slow.release())
-        .await
-        .unwrap();
+    slow.release();
     assert_eq!(first.await.unwrap().0, 200);
     for q in queued {
         assert_eq!(q.await.unwrap().0, 200);

@@ -299,6 +299,20 @@ pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Confi
     })
 }
 
+/// A valid configuration of `[auth]` and then `rest`, for unit tests above
+/// this layer.
+#[cfg(test)]
+pub(crate) fn for_tests(rest: &str) -> Config {
+    let text = format!(
+        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n{rest}"
+    );
+    let options = LoadOptions {
+        env: Arc::new(|_| Some("secret".into())),
+        ..LoadOptions::default()
+    };
+    from_toml(&text, Path::new("/x/config.toml"), &options).expect("valid config")
+}
+
 /// Checks a `--web.listen-address` value on its own, for `--demo`, which
 /// has no configuration file to blame.
 ///

@@ -879,23 +879,16 @@ fn write_bound(out: &mut String, le: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LoadOptions};
+    use crate::config;
     use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
     fn table(users: &[&str]) -> TargetTable {
         let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
-        let text = format!(
-            "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n\
-             [[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n",
+        let config = config::for_tests(&format!(
+            "[[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n",
             list.join(", ")
-        );
-        let options = LoadOptions {
-            env: std::sync::Arc::new(|_| Some("secret".into())),
-            ..LoadOptions::default()
-        };
-        let config = config::from_toml(&text, std::path::Path::new("/x/config.toml"), &options)
-            .expect("valid config");
+        ));
         let table = TargetTable::build(&config, None);
         for (i, (_, t)) in table.iter().enumerate() {
             let outcome = if i % 2 == 0 {

@@ -21,3 +21,5 @@ mod pages;
 mod browser;
 // OpenMetrics through prometheus_client's strict parser (test venv).
 mod openmetrics;
+// The alert rules are portable: severities, runbook links, job matchers.
+mod rules;

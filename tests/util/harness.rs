@@ -83,6 +83,8 @@ pub struct LoadGate(std::sync::Arc<GateState>);
 pub struct GateState {
     closed: std::sync::Mutex<bool>,
     opened: std::sync::Condvar,
+    /// Loads waiting at the gate now.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl LoadGate {
@@ -97,11 +99,19 @@ impl LoadGate {
         self.0.opened.notify_all();
     }
 
+    /// Loads waiting at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.0.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
         let mut closed = self.0.closed.lock().unwrap();
+        self.0.waiting.fetch_add(1, SeqCst);
         while *closed {
             closed = self.0.opened.wait(closed).unwrap();
         }
+        self.0.waiting.fetch_sub(1, SeqCst);
     }
 }
 
