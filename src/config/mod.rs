@@ -167,11 +167,26 @@ pub struct PollConfig {
     pub shard_count: u32,
 }
 
-/// `[metrics]`: what the `user` label carries.
+/// `[metrics]`: what the `user` label carries, and which families are
+/// exported per target.
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// UPN or keyed hash.
     pub user_label: UserLabel,
+    /// The metric profile (SPEC §16).
+    pub per_target: PerTarget,
+}
+
+/// `[metrics] per_target`: how many series each target costs at
+/// Prometheus' end (SPEC §16).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PerTarget {
+    /// Every per-target family of SPEC §6 (five to six series a target).
+    #[default]
+    Full,
+    /// Per target only `msfb_seat_active` and `msfb_seat_check_errors_total`;
+    /// freshness, failing checks and losses per product.
+    Compact,
 }
 
 /// What identifies a user outside the process (labels, logs, status page).

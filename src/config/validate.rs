@@ -11,9 +11,11 @@ use secrecy::SecretString;
 
 use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
-use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
+use super::raw::{
+    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
+};
 use super::{
-    AuthConfig, Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PollConfig,
+    AuthConfig, Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PollConfig,
     ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel, WebConfig,
 };
 
@@ -520,7 +522,14 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsCon
             ));
         }
     };
-    Ok(MetricsConfig { user_label })
+    let per_target = match raw.per_target {
+        RawPerTarget::Full => PerTarget::Full,
+        RawPerTarget::Compact => PerTarget::Compact,
+    };
+    Ok(MetricsConfig {
+        user_label,
+        per_target,
+    })
 }
 
 /// Checks a product or SKU id: non-empty, no whitespace or control

@@ -344,7 +344,7 @@ fn fail(group: &ProductGroup, why: Inconclusive) -> GroupReport {
     let outcome = Outcome::Inconclusive(why);
     let targets = group.all_targets();
     for t in &targets {
-        record(&group.product, t, &outcome);
+        record(group, t, &outcome);
     }
     GroupReport {
         covered: targets.len(),
@@ -357,13 +357,12 @@ fn fail(group: &ProductGroup, why: Inconclusive) -> GroupReport {
 /// Returns the number of targets recorded. (After a 404 for the whole
 /// product there is no sighting: the 404 was the first page.)
 fn apply(group: &ProductGroup, seen: &HashMap<String, Sighting>, unlisted: &Outcome) -> usize {
-    let product = &group.product;
     let mut covered = 0;
     for t in &group.targets {
         let outcome = seen
             .get(&t.upn().to_lowercase())
             .map_or(unlisted, |s| &s.outcome);
-        record(product, t, outcome);
+        record(group, t, outcome);
         covered += 1;
     }
     if let Some(d) = group.discovery.as_deref() {
@@ -389,7 +388,7 @@ fn apply_discovery(
         tokio::time::Instant::now(),
     );
     for (t, outcome) in &plan.record {
-        record(product, t, outcome);
+        record(group, t, outcome);
     }
     for t in &plan.forgotten {
         tracing::info!(

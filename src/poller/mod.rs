@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::store::{StoreClient, TokenSource};
-use crate::targets::{ErrorCode, Outcome, Product, Target, TargetTable, Transition};
+use crate::targets::{ErrorCode, Outcome, ProductGroup, Target, TargetTable, Transition};
 
 pub use inventory::InventoryReport;
 pub use pacer::Pacer;
@@ -149,10 +149,12 @@ async fn worker(
                     }
                 }
             }
-            Work::Target(product, target) => {
+            Work::Target(g, target) => {
+                let group = &generation.table.groups[*g];
+                let product = &group.product;
                 let outcome =
                     check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
-                record(product, target, &outcome);
+                record(group, target, &outcome);
                 report.checked += 1;
                 match &outcome {
                     Outcome::Conclusive { .. } => report.conclusive += 1,
@@ -187,15 +189,20 @@ async fn join(mut set: JoinSet<CycleReport>, cancel: &CancellationToken) -> Opti
     }
 }
 
-/// Stores an outcome and logs a change of seat state (SPEC §5).
-fn record(product: &Product, target: &Target, outcome: &Outcome) {
+/// Stores an outcome of one of `group`'s targets, counts a loss for the
+/// product too, and logs a change of seat state (SPEC §5).
+fn record(group: &ProductGroup, target: &Target, outcome: &Outcome) {
+    let product = &group.product;
     let transition = target.state().record(outcome, unix_now());
     let user = target.user_label();
     match transition {
-        Transition::Lost => tracing::info!(
-            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
-            "seat lost"
-        ),
+        Transition::Lost => {
+            group.state.status().seats_lost += 1;
+            tracing::info!(
+                product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+                "seat lost"
+            );
+        }
         Transition::Assigned => tracing::info!(
             product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
             "seat assigned"
