@@ -140,7 +140,7 @@ impl Exporter {
         let config = Arc::new(config);
         let client = StoreClient::new(&config.store, telemetry.clone())?;
         let tokens = Arc::new(TokenSource::new(
-            client.http().clone(),
+            client.token_http(&config.auth).clone(),
             config.auth.clone(),
             telemetry.clone(),
         ));
@@ -411,7 +411,7 @@ impl Exporter {
             Arc::clone(&old.tokens)
         } else {
             Arc::new(TokenSource::new(
-                client.http().clone(),
+                client.token_http(&config.auth).clone(),
                 config.auth.clone(),
                 t.clone(),
             ))

@@ -11,12 +11,10 @@ use secrecy::SecretString;
 
 use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
-use super::raw::{
-    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
-};
+use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    AuthConfig, Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PollConfig,
-    ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel, WebConfig,
+    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PollConfig,
+    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -50,9 +48,9 @@ pub(crate) struct Issue {
     pub flag: Option<&'static str>,
 }
 
-type Checked<T> = Result<T, Issue>;
+pub(super) type Checked<T> = Result<T, Issue>;
 
-fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
+pub(super) fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
     Issue {
         path: path.clone(),
         message: message.into(),
@@ -68,17 +66,17 @@ fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<Str
     }
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     dir: PathBuf,
-    options: &'a LoadOptions,
-    warnings: Vec<String>,
+    pub(super) options: &'a LoadOptions,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
     /// Resolves a path from the config: `$CREDENTIALS_DIRECTORY/` is expanded
     /// from the environment (systemd `LoadCredential=`), relative paths are
     /// taken from the config file's directory.
-    fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
+    pub(super) fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
         if written.trim().is_empty() {
             return Err(issue(key, "must not be empty"));
         }
@@ -108,7 +106,7 @@ impl Ctx<'_> {
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
     /// Readable by others: accepted, with a warning.
-    fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    pub(super) fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
         let text = read_text(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
@@ -133,7 +131,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     };
     let web = web(raw.web, &mut ctx)?;
     let store = store(&raw.store, &mut ctx)?;
-    let auth = auth(raw.auth, &mut ctx)?;
+    let auth = super::auth::auth(raw.auth, &mut ctx)?;
     let poll = poll(&raw.poll, &ctx)?;
     if store.timeout >= poll.interval {
         return Err(issue(
@@ -369,15 +367,17 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
         max_concurrency: raw.max_concurrency as usize,
         max_requests_per_second: (rps > 0.0).then_some(rps),
         max_retries: raw.max_retries as u32,
+        proxy: super::network::proxy(raw.proxy_url.as_deref(), ctx)?,
+        ca_file: super::network::ca_bundle(raw.ca_file.as_deref(), ctx)?,
     })
 }
 
-fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+pub(super) fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
     check_url_as(key, url, url)
 }
 
 /// [`check_url`] of `url`, quoting `shown` (what the operator wrote).
-fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
+pub(super) fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| issue(key, format!("is not a valid URL ({e}): {shown:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
@@ -392,7 +392,7 @@ fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     Ok(())
 }
 
-fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
+pub(super) fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
     if value.trim().is_empty() {
         return Err(issue(key, "must not be empty"));
     }
@@ -400,55 +400,6 @@ fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
         return Err(issue(key, "must not contain control characters"));
     }
     Ok(())
-}
-
-fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
-    non_empty(&KeyPath::of("auth.tenant_id"), &raw.tenant_id)?;
-    non_empty(&KeyPath::of("auth.client_id"), &raw.client_id)?;
-    let client_secret = match (&raw.client_secret_file, &raw.client_secret_env) {
-        (Some(file), None) => ctx.read_secret(&KeyPath::of("auth.client_secret_file"), file)?,
-        (None, Some(var)) => {
-            let key = KeyPath::of("auth.client_secret_env");
-            non_empty(&key, var)?;
-            let value = (ctx.options.env)(var)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| {
-                    issue(
-                        &key,
-                        format!("environment variable {var} is not set or empty"),
-                    )
-                })?;
-            SecretString::from(value)
-        }
-        (Some(_), Some(_)) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_env"),
-                "set either client_secret_file or client_secret_env, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_file"),
-                "one of client_secret_file or client_secret_env is required",
-            ));
-        }
-    };
-    // The token client fills in the tenant, percent-encoded as one path
-    // segment (`store::auth`); the template is checked with a plain
-    // stand-in, and the message quotes it as written.
-    check_url_as(
-        &KeyPath::of("auth.token_url"),
-        &raw.token_url.replace(TENANT_PLACEHOLDER, "tenant"),
-        &raw.token_url,
-    )?;
-    non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
-    Ok(AuthConfig {
-        tenant_id: raw.tenant_id.trim().to_owned(),
-        client_id: raw.client_id.trim().to_owned(),
-        client_secret,
-        token_url: raw.token_url,
-        resource: raw.resource,
-    })
 }
 
 /// An interval between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].

@@ -15,6 +15,8 @@ pub mod binary;
 pub mod capture;
 /// The daemon on a loopback port with a given `[web]`, and its memory.
 pub mod daemon;
+/// Credential fixtures: certificates, an exporter for an `[auth]` (SPEC §12).
+pub mod entra;
 /// Reading the exposition back: samples by name and labels.
 pub mod exposition;
 /// Flood clients and the probes that count what gets through.
