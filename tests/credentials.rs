@@ -752,3 +752,116 @@ fn a_certificate_ending_within_14_days_is_accepted_with_a_warning_and_debug_show
     assert!(!debug.contains(body), "key in Debug: {debug}");
     assert!(!debug.contains("PRIVATE"), "{debug}");
 }
+
+// ------------------------------------------------------------ never leaked
+
+/// Runs the binary once (`--once`) with `config` at `level` in `format`:
+/// stdout and stderr together.
+async fn run_once(config: &Path, level: &str, format: &str) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--once")
+        .arg(format!("--log.level={level}"))
+        .arg(format!("--log.format={format}"))
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("AZURE_AUTHORITY_HOST")
+        .output()
+        .await
+        .expect("binary runs");
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The key, every assertion (a JWT starts `eyJ`), the federated token and
+/// every access token stay out of the output at every level and in both
+/// formats: with a token endpoint that echoes the assertion back in its
+/// error, with a 401 that forces a second fetch, and on success; and out of
+/// the pages and `Debug`.
+#[tokio::test]
+async fn key_assertion_federated_token_and_access_token_never_leave_the_process() {
+    const FEDERATED: &str = "eyJfederated-marker-7d1e";
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = rsa_pair(30);
+    fake.trust_certificate(&cert).unwrap();
+    fake.accept_federated_token(FEDERATED);
+    let both = write(dir.path(), "both.pem", &format!("{cert}{key}"));
+    write(dir.path(), "token", FEDERATED);
+    let key_line = key.lines().nth(5).unwrap().to_owned();
+    let workload = format!(
+        "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
+         authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
+        fake.authority_host(),
+        fake_store::TENANT,
+        fake_store::CLIENT_ID
+    );
+    let leaked = |text: &str| -> Option<&'static str> {
+        [
+            (key_line.as_str(), "the key"),
+            ("PRIVATE KEY", "the key"),
+            ("eyJ", "an assertion or the federated token"),
+            ("fake-token-", "an access token"),
+        ]
+        .into_iter()
+        .find(|(needle, _)| text.contains(needle))
+        .map(|(_, what)| what)
+    };
+    for auth in [certificate_auth(&fake, "v2", &both, None), workload] {
+        let e = exporter(&fake.base_url(), dir.path(), &auth, "", &[]).unwrap();
+        assert_eq!(leaked(&format!("{:?}", e.generation().config)), None);
+        for level in ["debug", "info", "warn", "error"] {
+            for format in ["logfmt", "json"] {
+                // A token endpoint that echoes what it was sent, then one
+                // whose token the Store refuses once.
+                fake.add_fault(fake_store::Fault::times(
+                    1,
+                    fake_store::Match::Token,
+                    fake_store::Action::Status {
+                        code: 400,
+                        body: format!(
+                            "{{\"error\":\"invalid_client\",\"error_description\":\
+                             \"AADSTS700027: bad assertion {FEDERATED} eyJhbGciOiJSUzI1NiJ9\"}}"
+                        ),
+                        retry_after: None,
+                    },
+                ));
+                let refused = run_once(&dir.path().join("config.toml"), level, format).await;
+                if level != "error" {
+                    assert!(refused.contains("AADSTS700027"), "logged: {refused}");
+                }
+                fake.add_fault(fake_store::Fault::times(
+                    1,
+                    fake_store::Match::AllSeats,
+                    fake_store::Fault::status(401),
+                ));
+                let served = run_once(&dir.path().join("config.toml"), level, format).await;
+                assert!(served.contains("msfb_seat_active{"), "{served}");
+                for text in [&refused, &served] {
+                    assert_eq!(leaked(text), None, "{level} {format}: {text}");
+                }
+            }
+        }
+    }
+    // The pages after a refused and an accepted assertion.
+    let e = exporter(
+        &fake.base_url(),
+        dir.path(),
+        &certificate_auth(&fake, "v1", &both, None),
+        "",
+        &[],
+    )
+    .unwrap();
+    fake.reject_credential(CredentialKind::Certificate);
+    cycle(&e).await;
+    fake.accept_credential(CredentialKind::Certificate);
+    fake.revoke_tokens();
+    cycle(&e).await;
+    for path in ["/", "/status", "/status?format=json", "/metrics"] {
+        let (_, page) = crate::util::request(&e, "GET", path).await;
+        assert_eq!(leaked(&page), None, "{path}: {page}");
+    }
+}

@@ -332,16 +332,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
     if timeout.is_zero() {
         return Err(issue(&KeyPath::of("store.timeout"), "must be more than 0s"));
     }
-    let key = KeyPath::of("store.max_concurrency");
-    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 1 and {MAX_CONCURRENCY} (got {})",
-                raw.max_concurrency
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_concurrency"),
+        raw.max_concurrency,
+        1,
+        MAX_CONCURRENCY,
+    )?;
     let key = KeyPath::of("store.max_requests_per_second");
     let rps = raw.max_requests_per_second;
     if !rps.is_finite() || rps < 0.0 {
@@ -350,16 +346,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
             format!("must be 0 (unlimited) or a positive number (got {rps})"),
         ));
     }
-    let key = KeyPath::of("store.max_retries");
-    if !(0..=MAX_RETRIES).contains(&raw.max_retries) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 0 and {MAX_RETRIES} (got {})",
-                raw.max_retries
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_retries"),
+        raw.max_retries,
+        0,
+        MAX_RETRIES,
+    )?;
     Ok(StoreConfig {
         base_url,
         timeout,
@@ -728,9 +720,19 @@ const MAX_PAGES: u32 = 1_000_000;
 
 /// A count limit from 1 to `max`.
 fn count_up_to(key: &KeyPath, n: i64, max: u32) -> Result<u32, Issue> {
-    match u32::try_from(n) {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(issue(key, format!("must be between 1 and {max} (got {n})"))),
+    in_range(key, n, 1, i64::from(max))?;
+    Ok(u32::try_from(n).expect("checked to be within 1..=max"))
+}
+
+/// An integer from `min` to `max`.
+fn in_range(key: &KeyPath, n: i64, min: i64, max: i64) -> Checked<()> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(issue(
+            key,
+            format!("must be between {min} and {max} (got {n})"),
+        ))
     }
 }
 
