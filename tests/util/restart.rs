@@ -2,6 +2,7 @@
 //! (`[persistence] file = "state"` in a temporary directory), with its JSON
 //! log lines and a real HTTP client: the persistence tests.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -78,6 +79,12 @@ impl Restarts {
         let exe = env!("CARGO_BIN_EXE_msfb_seat_exporter");
         let mut command = match uid {
             Some(uid) => {
+                // The other user must read what root wrote.
+                for name in ["secret", "hash_key", "config.toml"] {
+                    let path = self.dir.path().join(name);
+                    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                        .expect("chmod");
+                }
                 let mut c = tokio::process::Command::new("setpriv");
                 c.arg(format!("--reuid={uid}"))
                     .arg(format!("--regid={uid}"))
