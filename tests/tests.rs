@@ -45,3 +45,5 @@ mod sharding;
 mod docs;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// /status under 40 stalled readers at 100k targets: the daemon's memory.
+mod status_load;
