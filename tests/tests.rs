@@ -13,6 +13,8 @@ mod config;
 mod checks;
 // The exposition as a whole against a golden file.
 mod scrape;
+// Metric profiles: compact per-product families, switching on reload.
+mod profile;
 // The fault-injection suite: no false loss under any upstream failure.
 mod faults;
 // Reload: bad files change nothing, good ones swap atomically.
@@ -43,6 +45,8 @@ mod privacy;
 mod sharding;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Entra ID credentials, the v2 endpoint, proxies and CAs (SPEC §12).
+mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
 // /status under 40 stalled readers at 100k targets: the daemon's memory.

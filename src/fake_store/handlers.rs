@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +31,10 @@ enum Kind {
 
 fn kind_of(method: &http::Method, path: &str) -> Kind {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if method == http::Method::POST && path.ends_with("/oauth2/token") {
+    if method == http::Method::POST
+        && (path.ends_with("/oauth2/token") || path.ends_with("/oauth2/v2.0/token"))
+        || path == super::entra::IMDS_PATH
+    {
         return Kind::Token;
     }
     match segments.as_slice() {
@@ -268,71 +271,13 @@ async fn route(router: Router, req: http::Request<Incoming>) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/{tenant}/oauth2/token", post(token))
+        .route("/{tenant}/oauth2/token", post(super::entra::token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(super::entra::token_v2))
+        .route(super::entra::IMDS_PATH, get(super::entra::imds))
         .route("/V1/Inventory/{product}/{sku}/Seats/{user}", get(seat))
         .route("/V1/Inventory/{product}/{sku}/Seats", get(list_seats))
         .route("/V1/Inventory", get(inventory))
         .with_state(shared)
-}
-
-async fn token(
-    State(shared): State<Arc<Shared>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let mut s = shared.lock();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if field("grant_type") != "client_credentials" {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "AADSTS70003",
-        );
-    }
-    if field("client_id") != s.client_id || field("client_secret") != s.client_secret {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "AADSTS7000215");
-    }
-    if field("resource").is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "AADSTS900144");
-    }
-    let now = tokio::time::Instant::now();
-    s.tokens.retain(|_, expires| *expires > now);
-    s.token_serial += 1;
-    let token = format!(
-        "fake-token-{}-{:016x}",
-        s.token_serial,
-        rand::random::<u64>()
-    );
-    let lifetime = s.token_lifetime;
-    // A lifetime past the clock's range (a test of absurd `expires_in`)
-    // never expires here.
-    let expires = now
-        .checked_add(lifetime)
-        .unwrap_or(now + std::time::Duration::from_secs(1 << 32));
-    s.tokens.insert(token.clone(), expires);
-    let secs = lifetime.as_secs();
-    let expires_in = if s.expires_in_as_string {
-        Value::String(secs.to_string())
-    } else {
-        Value::from(secs)
-    };
-    axum::Json(json!({
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "resource": field("resource"),
-        "access_token": token,
-    }))
-    .into_response()
-}
-
-fn oauth_error(status: StatusCode, error: &str, code: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({
-            "error": error,
-            "error_description": format!("{code}: the fake token endpoint refused the request."),
-        })),
-    )
-        .into_response()
 }
 
 fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
@@ -376,17 +321,29 @@ fn seat_body(casing: Casing, product: &str, sku: &str, user: &str, seat: &FakeSe
         Casing::Pascal => seat.state.clone(),
         Casing::Camel => seat.state.to_lowercase(),
     };
-    let v = match casing {
-        Casing::Pascal => json!({
-            "AssignedTo": user, "DateAssigned": seat.date_assigned,
-            "ProductId": product, "SkuId": sku, "State": state,
-        }),
-        Casing::Camel => json!({
-            "assignedTo": user, "dateAssigned": seat.date_assigned,
-            "productId": product, "skuId": sku, "state": state,
-        }),
-    };
-    v.to_string()
+    let body = json!({
+        "AssignedTo": user, "DateAssigned": seat.date_assigned,
+        "ProductId": product, "SkuId": sku, "State": state,
+    });
+    cased(casing, body).to_string()
+}
+
+/// `value`, written with PascalCase keys, in `casing`: camelCase lowers
+/// the first letter of every key, at every depth.
+fn cased(casing: Casing, value: Value) -> Value {
+    match (casing, value) {
+        (Casing::Pascal, v) => v,
+        (Casing::Camel, Value::Object(map)) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut c = k.chars();
+                    let first = c.next().map(|f| f.to_lowercase().chain(c).collect());
+                    (first.unwrap_or_default(), cased(Casing::Camel, v))
+                })
+                .collect(),
+        ),
+        (Casing::Camel, v) => v,
+    }
 }
 
 async fn seat(
@@ -551,22 +508,14 @@ fn inventory_entry(
         Casing::Pascal => x.to_owned(),
         Casing::Camel => x.to_lowercase(),
     };
-    match casing {
-        Casing::Pascal => json!({
-            "ProductKey": {"ProductId": product, "SkuId": sku},
-            "SeatCapacity": e.seat_capacity, "AvailableSeats": available,
-            "LastModified": "2024-05-06T07:08:09.1234567Z",
-            "LicenseType": v(&e.license_type), "DistributionPolicy": v(&e.distribution_policy),
-            "Status": v(&e.status),
-        }),
-        Casing::Camel => json!({
-            "productKey": {"productId": product, "skuId": sku},
-            "seatCapacity": e.seat_capacity, "availableSeats": available,
-            "lastModified": "2024-05-06T07:08:09.1234567Z",
-            "licenseType": v(&e.license_type), "distributionPolicy": v(&e.distribution_policy),
-            "status": v(&e.status),
-        }),
-    }
+    let entry = json!({
+        "ProductKey": {"ProductId": product, "SkuId": sku},
+        "SeatCapacity": e.seat_capacity, "AvailableSeats": available,
+        "LastModified": "2024-05-06T07:08:09.1234567Z",
+        "LicenseType": v(&e.license_type), "DistributionPolicy": v(&e.distribution_policy),
+        "Status": v(&e.status),
+    });
+    cased(casing, entry)
 }
 
 /// Get Inventory: every product of the tenant, in pages.

@@ -3,8 +3,16 @@
 //! pod's command line, with the shipped configuration, passes the
 //! exporter's own `--config.check`.
 //!
+//! The core objects, as shipped and as `kubectl kustomize` renders them,
+//! pass `kubernetes-validate --strict` (the Kubernetes schemas); the
+//! Operator's `ServiceMonitor` and `PrometheusRule`, which those schemas do
+//! not cover, are checked for the fields their CRDs require and for what
+//! they must say (the alerting job; exactly the rules of
+//! `contrib/prometheus/alerts.yml`).
+//!
 //! YAML is read by PyYAML (Debian's `python3-yaml`, which `scripts/test.sh`
-//! installs); without it these tests fail, never skip. Debian's promtool is
+//! installs, as it installs kubectl and puts kubernetes-validate in the test
+//! venv); without them these tests fail, never skip. Debian's promtool is
 //! built without Kubernetes service discovery, so the scrape configuration
 //! is checked here by reading it, not by promtool.
 
@@ -12,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::util::programs::yaml_documents;
+use crate::util::programs::{kubectl_kustomize, kubernetes_validate, repo, text, yaml_documents};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/kubernetes")
@@ -246,4 +254,101 @@ fn the_scrape_config_keeps_every_shard_under_the_alerting_job() {
     );
     assert!(relabel.iter().any(|r| r["target_label"] == "shard"
         && r["source_labels"][0] == "__meta_kubernetes_pod_label_apps_kubernetes_io_pod_index"));
+}
+
+#[test]
+fn core_manifests_and_their_kustomize_rendering_pass_the_kubernetes_schemas() {
+    let files: Vec<PathBuf> = ["configmap.yaml", "service.yaml", "statefulset.yaml"]
+        .iter()
+        .map(|f| dir().join(f))
+        .collect();
+    let rendered = tempfile::tempdir().unwrap();
+    let out = kubectl_kustomize(&dir());
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        text(&out.stderr)
+    );
+    let all = rendered.path().join("rendered.yaml");
+    std::fs::write(&all, &out.stdout).unwrap();
+    let kinds: Vec<Value> = yaml_documents(&all)
+        .iter()
+        .map(|d| d["kind"].clone())
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "StatefulSet"]);
+    let mut paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    paths.push(&all);
+    let out = kubernetes_validate(&paths);
+    let report = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{report}");
+    // One "passed" line per object: nothing was left unchecked.
+    assert_eq!(
+        report.matches(" passed for resource ").count(),
+        6,
+        "{report}"
+    );
+}
+
+#[test]
+fn the_servicemonitor_scrapes_every_shard_as_the_alerting_job() {
+    let m = manifests();
+    let sm = one("servicemonitor.yaml", "ServiceMonitor");
+    // The fields the Operator's CRD requires, and what they must say.
+    assert_eq!(sm["apiVersion"], "monitoring.coreos.com/v1");
+    assert!(!str_of(&sm["metadata"]["name"]).is_empty());
+    let spec = &sm["spec"];
+    assert!(
+        selects(
+            &spec["selector"]["matchLabels"],
+            &m.service["metadata"]["labels"]
+        ),
+        "the selector must pick the Service"
+    );
+    // The job name comes from a Service label and is the one the rules'
+    // MsfbExporterDown matches.
+    let job_label = str_of(&spec["jobLabel"]);
+    assert_eq!(
+        m.service["metadata"]["labels"][job_label],
+        "msfb_seat_exporter"
+    );
+    let endpoints = spec["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 1);
+    let port_names: Vec<&Value> = m.service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    assert!(port_names.contains(&&endpoints[0]["port"]));
+    assert_eq!(endpoints[0]["path"], "/metrics");
+    assert!(
+        endpoints[0]["relabelings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["targetLabel"] == "shard"
+                && r["sourceLabels"][0]
+                    == "__meta_kubernetes_pod_label_apps_kubernetes_io_pod_index")
+    );
+}
+
+#[test]
+fn the_prometheusrule_holds_exactly_the_shipped_rules() {
+    let rule = one("prometheusrule.yaml", "PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert!(!str_of(&rule["metadata"]["name"]).is_empty());
+    let alerts = yaml_documents(&repo("contrib/prometheus/alerts.yml"));
+    // Groups with a name and rules with alert/expr are what the CRD
+    // requires; equal to alerts.yml, they have them.
+    let groups = rule["spec"]["groups"].as_array().expect("spec.groups");
+    assert!(
+        groups
+            .iter()
+            .all(|g| g["name"].is_string() && g["rules"].is_array())
+    );
+    assert!(
+        rule["spec"]["groups"] == alerts[0]["groups"],
+        "contrib/kubernetes/prometheusrule.yaml differs from contrib/prometheus/alerts.yml: \
+         run scripts/prometheusrule.sh"
+    );
 }

@@ -109,3 +109,38 @@ pub fn run_python(script: &str, input: &str) -> String {
     );
     String::from_utf8(out.stdout).expect("utf-8")
 }
+
+/// A program of the test venv (`target/venv/bin/NAME`).
+pub fn venv_bin(name: &str) -> PathBuf {
+    let python = venv_python();
+    python.with_file_name(name)
+}
+
+/// Runs `kubernetes-validate --strict` (test venv) on `files`: the
+/// Kubernetes schemas of the version it ships with.
+pub fn kubernetes_validate(files: &[&Path]) -> Output {
+    std::process::Command::new(venv_bin("kubernetes-validate"))
+        .arg("--strict")
+        .args(files)
+        .output()
+        .expect("kubernetes-validate is needed (bash scripts/test.sh puts it in target/venv)")
+}
+
+/// Renders the kustomization in `dir` with `kubectl kustomize`.
+pub fn kubectl_kustomize(dir: &Path) -> Output {
+    std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl is needed (Debian package kubernetes-client; bash scripts/test.sh installs it)")
+}
+
+/// Runs `openssl` in `dir`; it must succeed.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed (Debian package openssl; bash scripts/test.sh installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
