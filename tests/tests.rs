@@ -49,3 +49,9 @@ mod docs;
 mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// Hostile peers, files: pipes, devices and directories, the reload
+// deadline, secrets others can read (SPEC §17).
+mod hostile;
+// Hostile peers, HTTP: idle and slowloris floods, password guessing,
+// stalled readers, against the real daemon (SPEC §17).
+mod flood;
