@@ -60,6 +60,10 @@ pub enum ReloadError {
     /// The loader task failed.
     #[error("configuration loader failed: {0}")]
     Loader(String),
+    /// Reading the files took longer than the reload deadline (a file on a
+    /// hung network mount, say); the reload gives up and frees the lock.
+    #[error("the configuration could not be read within {}", humantime::format_duration(*.0))]
+    Deadline(Duration),
     /// The error of a reload that ran for this request and others at once.
     #[error("{0}")]
     Shared(String),
@@ -84,7 +88,15 @@ pub struct Options {
     pub retry_base: Duration,
     /// See `retry_base`.
     pub retry_cap: Duration,
+    /// Longest a reload may take to read and validate the files before it
+    /// fails like a bad file ([`RELOAD_DEADLINE`]; tests shorten it).
+    pub reload_deadline: Duration,
 }
+
+/// How long a reload may read files (SPEC §17): files are never FIFOs or
+/// devices (`config::files`), but a network mount can still hang, and a
+/// reload that never ends would hold the reload lock for good.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -93,6 +105,7 @@ impl Default for Options {
             load: LoadOptions::default(),
             retry_base: p.base,
             retry_cap: p.cap,
+            reload_deadline: RELOAD_DEADLINE,
         }
     }
 }
@@ -351,10 +364,16 @@ impl Exporter {
         let serves = self.inner.reload_tickets.load(SeqCst);
         let path = self.generation().config.source.clone();
         let options = self.inner.options.load.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_config(&path, &options))
-            .await
-            .map_err(|e| ReloadError::Loader(e.to_string()))
-            .and_then(|r| r.map_err(ReloadError::from));
+        let deadline = self.inner.options.reload_deadline;
+        // A loader past the deadline is left to finish on its own thread
+        // (a blocking read cannot be cancelled); its result is dropped.
+        let loader = tokio::task::spawn_blocking(move || load_config(&path, &options));
+        let loaded = match tokio::time::timeout(deadline, loader).await {
+            Err(_) => Err(ReloadError::Deadline(deadline)),
+            Ok(joined) => joined
+                .map_err(|e| ReloadError::Loader(e.to_string()))
+                .and_then(|r| r.map_err(ReloadError::from)),
+        };
         let result = match loaded {
             Ok(config) => self.apply(config),
             Err(e) => Err(e),
@@ -494,19 +513,25 @@ mod tests {
         panic!("cycle {cycles} never ran");
     }
 
-    async fn after(d: Duration) {
-        tokio::time::advance(d).await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
+    /// An exporter for `config` with its poll loop running.
+    fn start(config: Config) -> (Exporter, CancellationToken, tokio::task::JoinHandle<()>) {
+        let exporter = Exporter::new(config, Options::default()).expect("exporter");
         let cancel = CancellationToken::new();
         let poller = tokio::spawn({
             let exporter = exporter.clone();
             let cancel = cancel.clone();
             async move { exporter.run_poller(cancel).await }
         });
+        (exporter, cancel, poller)
+    }
+
+    async fn after(d: Duration) {
+        tokio::time::advance(d).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         after(Duration::from_secs(9)).await;
         assert_eq!(exporter.telemetry().poll_cycles.get(), 1, "not before 10 s");
@@ -533,13 +558,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_overrunning_schedule_delays_rather_than_bursts() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
-        let cancel = CancellationToken::new();
-        let poller = tokio::spawn({
-            let exporter = exporter.clone();
-            let cancel = cancel.clone();
-            async move { exporter.run_poller(cancel).await }
-        });
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         // Five periods at once (a stalled host): one late cycle, not five.
         after(Duration::from_secs(50)).await;

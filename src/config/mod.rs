@@ -11,6 +11,7 @@ mod auth;
 mod certificate;
 mod credential;
 mod error;
+pub(crate) mod files;
 mod locate;
 mod network;
 mod raw;
@@ -32,13 +33,8 @@ pub use credential::{
 };
 pub use error::ConfigError;
 pub use network::{CaBundle, ProxyConfig};
-pub(crate) use validate::read_limited;
 
 use locate::{KeyPath, SourceMap};
-
-/// Largest configuration, users or secret file we read (a guard against a
-/// path pointing at something huge, not a practical limit).
-pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads environment variables for `client_secret_env` and
 /// `$CREDENTIALS_DIRECTORY`. Injected so that tests need not touch the
@@ -298,7 +294,7 @@ fn counted(n: usize, noun: &str) -> String {
 /// [`ConfigError`] naming file, line and key for any problem, including
 /// unreadable secret, key and users files.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
-    let text = validate::read_limited(path).map_err(|source| ConfigError::Read {
+    let text = files::read_text(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;

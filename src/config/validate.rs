@@ -4,17 +4,17 @@
 //! file, so the operator fixes one line at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
 use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode, PerTarget,
-    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PollConfig,
+    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -66,19 +66,6 @@ fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<Str
     }
 }
 
-/// Reads a whole file, refusing files over [`MAX_FILE_BYTES`].
-pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
-    }
-    Ok(text)
-}
-
 pub(super) struct Ctx<'a> {
     dir: PathBuf,
     pub(super) options: &'a LoadOptions,
@@ -118,14 +105,17 @@ impl Ctx<'_> {
 
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
-    pub(super) fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    /// Readable by others: accepted, with a warning.
+    pub(super) fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
-        let text = read_limited(&path)
+        let text = read_text(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
         let value = text.trim_end_matches(['\r', '\n']);
         if value.trim().is_empty() {
             return Err(issue(key, format!("{} is empty", path.display())));
         }
+        self.warnings
+            .extend(exposure_warning(&key.to_string(), &path));
         Ok(SecretString::from(value.to_owned()))
     }
 }
@@ -153,7 +143,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             ),
         ));
     }
-    let metrics = metrics(raw.metrics, &ctx)?;
+    let metrics = metrics(raw.metrics, &mut ctx)?;
     let inventory_key = KeyPath::of("inventory.interval");
     if raw.inventory.enabled {
         check_interval(&inventory_key, raw.inventory.interval)?;
@@ -234,12 +224,12 @@ fn check_telemetry_path(telemetry_path: &str) -> Checked<()> {
     Ok(())
 }
 
-/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each
-/// readable.
+/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each a
+/// readable regular file; a key others can read is warned about.
 fn tls_files(
     cert: Option<String>,
     key: Option<String>,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
 ) -> Checked<Option<TlsFiles>> {
     let cert_key = KeyPath::of("web.tls_cert_file");
     let key_key = KeyPath::of("web.tls_key_file");
@@ -257,9 +247,14 @@ fn tls_files(
         cert: ctx.resolve(&cert_key, &cert)?,
         key: ctx.resolve(&key_key, &key)?,
     };
+    // Read now, so that a pipe or a directory is refused naming its key
+    // (the listener reads them again to use them).
     for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-        std::fs::metadata(p).map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
+        read_bytes(p, super::files::MAX_PEM_BYTES)
+            .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
     }
+    ctx.warnings
+        .extend(exposure_warning(&key_key.to_string(), &files.key));
     Ok(Some(files))
 }
 
@@ -337,16 +332,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
     if timeout.is_zero() {
         return Err(issue(&KeyPath::of("store.timeout"), "must be more than 0s"));
     }
-    let key = KeyPath::of("store.max_concurrency");
-    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 1 and {MAX_CONCURRENCY} (got {})",
-                raw.max_concurrency
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_concurrency"),
+        raw.max_concurrency,
+        1,
+        MAX_CONCURRENCY,
+    )?;
     let key = KeyPath::of("store.max_requests_per_second");
     let rps = raw.max_requests_per_second;
     if !rps.is_finite() || rps < 0.0 {
@@ -355,16 +346,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
             format!("must be 0 (unlimited) or a positive number (got {rps})"),
         ));
     }
-    let key = KeyPath::of("store.max_retries");
-    if !(0..=MAX_RETRIES).contains(&raw.max_retries) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 0 and {MAX_RETRIES} (got {})",
-                raw.max_retries
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_retries"),
+        raw.max_retries,
+        0,
+        MAX_RETRIES,
+    )?;
     Ok(StoreConfig {
         base_url,
         timeout,
@@ -466,7 +453,7 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
     })
 }
 
-fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig> {
+fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsConfig> {
     let key = KeyPath::of("metrics.user_hash_key_file");
     let user_label = match (raw.user_label, raw.user_hash_key_file) {
         (RawUserLabel::Upn, _) => UserLabel::Upn,
@@ -671,7 +658,7 @@ fn users(
     };
     let fkey = key.key("users_file");
     let path = ctx.resolve(&fkey, file)?;
-    let text = read_limited(&path)
+    let text = read_text(&path)
         .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
     for (n, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();
@@ -733,9 +720,19 @@ const MAX_PAGES: u32 = 1_000_000;
 
 /// A count limit from 1 to `max`.
 fn count_up_to(key: &KeyPath, n: i64, max: u32) -> Result<u32, Issue> {
-    match u32::try_from(n) {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(issue(key, format!("must be between 1 and {max} (got {n})"))),
+    in_range(key, n, 1, i64::from(max))?;
+    Ok(u32::try_from(n).expect("checked to be within 1..=max"))
+}
+
+/// An integer from `min` to `max`.
+fn in_range(key: &KeyPath, n: i64, min: i64, max: i64) -> Checked<()> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(issue(
+            key,
+            format!("must be between {min} and {max} (got {n})"),
+        ))
     }
 }
 
