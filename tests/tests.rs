@@ -49,6 +49,8 @@ mod docs;
 mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// /status under 40 stalled readers at 100k targets: the daemon's memory.
+mod status_load;
 // Hostile peers, files: pipes, devices and directories, the reload
 // deadline, secrets others can read (SPEC §17).
 mod hostile;
