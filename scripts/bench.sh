@@ -12,6 +12,9 @@
 #          bytes from a file, peak RSS over 10 cycles with scrapes at 100k,
 #          and start-up to /-/healthy at 100k targets from a users file;
 #          each of these in every metric profile of BENCH_PROFILES;
+#   persist the state file (issue 12) at 100k targets: a save against a
+#          cycle's CPU, bytes per target, start-up to every saved value on
+#          /metrics, peak RSS after the restart;
 #   bill   what Prometheus pays (issue 14): Debian's prometheus scraping the
 #          exporter at 100k targets every 15 s, a fresh server per profile;
 #          its head series and resident memory from its own /metrics after a
@@ -32,7 +35,7 @@
 # that may take, default 300), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
 # BENCH_KEEP=1 keeps the temporary directory. BENCH_PROFILES (default
 # "full compact"): the [metrics] per_target profiles the scrape goals are
-# measured in. BENCH_PARTS (default "poll scrape bill"): which parts run.
+# measured in. BENCH_PARTS (default "poll scrape persist bill"): which parts run.
 # BENCH_PROM_SCRAPES (default 6): scrapes each Prometheus takes.
 # BENCH_BIG_TARGETS (default 100000) for a quick trial of the script.
 set -euo pipefail
@@ -44,7 +47,7 @@ load_seconds=${BENCH_LOAD_SECONDS:-300}
 load_samples=${BENCH_LOAD_SAMPLES:-300}
 cycles=${BENCH_CYCLES:-10}
 profiles=${BENCH_PROFILES:-full compact}
-parts=${BENCH_PARTS:-poll scrape bill}
+parts=${BENCH_PARTS:-poll scrape persist bill}
 prom_scrapes=${BENCH_PROM_SCRAPES:-6}
 nginx_port=$port_base
 blackbox_port=$((port_base + 1))
@@ -499,6 +502,69 @@ print(f"{float(sys.argv[3]):.0f} {float(sys.argv[4]):.0f} {rest[len(rest) // 2]:
 PY
 }
 
+# --- 6. persistence at 100k targets (issue 12) -------------------------------------------
+# One run with --persistence.file: after the first cycle's save, the save's
+# wall time (the debug line, fsyncs included; it errs high as CPU) against
+# the CPU the process spent on that cycle (from /-/healthy to the save), and
+# the file's size per target; then a restart from that file against a Store
+# that answers nothing (a port nobody listens on): the time from starting the
+# process to a /metrics holding every target's saved value, and the peak RSS.
+persist_goals() {
+    local pid t0 t1 cpu0 cpu1 save_s cycle_cpu file_bytes restore_s rss series
+    write_config "$work/us/persist.toml" "$big_targets" 1h "$us_port"
+    log "us: persistence, $big_targets targets: a cycle, its save, a restart from the file"
+    "$exporter_bin" --config.file="$work/us/persist.toml" --persistence.file="$work/state" \
+        --log.level=debug --log.format=json >"$work/persist.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$us_port/-/healthy"
+    cpu0=$(cpu_ticks "$pid")
+    until grep -q '"message":"seat state saved"' "$work/persist.log"; do
+        kill -0 "$pid" 2>/dev/null || { log "exporter died: $(tail -5 "$work/persist.log")"; exit 1; }
+        sleep 0.05
+    done
+    cpu1=$(cpu_ticks "$pid")
+    stop "$pid"
+    save_s=$(python3 -c '
+import json, re, sys
+for line in open(sys.argv[1]):
+    e = json.loads(line) if line.startswith("{") else {}
+    if e.get("message") == "seat state saved":
+        d = e["duration"]  # Debug of a Duration: 1.2ms, 850µs, 1.1s
+        n, unit = re.match(r"([0-9.]+)(\D+)", d).groups()
+        print(float(n) * {"s": 1, "ms": 1e-3, "µs": 1e-6, "ns": 1e-9}[unit]); break
+' "$work/persist.log")
+    cycle_cpu=$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.3f", t / hz }')
+    file_bytes=$(stat -c %s "$work/state")
+    # The restart: nothing answers at the Store's address, so every value on
+    # /metrics comes from the file.
+    sed -i "s|^base_url = .*|base_url = \"http://127.0.0.1:$prom_port\"|" "$work/us/persist.toml"
+    t0=$(date +%s%N)
+    "$exporter_bin" --config.file="$work/us/persist.toml" --persistence.file="$work/state" \
+        --log.level=error >"$work/persist2.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    until curl -sf -o "$work/persist.prom" "http://127.0.0.1:$us_port/metrics"; do
+        kill -0 "$pid" 2>/dev/null || { log "exporter died: $(cat "$work/persist2.log")"; exit 1; }
+        sleep 0.002
+    done
+    t1=$(date +%s%N)
+    series=$(grep -c '^msfb_seat_active{' "$work/persist.prom" || true)
+    [ "$series" -eq "$big_targets" ] || { log "restart showed $series of $big_targets seats"; exit 1; }
+    restore_s=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f", d / 1e9 }')
+    sleep 2
+    rss=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$pid/status")
+    stop "$pid"
+    local r_save bpt
+    r_save=$(awk -v a="$save_s" -v b="$cycle_cpu" 'BEGIN { printf "%.3f", a / b }')
+    bpt=$(awk -v a="$file_bytes" -v n="$big_targets" 'BEGIN { printf "%.1f", a / n }')
+    rows+="| persistence: start-up to a /metrics with all $big_targets saved values | ≤ 1 s | $restore_s s | – | $(verdict "$restore_s" 1 "<=") |
+| persistence: one save (wall, fsyncs included) against one cycle's CPU, $big_targets targets | ≤ 0.1 × cycle | $(awk -v s="$save_s" 'BEGIN { printf "%.1f", s * 1000 }') ms vs $cycle_cpu s | $r_save | $(verdict "$r_save" 0.1 "<=") |
+| persistence: state file size | ≤ 100 B/target | $file_bytes bytes, $bpt B/target | – | $(verdict "$bpt" 100 "<=") |
+| persistence: peak RSS after a restart from the file | ≤ 150 MiB | $rss MiB | – | $(verdict "$rss" 150 "<=") |
+"
+}
+
 # --- the table -------------------------------------------------------------------------
 verdict() { awk -v v="$1" -v goal="$2" -v op="$3" 'BEGIN {
     ok = (op == "<=") ? (v <= goal) : (v >= goal)
@@ -527,6 +593,9 @@ if part scrape; then
     for profile in $profiles; do
         scrape_goals "$profile"
     done
+fi
+if part persist; then
+    persist_goals
 fi
 if part bill; then
     bill full >"$work/bill-full.txt"
