@@ -49,6 +49,8 @@ mod docs;
 mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// /status under 40 stalled readers at 100k targets: the daemon's memory.
+mod status_load;
 // Hostile peers, files: pipes, devices and directories, the reload
 // deadline, secrets others can read (SPEC §17).
 mod hostile;
@@ -58,3 +60,5 @@ mod flood;
 // Hostile peers, the Store: bare 404s, a state named twice, pages without
 // a seat list, token lifetimes in every number form (SPEC §17).
 mod answers;
+// Persistence: restarts, kill -9, bad state files (SPEC §13).
+mod persistence;

@@ -161,7 +161,10 @@ pub fn router(site: impl Site) -> Router {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
-        .route("/status", get(status::status))
+        .route("/status", {
+            let cache = Arc::new(status::PlanCache::default());
+            get(move |site, query| status::status(site, query, Arc::clone(&cache)))
+        })
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)
