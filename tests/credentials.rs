@@ -895,7 +895,7 @@ fn a_key_file_others_can_read_is_used_with_a_warning() {
     assert_eq!(
         warnings,
         [
-            "auth.client_key_file: key.pem can be read by others than its owner (mode 644): chmod 600 it"
+            "auth.client_key_file: key.pem has mode 0644: other users can read it; restrict it to the exporter's user (chmod 600)"
         ]
     );
 }

@@ -57,3 +57,5 @@ mod hostile;
 // Hostile peers, HTTP: idle and slowloris floods, password guessing,
 // stalled readers, against the real daemon (SPEC §17).
 mod flood;
+// Persistence: restarts, kill -9, bad state files (SPEC §13).
+mod persistence;

@@ -211,7 +211,6 @@ fn certificate(raw: &RawAuth, ctx: &mut Ctx<'_>) -> Checked<Credential> {
         };
         issue(at, format!("{e}{hint}"))
     })?;
-    readable_by_others(&key_key, &key_path, ctx);
     let now = SystemTime::now();
     let described = format!(
         "the certificate {} (thumbprint {})",
@@ -243,21 +242,6 @@ fn certificate(raw: &RawAuth, ctx: &mut Ctx<'_>) -> Checked<Credential> {
     Ok(Credential::Certificate(Arc::new(CertificateFiles::new(
         cert_path, key_path, pair,
     ))))
-}
-
-/// Warns, as OpenSSH does for keys, when others than the owner may read
-/// the private key file (SPEC §17); it is still used.
-fn readable_by_others(key: &KeyPath, path: &std::path::Path, ctx: &mut Ctx<'_>) {
-    use std::os::unix::fs::PermissionsExt as _;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        ctx.warnings.push(format!(
-            "{key}: {} can be read by others than its owner (mode {:o}): chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
-    }
 }
 
 fn workload_identity(raw: &RawAuth, ctx: &Ctx<'_>) -> Checked<Credential> {

@@ -51,6 +51,9 @@ pub struct LoadOptions {
     pub shard_index: Option<u32>,
     /// `--shard.count`.
     pub shard_count: Option<u32>,
+    /// `--persistence.file` (relative to the working directory, as any
+    /// path on a command line).
+    pub persistence_file: Option<PathBuf>,
     /// Environment lookup; the process environment by default.
     pub env: EnvLookup,
 }
@@ -61,6 +64,7 @@ impl Default for LoadOptions {
             listen_address: None,
             shard_index: None,
             shard_count: None,
+            persistence_file: None,
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -72,6 +76,7 @@ impl fmt::Debug for LoadOptions {
             .field("listen_address", &self.listen_address)
             .field("shard_index", &self.shard_index)
             .field("shard_count", &self.shard_count)
+            .field("persistence_file", &self.persistence_file)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +99,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[inventory]`.
     pub inventory: InventoryConfig,
+    /// `[persistence]`.
+    pub persistence: PersistenceConfig,
     /// `[[products]]`, in file order, users merged and de-duplicated.
     pub products: Vec<ProductConfig>,
     /// Things worth a warning that do not stop the exporter.
@@ -231,6 +238,13 @@ pub struct InventoryConfig {
     pub interval: Duration,
     /// Get Inventory pages after which a listing is cut off as an error.
     pub max_pages: u32,
+}
+
+/// `[persistence]` (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistenceConfig {
+    /// Where the seat state is saved; `None` keeps it in memory only.
+    pub file: Option<PathBuf>,
 }
 
 /// How a product's seats are checked (SPEC §11).

@@ -13,8 +13,8 @@ use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
 use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PollConfig,
-    ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
+    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PersistenceConfig,
+    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -166,6 +166,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
+    let persistence = persistence(raw.persistence, &ctx)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -175,6 +176,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         poll,
         metrics,
         inventory,
+        persistence,
         products,
         warnings: ctx.warnings,
         secret_files: ctx.secret_files,
@@ -483,6 +485,50 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsCon
         per_target,
     })
 }
+
+/// `[persistence] file`, or `--persistence.file` in its place. The file
+/// need not exist (a first start), but its directory must, and the path
+/// must not name something that is not a regular file: the exporter
+/// replaces it by renaming, which would swallow a directory or a FIFO's
+/// name.
+fn persistence(raw: super::raw::RawPersistence, ctx: &Ctx<'_>) -> Checked<PersistenceConfig> {
+    let key = KeyPath::of("persistence.file");
+    let flag = ctx
+        .options
+        .persistence_file
+        .is_some()
+        .then_some(PERSISTENCE_FILE_FLAG);
+    let file = match (&ctx.options.persistence_file, raw.file) {
+        (Some(given), _) if given.as_os_str().is_empty() => {
+            return Err(issue_from(&key, flag, "must not be empty"));
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(written)) => ctx.resolve(&key, &written)?,
+        (None, None) => return Ok(PersistenceConfig::default()),
+    };
+    if let Ok(meta) = std::fs::metadata(&file)
+        && !meta.is_file()
+    {
+        let message = format!("{} exists and is not a regular file", file.display());
+        return Err(issue_from(&key, flag, message));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if file.file_name().is_none() || !dir.is_dir() {
+        let message = format!(
+            "{}: the directory {} does not exist",
+            file.display(),
+            dir.display()
+        );
+        return Err(issue_from(&key, flag, message));
+    }
+    Ok(PersistenceConfig { file: Some(file) })
+}
+
+/// The flag that overrides `[persistence] file`.
+pub(crate) const PERSISTENCE_FILE_FLAG: &str = "--persistence.file";
 
 /// Checks a product or SKU id: non-empty, no whitespace or control
 /// characters, and not a dot segment (which a URL parser would fold away).

@@ -31,6 +31,8 @@ pub mod openmetrics;
 pub mod pages;
 /// Outside programs: promtool, systemd-analyze, PyYAML.
 pub mod programs;
+/// The binary restarted over one state file (persistence).
+pub mod restart;
 /// An exporter on a real loopback socket.
 pub mod served;
 /// Polling until something another task or process does has happened.

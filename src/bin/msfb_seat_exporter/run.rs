@@ -30,6 +30,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen_address: args.listen_address.clone(),
         shard_index: args.shard_index,
         shard_count: args.shard_count,
+        persistence_file: args.persistence_file.clone(),
         ..LoadOptions::default()
     };
     let (config, transport) = match load(&args, &options).await? {
@@ -140,6 +141,9 @@ async fn serve(
     transport: web::Transport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Saved values are exported from the first scrape on: load them before
+    // anything listens.
+    let restored = exporter.restore_state().await;
     let generation = exporter.generation();
     let address = generation.config.web.listen_address.clone();
     let listener = web::serve::bind(&address)
@@ -150,6 +154,7 @@ async fn serve(
         tls = matches!(transport, web::Transport::Tls(_)),
         version = env!("CARGO_PKG_VERSION"),
         targets = generation.table.len(),
+        restored,
         interval = %humantime::format_duration(generation.config.poll.interval),
         "msfb_seat_exporter started"
     );
