@@ -105,6 +105,21 @@ pub struct Config {
     pub products: Vec<ProductConfig>,
     /// Things worth a warning that do not stop the exporter.
     pub warnings: Vec<String>,
+    /// The secret files read (client secret, hash key).
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// A secret file the configuration names: `--config.check` run as root
+/// reads any file, while the systemd unit's dynamic user reads secrets only
+/// through `LoadCredential=`, so a check that passes as root says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The key that names it, e.g. `auth.client_secret_file`.
+    pub key: String,
+    /// Where it was read.
+    pub path: PathBuf,
+    /// Whether it was written as `$CREDENTIALS_DIRECTORY/…`.
+    pub from_credentials: bool,
 }
 
 /// `[web]`: where and how the exporter serves.
