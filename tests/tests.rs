@@ -45,3 +45,5 @@ mod sharding;
 mod docs;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// --web.config.file: mTLS per client_auth_type, TLS versions, headers, reload.
+mod webconfig;

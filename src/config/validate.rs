@@ -224,10 +224,7 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
         (Some(cert), Some(key)) => {
             let cert_key = KeyPath::of("web.tls_cert_file");
             let key_key = KeyPath::of("web.tls_key_file");
-            let files = TlsFiles {
-                cert: ctx.resolve(&cert_key, &cert)?,
-                key: ctx.resolve(&key_key, &key)?,
-            };
+            let files = TlsFiles::new(ctx.resolve(&cert_key, &cert)?, ctx.resolve(&key_key, &key)?);
             for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
                 std::fs::metadata(p)
                     .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
@@ -249,18 +246,7 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
     };
     for (user, hash) in &raw.basic_auth_users {
         let key = KeyPath::of("web.basic_auth_users").key(user);
-        if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
-            return Err(issue(
-                &key,
-                "user names must be non-empty, without ':' or control characters",
-            ));
-        }
-        if !looks_like_bcrypt(hash) {
-            return Err(issue(
-                &key,
-                "must be a bcrypt hash (\"$2b$...\"), not a plain password",
-            ));
-        }
+        check_basic_auth_user(user, hash).map_err(|message| issue(&key, message))?;
     }
     // Validated above: the cost is the two digits after "$2b$".
     let costs: std::collections::BTreeSet<&str> =
@@ -278,7 +264,20 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
         telemetry_path,
         tls,
         basic_auth_users: raw.basic_auth_users,
+        headers: Vec::new(),
     })
+}
+
+/// One basic-auth user (in `[web]` or the web configuration file): a name
+/// that fits an `Authorization` header, and a bcrypt hash.
+pub(crate) fn check_basic_auth_user(user: &str, hash: &str) -> Result<(), &'static str> {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+        return Err("user names must be non-empty, without ':' or control characters");
+    }
+    if !looks_like_bcrypt(hash) {
+        return Err("must be a bcrypt hash (\"$2b$...\"), not a plain password");
+    }
+    Ok(())
 }
 
 /// `$2a$`, `$2b$`, `$2x$` or `$2y$`, a two-digit cost, then 53 characters.
