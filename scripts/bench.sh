@@ -10,7 +10,13 @@
 #          scrape p99 idle and under full polling load (10k targets), a full
 #          uncompressed scrape at 100k targets against nginx serving the same
 #          bytes from a file, peak RSS over 10 cycles with scrapes at 100k,
-#          and start-up to /-/healthy at 100k targets from a users file.
+#          and start-up to /-/healthy at 100k targets from a users file;
+#          each of these in every metric profile of BENCH_PROFILES;
+#   bill   what Prometheus pays (issue 14): Debian's prometheus scraping the
+#          exporter at 100k targets every 15 s, a fresh server per profile;
+#          its head series and resident memory from its own /metrics after a
+#          few scrapes, and its scrape_duration_seconds for the exporter
+#          (gzip and OpenMetrics, as Prometheus asks): compact against full.
 #
 # It prints one table of the ratios against the goals. Every number is
 # measured in this run, so the ratios hold on any machine; the absolute
@@ -24,7 +30,11 @@
 # BENCH_SECONDS (wrk runs, default 10), BENCH_LOAD_SAMPLES (scrapes under
 # polling load to collect, default 300) and BENCH_LOAD_SECONDS (the most
 # that may take, default 300), BENCH_CYCLES (cycles of the 100k RSS run, default 10),
-# BENCH_KEEP=1 keeps the temporary directory.
+# BENCH_KEEP=1 keeps the temporary directory. BENCH_PROFILES (default
+# "full compact"): the [metrics] per_target profiles the scrape goals are
+# measured in. BENCH_PARTS (default "poll scrape bill"): which parts run.
+# BENCH_PROM_SCRAPES (default 6): scrapes each Prometheus takes.
+# BENCH_BIG_TARGETS (default 100000) for a quick trial of the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,14 +43,18 @@ seconds=${BENCH_SECONDS:-10}
 load_seconds=${BENCH_LOAD_SECONDS:-300}
 load_samples=${BENCH_LOAD_SAMPLES:-300}
 cycles=${BENCH_CYCLES:-10}
+profiles=${BENCH_PROFILES:-full compact}
+parts=${BENCH_PARTS:-poll scrape bill}
+prom_scrapes=${BENCH_PROM_SCRAPES:-6}
 nginx_port=$port_base
 blackbox_port=$((port_base + 1))
 us_port=$((port_base + 2))
+prom_port=$((port_base + 3))
 
 products=4
 poll_targets=20000 # "us": checks/s and CPU per check
 scrape_targets=10000 # scrape p99 idle vs under polling load
-big_targets=100000 # full scrape, peak RSS, start-up
+big_targets=${BENCH_BIG_TARGETS:-100000} # full scrape, peak RSS, start-up, Prometheus
 concurrency=64
 
 log() { printf '%s bench: %s\n' "$(date +%T)" "$*" >&2; }
@@ -53,6 +67,7 @@ command -v prometheus-blackbox-exporter >/dev/null 2>&1 || need+=(prometheus-bla
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /usr/bin/time ] || need+=(time)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -188,11 +203,12 @@ metric() { # metric FILE NAME: the value of an unlabelled sample
 wrk_rate() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 wrk_count() { awk '/requests in/ { print $1 }' "$1"; }
 
-write_config() { # write_config FILE TARGETS INTERVAL PORT
+write_config() { # write_config FILE TARGETS INTERVAL PORT [PROFILE]
     local users
     users=$(users_file "$2")
     {
         printf '[web]\nlisten_address = "127.0.0.1:%s"\n\n' "$4"
+        printf '[metrics]\nper_target = "%s"\n\n' "${5:-full}"
         printf '[store]\nbase_url = "%s"\ntimeout = "5s"\nmax_concurrency = %s\nmax_requests_per_second = 0\n\n' \
             "$store" "$concurrency"
         printf '[auth]\ntenant_id = "bench.onmicrosoft.com"\nclient_id = "bench"\nclient_secret_file = "secret"\n'
@@ -265,6 +281,8 @@ print(f"{p99(idle):.2f} {p99(load):.2f} {len(idle)} {len(load)} {rate:.0f}")
 EOF
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+# --- 1.-3. poll: limit, peer, us (the profile does not matter) ------------------
+poll_part() {
 # --- 1. limit: wrk straight at nginx ----------------------------------------------
 poll_paths=$(paths_file "$poll_targets")
 cat >"$work/paths.lua" <<'EOF'
@@ -342,102 +360,201 @@ us_rps=$(awk '{ print $1 }' "$work/once.txt" | median)
 us_cpu=$(awk '{ print $2 }' "$work/once.txt" | median)
 us_rss=$(awk '{ print $3 }' "$work/once.txt" | median)
 
+}
+
 # --- 4. scrape p99, idle and under full polling load (10k targets) -----------------
-write_config "$work/us/scrape.toml" "$scrape_targets" 10s "$us_port"
-log "us: scrapes of $scrape_targets targets while cycles run every 10s, until $load_samples fall in a cycle (at most ${load_seconds}s)"
-"$exporter_bin" --config.file="$work/us/scrape.toml" --log.level=error >"$work/scrape.log" 2>&1 &
-scrape_pid=$!
-pids+=("$scrape_pid")
-wait_http "http://127.0.0.1:$us_port/-/healthy"
-read -r idle_p99 load_p99 idle_n load_n _ < <(python3 "$work/scrapes.py" \
-    "http://127.0.0.1:$us_port/metrics" "$load_seconds" "$load_samples")
-rss_10k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$scrape_pid/status")
-stop "$scrape_pid"
-
 # --- 5. 100k targets: start-up, full scrape against nginx, peak RSS -----------------
-write_config "$work/us/big.toml" "$big_targets" 1h "$us_port"
-log "us: start-up with $big_targets targets"
-t0=$(date +%s%N)
-"$exporter_bin" --config.file="$work/us/big.toml" --log.level=error >"$work/big.log" 2>&1 &
-big_pid=$!
-pids+=("$big_pid")
-until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/healthy"; do
-    kill -0 "$big_pid" 2>/dev/null || { log "exporter died: $(cat "$work/big.log")"; exit 1; }
-    sleep 0.002
-done
-t1=$(date +%s%N)
-startup=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f", d / 1e9 }')
-until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/ready"; do sleep 0.1; done
-curl -s -o "$www/metrics.prom" "http://127.0.0.1:$us_port/metrics"
-chmod a+r "$www/metrics.prom"
-scrape_bytes=$(stat -c %s "$www/metrics.prom")
-log "us: full scrape of $big_targets targets ($scrape_bytes bytes) against nginx serving it as a file"
-# Fetched in turns, one of each at a time, so that a burst of other work on
-# the machine hits both sides alike; 21 each, the median counts.
-: >"$work/full-us.txt"
-: >"$work/full-nginx.txt"
-fetch() { curl -s -o /dev/null -w '%{time_total}\n' "$1"; }
-fetch "$store/metrics.prom" >/dev/null # warm the page cache
-for _ in $(seq 21); do
-    fetch "http://127.0.0.1:$us_port/metrics" >>"$work/full-us.txt"
-    fetch "$store/metrics.prom" >>"$work/full-nginx.txt"
-done
-full_us=$(median <"$work/full-us.txt" | awk '{ printf "%.1f", $1 * 1000 }')
-full_nginx=$(median <"$work/full-nginx.txt" | awk '{ printf "%.1f", $1 * 1000 }')
-gzip_us=$(curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}' \
-    "http://127.0.0.1:$us_port/metrics" | awk '{ printf "%.1f ms, %.1f MB", $1 * 1000, $2 / 1e6 }')
-stop "$big_pid"
+# Both in one profile; each adds its rows to the table.
+scrape_goals() { # scrape_goals PROFILE
+    local profile=$1 scrape_pid big_pid t0 t1 startup scrape_bytes full_us full_nginx gzip_us
+    local idle_p99 load_p99 idle_n load_n rss_10k done_cycles big_cycle rss_100k
+    write_config "$work/us/scrape.toml" "$scrape_targets" 10s "$us_port" "$profile"
+    log "us ($profile): scrapes of $scrape_targets targets while cycles run every 10s, until $load_samples fall in a cycle (at most ${load_seconds}s)"
+    "$exporter_bin" --config.file="$work/us/scrape.toml" --log.level=error >"$work/scrape.log" 2>&1 &
+    scrape_pid=$!
+    pids+=("$scrape_pid")
+    wait_http "http://127.0.0.1:$us_port/-/healthy"
+    read -r idle_p99 load_p99 idle_n load_n _ < <(python3 "$work/scrapes.py" \
+        "http://127.0.0.1:$us_port/metrics" "$load_seconds" "$load_samples")
+    rss_10k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$scrape_pid/status")
+    stop "$scrape_pid"
 
-log "us: $cycles cycles of $big_targets targets every 10s with a scrape a second"
-write_config "$work/us/big10.toml" "$big_targets" 10s "$us_port"
-"$exporter_bin" --config.file="$work/us/big10.toml" --log.level=error >"$work/big10.log" 2>&1 &
-big_pid=$!
-pids+=("$big_pid")
-wait_http "http://127.0.0.1:$us_port/-/healthy"
-done_cycles=0
-while [ "${done_cycles:-0}" -lt "$cycles" ]; do
-    sleep 1
-    curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics"
-    done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
-    done_cycles=${done_cycles%.*}
-done
-big_cycle=$(metric "$work/big10.prom" msfb_poll_cycle_duration_seconds | awk '{ printf "%.2f", $1 }')
-rss_100k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$big_pid/status")
-stop "$big_pid"
+    write_config "$work/us/big.toml" "$big_targets" 1h "$us_port" "$profile"
+    log "us ($profile): start-up with $big_targets targets"
+    t0=$(date +%s%N)
+    "$exporter_bin" --config.file="$work/us/big.toml" --log.level=error >"$work/big.log" 2>&1 &
+    big_pid=$!
+    pids+=("$big_pid")
+    until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/healthy"; do
+        kill -0 "$big_pid" 2>/dev/null || { log "exporter died: $(cat "$work/big.log")"; exit 1; }
+        sleep 0.002
+    done
+    t1=$(date +%s%N)
+    startup=$(awk -v d=$((t1 - t0)) 'BEGIN { printf "%.3f", d / 1e9 }')
+    until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/ready"; do sleep 0.1; done
+    curl -s -o "$www/metrics.prom" "http://127.0.0.1:$us_port/metrics"
+    chmod a+r "$www/metrics.prom"
+    scrape_bytes=$(stat -c %s "$www/metrics.prom")
+    log "us ($profile): full scrape of $big_targets targets ($scrape_bytes bytes) against nginx serving it as a file"
+    # Fetched in turns, one of each at a time, so that a burst of other work
+    # on the machine hits both sides alike; 21 each, the median counts.
+    : >"$work/full-us.txt"
+    : >"$work/full-nginx.txt"
+    fetch "$store/metrics.prom" >/dev/null # warm the page cache
+    for _ in $(seq 21); do
+        fetch "http://127.0.0.1:$us_port/metrics" >>"$work/full-us.txt"
+        fetch "$store/metrics.prom" >>"$work/full-nginx.txt"
+    done
+    full_us=$(median <"$work/full-us.txt" | awk '{ printf "%.1f", $1 * 1000 }')
+    full_nginx=$(median <"$work/full-nginx.txt" | awk '{ printf "%.1f", $1 * 1000 }')
+    gzip_us=$(curl -s -o /dev/null -H 'Accept-Encoding: gzip' -w '%{time_total} %{size_download}' \
+        "http://127.0.0.1:$us_port/metrics" | awk '{ printf "%.1f ms, %.1f MB", $1 * 1000, $2 / 1e6 }')
+    stop "$big_pid"
+
+    log "us ($profile): $cycles cycles of $big_targets targets every 10s with a scrape a second"
+    write_config "$work/us/big10.toml" "$big_targets" 10s "$us_port" "$profile"
+    "$exporter_bin" --config.file="$work/us/big10.toml" --log.level=error >"$work/big10.log" 2>&1 &
+    big_pid=$!
+    pids+=("$big_pid")
+    wait_http "http://127.0.0.1:$us_port/-/healthy"
+    done_cycles=0
+    while [ "${done_cycles:-0}" -lt "$cycles" ]; do
+        sleep 1
+        curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics"
+        done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
+        done_cycles=${done_cycles%.*}
+    done
+    big_cycle=$(metric "$work/big10.prom" msfb_poll_cycle_duration_seconds | awk '{ printf "%.2f", $1 }')
+    rss_100k=$(awk '/^VmHWM:/ { print $2 }' "/proc/$big_pid/status")
+    stop "$big_pid"
+
+    local r_full r_p99 mib_100k bpt_100k bpt_10k
+    r_full=$(awk -v a="$full_us" -v b="$full_nginx" 'BEGIN { printf "%.2f", a / b }')
+    r_p99=$(awk -v a="$load_p99" -v b="$idle_p99" 'BEGIN { printf "%.2f", a / b }')
+    mib_100k=$(awk -v k="$rss_100k" 'BEGIN { printf "%.1f", k / 1024 }')
+    bpt_100k=$(awk -v k="$rss_100k" -v n="$big_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
+    bpt_10k=$(awk -v k="$rss_10k" -v n="$scrape_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
+    rows+="| $profile: full /metrics at $big_targets targets, uncompressed ($scrape_bytes bytes) | ≤ 4 × nginx, same bytes from a file | $full_us ms vs $full_nginx ms | $r_full | $(verdict "$r_full" 4 "<=") |
+| $profile: scrape p99 under full polling load, $scrape_targets targets | ≤ 2 × idle p99 | $load_p99 ms ($load_n scrapes) vs $idle_p99 ms ($idle_n) | $r_p99 | $(verdict "$r_p99" 2 "<=") |
+| $profile: peak RSS, $big_targets targets, $cycles cycles (${big_cycle}s each) with scrapes | ≤ 150 MiB | $mib_100k MiB; $bpt_100k B/target at 100k, $bpt_10k B/target at 10k | – | $(verdict "$mib_100k" 150 "<=") |
+| $profile: start-up to /-/healthy, $big_targets targets from a users file | ≤ 1 s | $startup s | – | $(verdict "$startup" 1 "<=") |
+"
+    notes+="$profile: gzip scrape at $big_targets targets: $gzip_us
+"
+}
+
+# --- 6. bill: what Prometheus pays, per profile ------------------------------------
+# A fresh Prometheus (empty TSDB) scrapes an exporter whose targets have all
+# been checked; after BENCH_PROM_SCRAPES scrapes its own /metrics gives the
+# head series and its resident memory, and its API the duration of each
+# scrape of the exporter (the first, which creates every series, is left
+# out of the median).
+prom_api() { # prom_api QUERY -> the JSON answer of an instant query
+    curl -s --data-urlencode "query=$1" "http://127.0.0.1:$prom_port/api/v1/query"
+}
+bill() { # bill PROFILE -> "head_series rss_bytes median_scrape_s first_scrape_s scrapes up_min"
+    local profile=$1 big_pid prom_pid dir=$work/prom-$1 n=0
+    write_config "$work/us/bill.toml" "$big_targets" 5m "$us_port" "$profile"
+    "$exporter_bin" --config.file="$work/us/bill.toml" --log.level=error >"$work/bill.log" 2>&1 &
+    big_pid=$!
+    pids+=("$big_pid")
+    wait_http "http://127.0.0.1:$us_port/-/healthy"
+    until curl -sf -o /dev/null "http://127.0.0.1:$us_port/-/ready"; do sleep 0.2; done
+    mkdir -p "$dir"
+    cat >"$dir/prometheus.yml" <<PROM
+global:
+  scrape_interval: 15s
+  scrape_timeout: 15s
+scrape_configs:
+  - job_name: msfb_seat_exporter
+    static_configs:
+      - targets: ['127.0.0.1:$us_port']
+PROM
+    log "bill ($profile): prometheus scraping $big_targets targets every 15s, $prom_scrapes scrapes"
+    prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+        --web.listen-address="127.0.0.1:$prom_port" --log.level=warn >"$dir/prometheus.log" 2>&1 &
+    prom_pid=$!
+    pids+=("$prom_pid")
+    wait_http "http://127.0.0.1:$prom_port/-/ready"
+    until [ "$n" -ge "$prom_scrapes" ]; do
+        sleep 5
+        kill -0 "$prom_pid" 2>/dev/null || { log "prometheus died: $(cat "$dir/prometheus.log")"; exit 1; }
+        n=$(prom_api 'count_over_time(up{job="msfb_seat_exporter"}[1h])' |
+            python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
+    done
+    curl -s -o "$dir/self.prom" "http://127.0.0.1:$prom_port/metrics"
+    local series rss
+    series=$(metric "$dir/self.prom" prometheus_tsdb_head_series)
+    rss=$(metric "$dir/self.prom" process_resident_memory_bytes)
+    prom_api 'scrape_duration_seconds{job="msfb_seat_exporter"}[1h]' >"$dir/durations.json"
+    prom_api 'min_over_time(up{job="msfb_seat_exporter"}[1h])' >"$dir/up.json"
+    stop "$prom_pid"
+    stop "$big_pid"
+    python3 - "$dir/durations.json" "$dir/up.json" "$series" "$rss" <<'PY'
+import json, sys
+values = [float(v) for _, v in json.load(open(sys.argv[1]))["data"]["result"][0]["values"]]
+rest = sorted(values[1:])
+up = json.load(open(sys.argv[2]))["data"]["result"][0]["value"][1]
+print(f"{float(sys.argv[3]):.0f} {float(sys.argv[4]):.0f} {rest[len(rest) // 2]:.3f} {values[0]:.3f} {len(values)} {up}")
+PY
+}
 
 # --- the table -------------------------------------------------------------------------
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-mem_total=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 verdict() { awk -v v="$1" -v goal="$2" -v op="$3" 'BEGIN {
     ok = (op == "<=") ? (v <= goal) : (v >= goal)
     print ok ? "met" : "MISSED"
 }'; }
-r_checks=$(awk -v a="$us_rps" -v b="$limit_rps" 'BEGIN { printf "%.2f", a / b }')
-r_cpu=$(awk -v a="$us_cpu" -v b="$peer_cpu" 'BEGIN { printf "%.3f", a / b }')
-r_full=$(awk -v a="$full_us" -v b="$full_nginx" 'BEGIN { printf "%.2f", a / b }')
-r_p99=$(awk -v a="$load_p99" -v b="$idle_p99" 'BEGIN { printf "%.2f", a / b }')
-mib_100k=$(awk -v k="$rss_100k" 'BEGIN { printf "%.1f", k / 1024 }')
-bpt_100k=$(awk -v k="$rss_100k" -v n="$big_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
-bpt_10k=$(awk -v k="$rss_10k" -v n="$scrape_targets" 'BEGIN { printf "%.0f", k * 1024 / n }')
-us_us=$(awk -v c="$us_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
-peer_us=$(awk -v c="$peer_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
+part() { [[ " $parts " == *" $1 "* ]]; }
+fetch() { curl -s -o /dev/null -w '%{time_total}\n' "$1"; }
+rows=""
+notes=""
+header=""
+if part poll; then
+    poll_part
+    r_checks=$(awk -v a="$us_rps" -v b="$limit_rps" 'BEGIN { printf "%.2f", a / b }')
+    r_cpu=$(awk -v a="$us_cpu" -v b="$peer_cpu" 'BEGIN { printf "%.3f", a / b }')
+    us_us=$(awk -v c="$us_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
+    peer_us=$(awk -v c="$peer_cpu" 'BEGIN { printf "%.1f", c * 1e6 }')
+    header="limit: wrk -t2 -c$concurrency at nginx: $limit_rps requests/s
+peer:  blackbox_exporter via wrk -c$concurrency: $peer_rps probes/s, $peer_us µs CPU per probe
+us:    --once over $poll_targets targets (median of 5): $us_rps checks/s, $us_us µs CPU per check, max RSS $us_rss MiB
+"
+    rows+="| checks/s, max_concurrency = $concurrency, no rate limit, $poll_targets targets | ≥ 0.5 × wrk | $us_rps vs $limit_rps req/s | $r_checks | $(verdict "$r_checks" 0.5 ">=") |
+| CPU seconds per check | ≤ 0.1 × blackbox_exporter | $us_us µs vs $peer_us µs | $r_cpu | $(verdict "$r_cpu" 0.1 "<=") |
+"
+fi
+if part scrape; then
+    for profile in $profiles; do
+        scrape_goals "$profile"
+    done
+fi
+if part bill; then
+    bill full >"$work/bill-full.txt"
+    bill compact >"$work/bill-compact.txt"
+    read -r full_series full_rss full_scrape full_first full_n full_up <"$work/bill-full.txt"
+    read -r compact_series compact_rss compact_scrape compact_first compact_n compact_up <"$work/bill-compact.txt"
+    r_series=$(awk -v a="$compact_series" -v b="$full_series" 'BEGIN { printf "%.3f", a / b }')
+    r_rss=$(awk -v a="$compact_rss" -v b="$full_rss" 'BEGIN { printf "%.3f", a / b }')
+    r_scrape=$(awk -v a="$compact_scrape" -v b="$full_scrape" 'BEGIN { printf "%.3f", a / b }')
+    mb() { awk -v b="$1" 'BEGIN { printf "%.0f MB", b / 1e6 }'; }
+    rows+="| Prometheus head series, $big_targets targets | compact ≤ 0.35 × full | $compact_series vs $full_series | $r_series | $(verdict "$r_series" 0.35 "<=") |
+| Prometheus resident memory after $prom_scrapes scrapes at 15 s | compact ≤ 0.35 × full | $(mb "$compact_rss") vs $(mb "$full_rss") | $r_rss | $(verdict "$r_rss" 0.35 "<=") |
+| Prometheus scrape_duration_seconds, gzip, median of scrapes 2–$prom_scrapes | compact ≤ 0.4 × full | ${compact_scrape} s vs ${full_scrape} s | $r_scrape | $(verdict "$r_scrape" 0.4 "<=") |
+"
+    notes+="Prometheus $(prometheus --version 2>&1 | awk 'NR == 1 { print $3 }'): first scrape (creates every series) ${full_first} s full, ${compact_first} s compact; every scrape up: full $full_up, compact $compact_up ($full_n and $compact_n scrapes)
+"
+fi
+
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+mem_total=$(awk '/^MemTotal:/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
 
 cat <<EOF
 
 Machine: $(nproc) cores ($cpu_model), $mem_total, $(uname -sr); load average before $load_before, after $load_after
-limit: wrk -t2 -c$concurrency at nginx: $limit_rps requests/s
-peer:  blackbox_exporter via wrk -c$concurrency: $peer_rps probes/s, $peer_us µs CPU per probe
-us:    --once over $poll_targets targets (median of 5): $us_rps checks/s, $us_us µs CPU per check, max RSS $us_rss MiB
-
+$header
 | What | Goal | Measured | Ratio | Verdict |
 |---|---|---|---|---|
-| checks/s, max_concurrency = $concurrency, no rate limit, $poll_targets targets | ≥ 0.5 × wrk | $us_rps vs $limit_rps req/s | $r_checks | $(verdict "$r_checks" 0.5 ">=") |
-| CPU seconds per check | ≤ 0.1 × blackbox_exporter | $us_us µs vs $peer_us µs | $r_cpu | $(verdict "$r_cpu" 0.1 "<=") |
-| full /metrics at $big_targets targets, uncompressed ($scrape_bytes bytes) | ≤ 4 × nginx, same bytes from a file | $full_us ms vs $full_nginx ms | $r_full | $(verdict "$r_full" 4 "<=") |
-| scrape p99 under full polling load, $scrape_targets targets | ≤ 2 × idle p99 | $load_p99 ms ($load_n scrapes) vs $idle_p99 ms ($idle_n) | $r_p99 | $(verdict "$r_p99" 2 "<=") |
-| peak RSS, $big_targets targets, $cycles cycles (${big_cycle}s each) with scrapes | ≤ 150 MiB | $mib_100k MiB; $bpt_100k B/target at 100k, $bpt_10k B/target at 10k | – | $(verdict "$mib_100k" 150 "<=") |
-| start-up to /-/healthy, $big_targets targets from a users file | ≤ 1 s | $startup s | – | $(verdict "$startup" 1 "<=") |
-
-gzip scrape at $big_targets targets: $gzip_us
+$rows
+$notes
 EOF

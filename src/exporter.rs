@@ -473,3 +473,91 @@ impl Exporter {
         !out.is_closed()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The poll loop's schedule on tokio's paused clock. The configurations
+    //! have no target, so a cycle makes no request and only its count
+    //! moves.
+
+    use super::*;
+
+    /// A configuration polling every `interval` with no target.
+    fn config(interval: &str) -> Config {
+        let mut config = config::for_tests(&format!(
+            "[store]\ntimeout = \"2s\"\n\n[poll]\ninterval = \"{interval}\"\n\n\
+             [[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\"]\n"
+        ));
+        config.products.clear();
+        config
+    }
+
+    /// Lets the loop run until `cycles` cycles are counted.
+    async fn until_cycles(exporter: &Exporter, cycles: u64) {
+        for _ in 0..1000 {
+            if exporter.telemetry().poll_cycles.get() >= cycles {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("cycle {cycles} never ran");
+    }
+
+    async fn after(d: Duration) {
+        tokio::time::advance(d).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
+        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
+        let cancel = CancellationToken::new();
+        let poller = tokio::spawn({
+            let exporter = exporter.clone();
+            let cancel = cancel.clone();
+            async move { exporter.run_poller(cancel).await }
+        });
+        until_cycles(&exporter, 1).await;
+        after(Duration::from_secs(9)).await;
+        assert_eq!(exporter.telemetry().poll_cycles.get(), 1, "not before 10 s");
+        after(Duration::from_secs(1)).await;
+        until_cycles(&exporter, 2).await;
+
+        exporter.apply(config("1m")).expect("applied");
+        tokio::task::yield_now().await;
+        after(Duration::from_secs(10)).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            exporter.telemetry().poll_cycles.get(),
+            2,
+            "the old period ended"
+        );
+        after(Duration::from_secs(50)).await;
+        until_cycles(&exporter, 3).await;
+
+        cancel.cancel();
+        poller.await.expect("the loop ends when cancelled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_overrunning_schedule_delays_rather_than_bursts() {
+        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
+        let cancel = CancellationToken::new();
+        let poller = tokio::spawn({
+            let exporter = exporter.clone();
+            let cancel = cancel.clone();
+            async move { exporter.run_poller(cancel).await }
+        });
+        until_cycles(&exporter, 1).await;
+        // Five periods at once (a stalled host): one late cycle, not five.
+        after(Duration::from_secs(50)).await;
+        until_cycles(&exporter, 2).await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(exporter.telemetry().poll_cycles.get(), 2);
+        cancel.cancel();
+        poller.await.expect("the loop ends when cancelled");
+    }
+}

@@ -118,6 +118,8 @@ rejected! {
         "config.toml:6: metrics.user_hash_key_file: is required when metrics.user_label = \"hash\"";
     bad_user_label: format!("{AUTH}[metrics]\nuser_label = \"email\"\n\n{PRODUCT}") =>
         "config.toml:7: metrics.user_label: unknown variant `email`, expected `upn` or `hash`";
+    bad_per_target: format!("{AUTH}[metrics]\nper_target = \"minimal\"\n\n{PRODUCT}") =>
+        "config.toml:7: metrics.per_target: unknown variant `minimal`, expected `full` or `compact`";
     plain_password_for_basic_auth: format!("[web]\nbasic_auth_users = {{ prom = \"hunter2\" }}\n\n{AUTH}{PRODUCT}") =>
         "config.toml:2: web.basic_auth_users.prom: must be a bcrypt hash (\"$2b$...\"), not a plain password";
     tls_cert_without_key: format!("[web]\ntls_cert_file = \"secret.txt\"\n\n{AUTH}{PRODUCT}") =>

@@ -3,12 +3,13 @@
 //! never block a scrape.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, P, S, product};
+use crate::util::{Harness, P, S, eventually, product};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
@@ -253,14 +254,19 @@ async fn concurrent_reloads_are_serialised_and_all_succeed() {
 }
 
 /// The config file replaced by a FIFO: a reload blocks reading it until
-/// the FIFO is released. Releasing first puts a regular file back in place
-/// (later reloads read that), then writes the configuration once into the
-/// FIFO through a second name for the one reader already waiting in it.
-/// Dropping releases too, so a failing test never leaves a reload (and with
-/// it the runtime) blocked.
+/// the FIFO is released. A test waits until a reload really is blocked in
+/// it ([`wait_for_reader`](Self::wait_for_reader)) before it relies on that.
+/// Releasing first puts a regular file back in place (later reloads read
+/// that), then writes the configuration once into the FIFO, through a
+/// second name, for the reader waiting in it. Dropping releases too, so a
+/// failing test never leaves a reload (and with it the runtime) blocked.
 struct FifoConfig {
-    release: Option<std::sync::mpsc::Sender<()>>,
-    feeder: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+    fifo: PathBuf,
+    text: String,
+    /// The write end, held from the moment a reader is known to be there.
+    writer: Option<std::fs::File>,
+    released: bool,
 }
 
 impl FifoConfig {
@@ -276,31 +282,67 @@ impl FifoConfig {
         assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
         std::fs::remove_file(&path).unwrap();
         std::fs::hard_link(&fifo, &path).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let feeder = std::thread::spawn(move || {
-            let _ = rx.recv();
-            let regular = path.with_extension("new");
-            std::fs::write(&regular, &text).unwrap();
-            std::fs::rename(&regular, &path).unwrap();
-            let mut f = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-            f.write_all(text.as_bytes()).unwrap();
-        });
         FifoConfig {
-            release: Some(tx),
-            feeder: Some(feeder),
+            path,
+            fifo,
+            text,
+            writer: None,
+            released: false,
         }
+    }
+
+    /// The write end, if a reader has the FIFO open (or is blocked opening
+    /// it): with `O_NONBLOCK` the open fails (ENXIO) instead of waiting for
+    /// one.
+    fn open_writer(&self) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&self.fifo)
+    }
+
+    /// Waits until a reload is blocked reading the FIFO. A spawned reload
+    /// gets there when its task and its blocking read are scheduled, which
+    /// on a busy machine may be long after the spawn.
+    async fn wait_for_reader(&mut self) {
+        let writer = eventually(
+            "a reload reading the config FIFO",
+            Duration::from_secs(60),
+            || async { self.open_writer().map_err(|e| e.to_string()) },
+        )
+        .await;
+        self.writer = Some(writer);
     }
 
     /// Lets the blocked reload read the configuration.
     fn release(mut self) {
-        drop(self.release.take());
-        self.feeder.take().unwrap().join().unwrap();
+        self.unblock().expect("release the config FIFO");
+    }
+
+    fn unblock(&mut self) -> std::io::Result<()> {
+        if std::mem::replace(&mut self.released, true) {
+            return Ok(());
+        }
+        let regular = self.path.with_extension("new");
+        std::fs::write(&regular, &self.text)?;
+        std::fs::rename(&regular, &self.path)?;
+        // Without a reader (none waited for, none came) nothing is blocked.
+        let writer = match self.writer.take() {
+            Some(w) => Some(w),
+            None => self.open_writer().ok(),
+        };
+        if let Some(mut writer) = writer {
+            // A few hundred bytes: the empty pipe takes them at once.
+            writer.write_all(self.text.as_bytes())?;
+        }
+        Ok(())
     }
 }
 
 impl Drop for FifoConfig {
     fn drop(&mut self) {
-        drop(self.release.take());
+        let _ = self.unblock();
     }
 }
 
@@ -309,9 +351,10 @@ async fn a_slow_reload_never_blocks_a_scrape() {
     let h = Harness::new(&product(&[ALICE]), "").await;
     h.fake.set_seat(P, S, ALICE, FakeSeat::active());
     h.cycle().await;
-    let fifo = FifoConfig::new(&h);
+    let mut fifo = FifoConfig::new(&h);
     let router = h.router.clone();
     let pending = tokio::spawn(crate::util::send(router, "POST", "/-/reload"));
+    fifo.wait_for_reader().await;
     // The reload is stuck reading the FIFO; scrapes and pages still answer.
     for path in ["/metrics", "/status", "/", "/-/ready"] {
         let (status, _) = tokio::time::timeout(Duration::from_secs(5), h.get(path))
@@ -327,12 +370,13 @@ async fn a_slow_reload_never_blocks_a_scrape() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_forty_requests_are_served_at_once() {
     let h = Harness::new(&product(&[ALICE]), "").await;
-    let fifo = FifoConfig::new(&h);
+    let mut fifo = FifoConfig::new(&h);
     // 41 reloads: one reads the FIFO and 39 wait for it, each holding a
     // slot; exactly one finds no slot and is refused at once.
     let mut pending: Vec<_> = (0..41)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
+    fifo.wait_for_reader().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         if let Some(i) = pending.iter().position(|p| p.is_finished()) {
@@ -359,12 +403,10 @@ async fn at_most_forty_requests_are_served_at_once() {
 async fn queued_reloads_share_one_reload() {
     let (_guard, lines) = crate::util::capture_info_lines();
     let h = Harness::new(&product(&[ALICE]), "").await;
-    let fifo = FifoConfig::new(&h);
+    let mut fifo = FifoConfig::new(&h);
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
-    // Let it reach the FIFO: a reader blocks there until release.
-    for _ in 0..100 {
-        tokio::task::yield_now().await;
-    }
+    // It blocks reading the FIFO until release.
+    fifo.wait_for_reader().await;
     let queued: Vec<_> = (0..10)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
@@ -373,9 +415,7 @@ async fn queued_reloads_share_one_reload() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    tokio::task::spawn_blocking(move || fifo.release())
-        .await
-        .unwrap();
+    fifo.release();
     assert_eq!(first.await.unwrap().0, 200);
     for q in queued {
         assert_eq!(q.await.unwrap().0, 200);

@@ -23,7 +23,9 @@ fn seat_families(text: &str) -> String {
         if !keep {
             continue;
         }
-        if name == "msfb_seat_last_success_timestamp_seconds" && !line.starts_with('#') {
+        let wall_clock = name == "msfb_seat_last_success_timestamp_seconds"
+            || name == "msfb_seat_oldest_success_timestamp_seconds";
+        if wall_clock && !line.starts_with('#') {
             let (series, _) = line.rsplit_once(' ').expect("sample");
             out.push_str(series);
             out.push_str(" <timestamp>\n");
@@ -37,6 +39,24 @@ fn seat_families(text: &str) -> String {
 
 #[tokio::test]
 async fn golden_scrape() {
+    golden_scenario("", "expected-metrics.prom").await;
+}
+
+/// The same scenario in the compact profile: per target only
+/// `msfb_seat_active` and the error counters, the rest per product.
+#[tokio::test]
+async fn golden_scrape_compact() {
+    golden_scenario(
+        "\n[metrics]\nper_target = \"compact\"\n",
+        "expected-metrics-compact.prom",
+    )
+    .await;
+}
+
+/// Six users of one product and one of another, a loss and a failing
+/// check, with `config` appended to the configuration; compares the seat
+/// families with the golden file `golden`.
+async fn golden_scenario(config: &str, golden: &str) {
     let users = [
         "alice@contoso.com",
         "bob@contoso.com",
@@ -46,7 +66,7 @@ async fn golden_scrape() {
         "quote\"back\\slash@contoso.com",
     ];
     let products = format!(
-        "{}\n[[products]]\nproduct_id = \"9WZDNCRFJ3PS\"\nsku_id = \"0010\"\nusers = [\"alice@contoso.com\"]\n",
+        "{}\n[[products]]\nproduct_id = \"9WZDNCRFJ3PS\"\nsku_id = \"0010\"\nusers = [\"alice@contoso.com\"]\n{config}",
         product(&users)
     );
     let h = Harness::new(&products, "max_retries = 0").await;
@@ -70,7 +90,7 @@ async fn golden_scrape() {
     let (status, body) = h.get("/metrics").await;
     assert_eq!(status, 200);
     let got = seat_families(&body);
-    let path = testdata("expected-metrics.prom");
+    let path = testdata(golden);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, &got).expect("write golden file");
     }

@@ -13,6 +13,8 @@ mod config;
 mod checks;
 // The exposition as a whole against a golden file.
 mod scrape;
+// Metric profiles: compact per-product families, switching on reload.
+mod profile;
 // The fault-injection suite: no false loss under any upstream failure.
 mod faults;
 // Reload: bad files change nothing, good ones swap atomically.

@@ -258,11 +258,26 @@ pub struct PollConfig {
     pub shard_count: u32,
 }
 
-/// `[metrics]`: what the `user` label carries.
+/// `[metrics]`: what the `user` label carries, and which families are
+/// exported per target.
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// UPN or keyed hash.
     pub user_label: UserLabel,
+    /// The metric profile (SPEC §16).
+    pub per_target: PerTarget,
+}
+
+/// `[metrics] per_target`: how many series each target costs at
+/// Prometheus' end (SPEC §16).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PerTarget {
+    /// Every per-target family of SPEC §6 (five to six series a target).
+    #[default]
+    Full,
+    /// Per target only `msfb_seat_active` and `msfb_seat_check_errors_total`;
+    /// freshness, failing checks and losses per product.
+    Compact,
 }
 
 /// What identifies a user outside the process (labels, logs, status page).
@@ -427,6 +442,20 @@ fn with_web_file(
     config.web.basic_auth_users = web.basic_auth_users;
     config.web.headers = web.headers;
     Ok(())
+}
+
+/// A valid configuration of `[auth]` and then `rest`, for unit tests above
+/// this layer.
+#[cfg(test)]
+pub(crate) fn for_tests(rest: &str) -> Config {
+    let text = format!(
+        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n{rest}"
+    );
+    let options = LoadOptions {
+        env: Arc::new(|_| Some("secret".into())),
+        ..LoadOptions::default()
+    };
+    from_toml(&text, Path::new("/x/config.toml"), &options).expect("valid config")
 }
 
 /// Checks a `--web.listen-address` value on its own, for `--demo`, which

@@ -127,11 +127,20 @@ pub(crate) enum RawUserLabel {
     Hash,
 }
 
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawPerTarget {
+    #[default]
+    Full,
+    Compact,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawMetrics {
     pub user_label: RawUserLabel,
     pub user_hash_key_file: Option<String>,
+    pub per_target: RawPerTarget,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,7 +3,7 @@
 //! The first problem wins, in the order the sections appear in the example
 //! file, so the operator fixes one line at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,10 +11,13 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::locate::KeyPath;
-use super::raw::{RawAuth, RawConfig, RawMode, RawProduct, RawUserLabel, RawUsers, RawWeb};
+use super::raw::{
+    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
+};
 use super::{
     AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel, WebConfig,
+    PerTarget, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel,
+    WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -195,7 +198,32 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
         .unwrap_or(raw.listen_address);
     check_listen_address(&KeyPath::of("web.listen_address"), &listen_address)
         .map_err(|i| Issue { flag, ..i })?;
-    let telemetry_path = raw.telemetry_path;
+    check_telemetry_path(&raw.telemetry_path)?;
+    let tls = tls_files(raw.tls_cert_file, raw.tls_key_file, ctx)?;
+    check_basic_auth_users(&raw.basic_auth_users, ctx)?;
+    Ok(WebConfig {
+        listen_address,
+        telemetry_path: raw.telemetry_path,
+        tls,
+        basic_auth_users: raw.basic_auth_users,
+        headers: Vec::new(),
+    })
+}
+
+/// One basic-auth user (in `[web]` or the web configuration file): a name
+/// that fits an `Authorization` header, and a bcrypt hash.
+pub(crate) fn check_basic_auth_user(user: &str, hash: &str) -> Result<(), &'static str> {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+        return Err("user names must be non-empty, without ':' or control characters");
+    }
+    if !looks_like_bcrypt(hash) {
+        return Err("must be a bcrypt hash (\"$2b$...\"), not a plain password");
+    }
+    Ok(())
+}
+
+/// `web.telemetry_path`: a plain path that is not one of the exporter's own.
+fn check_telemetry_path(telemetry_path: &str) -> Checked<()> {
     let key = KeyPath::of("web.telemetry_path");
     if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
         return Err(issue(
@@ -219,38 +247,44 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
             format!("{telemetry_path:?} is used by the exporter itself"),
         ));
     }
-    let tls = match (raw.tls_cert_file, raw.tls_key_file) {
-        (None, None) => None,
-        (Some(cert), Some(key)) => {
-            let cert_key = KeyPath::of("web.tls_cert_file");
-            let key_key = KeyPath::of("web.tls_key_file");
-            let files = TlsFiles::new(ctx.resolve(&cert_key, &cert)?, ctx.resolve(&key_key, &key)?);
-            for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-                std::fs::metadata(p)
-                    .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
-            }
-            Some(files)
-        }
+    Ok(())
+}
+
+/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each
+/// readable.
+fn tls_files(
+    cert: Option<String>,
+    key: Option<String>,
+    ctx: &Ctx<'_>,
+) -> Checked<Option<TlsFiles>> {
+    let cert_key = KeyPath::of("web.tls_cert_file");
+    let key_key = KeyPath::of("web.tls_key_file");
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
         (Some(_), None) => {
-            return Err(issue(
-                &KeyPath::of("web.tls_key_file"),
-                "is required when web.tls_cert_file is set",
-            ));
+            return Err(issue(&key_key, "is required when web.tls_cert_file is set"));
         }
         (None, Some(_)) => {
-            return Err(issue(
-                &KeyPath::of("web.tls_cert_file"),
-                "is required when web.tls_key_file is set",
-            ));
+            return Err(issue(&cert_key, "is required when web.tls_key_file is set"));
         }
     };
-    for (user, hash) in &raw.basic_auth_users {
+    let files = TlsFiles::new(ctx.resolve(&cert_key, &cert)?, ctx.resolve(&key_key, &key)?);
+    for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
+        std::fs::metadata(p).map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
+    }
+    Ok(Some(files))
+}
+
+/// `web.basic_auth_users`: usable names and bcrypt hashes, with a warning
+/// when the hashes' costs differ.
+fn check_basic_auth_users(users: &BTreeMap<String, String>, ctx: &mut Ctx<'_>) -> Checked<()> {
+    for (user, hash) in users {
         let key = KeyPath::of("web.basic_auth_users").key(user);
         check_basic_auth_user(user, hash).map_err(|message| issue(&key, message))?;
     }
     // Validated above: the cost is the two digits after "$2b$".
-    let costs: std::collections::BTreeSet<&str> =
-        raw.basic_auth_users.values().map(|h| &h[4..6]).collect();
+    let costs: std::collections::BTreeSet<&str> = users.values().map(|h| &h[4..6]).collect();
     if costs.len() > 1 {
         ctx.warnings.push(format!(
             "web.basic_auth_users: the hashes have different bcrypt costs ({}); a refused \
@@ -258,24 +292,6 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
              that the user exists: hash every password with the same cost",
             costs.into_iter().collect::<Vec<_>>().join(", ")
         ));
-    }
-    Ok(WebConfig {
-        listen_address,
-        telemetry_path,
-        tls,
-        basic_auth_users: raw.basic_auth_users,
-        headers: Vec::new(),
-    })
-}
-
-/// One basic-auth user (in `[web]` or the web configuration file): a name
-/// that fits an `Authorization` header, and a bcrypt hash.
-pub(crate) fn check_basic_auth_user(user: &str, hash: &str) -> Result<(), &'static str> {
-    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
-        return Err("user names must be non-empty, without ':' or control characters");
-    }
-    if !looks_like_bcrypt(hash) {
-        return Err("must be a bcrypt hash (\"$2b$...\"), not a plain password");
     }
     Ok(())
 }
@@ -511,7 +527,14 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
             ));
         }
     };
-    Ok(MetricsConfig { user_label })
+    let per_target = match raw.per_target {
+        RawPerTarget::Full => PerTarget::Full,
+        RawPerTarget::Compact => PerTarget::Compact,
+    };
+    Ok(MetricsConfig {
+        user_label,
+        per_target,
+    })
 }
 
 /// Checks a product or SKU id: non-empty, no whitespace or control
@@ -590,101 +613,28 @@ fn products(raw: Vec<RawProduct>, ctx: &mut Ctx<'_>) -> Checked<Vec<ProductConfi
 }
 
 fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductConfig> {
-    let users_key = key.key("users");
-    let (listed, discover) = match p.users {
-        RawUsers::List(list) => (list, false),
-        RawUsers::Word(word) if word == "all" => (Vec::new(), true),
-        RawUsers::Word(word) => {
-            return Err(issue(
-                &users_key,
-                format!("must be a list of user principal names or \"all\" (got {word:?})"),
-            ));
-        }
-    };
-    let mode = match (p.mode, discover) {
-        (Some(RawMode::PerUser), true) => {
-            return Err(issue(
-                &key.key("mode"),
-                "users = \"all\" needs mode = \"list\" (or no mode)",
-            ));
-        }
-        (_, true) | (Some(RawMode::List), _) => Mode::List,
-        (Some(RawMode::PerUser) | None, false) => Mode::PerUser,
-    };
+    let (listed, discover, mode) = users_and_mode(p.users, p.mode, key)?;
     if discover && p.users_file.is_some() {
         return Err(issue(
             &key.key("users_file"),
             "cannot be combined with users = \"all\"",
         ));
     }
-    let mut users: Vec<(String, KeyPath)> = Vec::new();
-    for (j, user) in listed.into_iter().enumerate() {
-        let k = users_key.index(j);
-        if let Some(problem) = upn_problem(&user) {
-            return Err(issue(&k, problem));
-        }
-        users.push((user, k));
-    }
-    if let Some(file) = &p.users_file {
-        let fkey = key.key("users_file");
-        let path = ctx.resolve(&fkey, file)?;
-        let text = read_limited(&path)
-            .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
-        for (n, line) in text.lines().enumerate() {
-            let entry = line.split('#').next().unwrap_or("").trim();
-            if entry.is_empty() {
-                continue;
-            }
-            if let Some(problem) = upn_problem(entry) {
-                return Err(issue(
-                    &fkey,
-                    format!("{}:{}: {problem}", path.display(), n + 1),
-                ));
-            }
-            users.push((entry.to_owned(), fkey.clone()));
-        }
-    }
+    let users = users(listed, p.users_file.as_deref(), key, ctx)?;
     if users.is_empty() && !discover {
         return Err(issue(
-            &users_key,
+            &key.key("users"),
             "a product needs at least one user (in users or users_file)",
         ));
     }
-    // UPNs are case-insensitive in Azure AD: merge case variants, keep the
-    // first spelling.
-    let mut seen = std::collections::HashSet::new();
-    let mut merged = Vec::with_capacity(users.len());
-    let mut duplicates = 0usize;
-    for (user, _) in users {
-        if seen.insert(user.to_lowercase()) {
-            merged.push(user);
-        } else {
-            duplicates += 1;
-        }
-    }
+    let (users, duplicates) = merge_case_variants(users);
     if duplicates > 0 {
         ctx.warnings.push(format!(
             "{key}: {duplicates} duplicate user(s) merged (product_id {:?}, sku_id {:?})",
             p.product_id, p.sku_id
         ));
     }
-    let forget_after = p.forget_after.unwrap_or(DEFAULT_FORGET_AFTER);
-    if p.forget_after.is_some() && !discover {
-        return Err(issue(
-            &key.key("forget_after"),
-            "only applies to users = \"all\"",
-        ));
-    }
-    if forget_after > MAX_FORGET_AFTER {
-        return Err(issue(
-            &key.key("forget_after"),
-            format!(
-                "must be at most {} (got {})",
-                humantime::format_duration(MAX_FORGET_AFTER),
-                humantime::format_duration(forget_after)
-            ),
-        ));
-    }
+    let forget_after = forget_after(p.forget_after, discover, key)?;
     let max_discovered = match p.max_discovered {
         None => DEFAULT_MAX_DISCOVERED,
         Some(_) if !discover => {
@@ -709,13 +659,121 @@ fn product(p: RawProduct, key: &KeyPath, ctx: &mut Ctx<'_>) -> Checked<ProductCo
         product_id: p.product_id,
         sku_id: p.sku_id,
         name: p.name,
-        users: merged,
+        users,
         discover,
         mode,
         forget_after,
         max_pages,
         max_discovered,
     })
+}
+
+/// `users` and `mode`: the listed users, whether they are discovered
+/// (`users = "all"`), and how they are checked.
+fn users_and_mode(
+    users: RawUsers,
+    mode: Option<RawMode>,
+    key: &KeyPath,
+) -> Checked<(Vec<String>, bool, Mode)> {
+    let (listed, discover) = match users {
+        RawUsers::List(list) => (list, false),
+        RawUsers::Word(word) if word == "all" => (Vec::new(), true),
+        RawUsers::Word(word) => {
+            return Err(issue(
+                &key.key("users"),
+                format!("must be a list of user principal names or \"all\" (got {word:?})"),
+            ));
+        }
+    };
+    let mode = match (mode, discover) {
+        (Some(RawMode::PerUser), true) => {
+            return Err(issue(
+                &key.key("mode"),
+                "users = \"all\" needs mode = \"list\" (or no mode)",
+            ));
+        }
+        (_, true) | (Some(RawMode::List), _) => Mode::List,
+        (Some(RawMode::PerUser) | None, false) => Mode::PerUser,
+    };
+    Ok((listed, discover, mode))
+}
+
+/// The users of `users` and then of `users_file`, each checked, with the
+/// key each came from.
+fn users(
+    listed: Vec<String>,
+    users_file: Option<&str>,
+    key: &KeyPath,
+    ctx: &Ctx<'_>,
+) -> Checked<Vec<(String, KeyPath)>> {
+    let users_key = key.key("users");
+    let mut users: Vec<(String, KeyPath)> = Vec::new();
+    for (j, user) in listed.into_iter().enumerate() {
+        let k = users_key.index(j);
+        if let Some(problem) = upn_problem(&user) {
+            return Err(issue(&k, problem));
+        }
+        users.push((user, k));
+    }
+    let Some(file) = users_file else {
+        return Ok(users);
+    };
+    let fkey = key.key("users_file");
+    let path = ctx.resolve(&fkey, file)?;
+    let text = read_limited(&path)
+        .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
+    for (n, line) in text.lines().enumerate() {
+        let entry = line.split('#').next().unwrap_or("").trim();
+        if entry.is_empty() {
+            continue;
+        }
+        if let Some(problem) = upn_problem(entry) {
+            return Err(issue(
+                &fkey,
+                format!("{}:{}: {problem}", path.display(), n + 1),
+            ));
+        }
+        users.push((entry.to_owned(), fkey.clone()));
+    }
+    Ok(users)
+}
+
+/// UPNs are case-insensitive in Azure AD: merges case variants, keeping the
+/// first spelling. Returns the users and how many were merged away.
+fn merge_case_variants(users: Vec<(String, KeyPath)>) -> (Vec<String>, usize) {
+    let mut seen = std::collections::HashSet::new();
+    let mut merged = Vec::with_capacity(users.len());
+    let mut duplicates = 0usize;
+    for (user, _) in users {
+        if seen.insert(user.to_lowercase()) {
+            merged.push(user);
+        } else {
+            duplicates += 1;
+        }
+    }
+    (merged, duplicates)
+}
+
+/// `forget_after`: only with discovery, at most [`MAX_FORGET_AFTER`].
+fn forget_after(value: Option<Duration>, discover: bool, key: &KeyPath) -> Checked<Duration> {
+    let forget_after = value.unwrap_or(DEFAULT_FORGET_AFTER);
+    if value.is_some() && !discover {
+        return Err(issue(
+            &key.key("forget_after"),
+            "only applies to users = \"all\"",
+        ));
+    }
+    if forget_after > MAX_FORGET_AFTER {
+        return Err(issue(
+            &key.key("forget_after"),
+            format!(
+                "must be at most {} (got {})",
+                humantime::format_duration(MAX_FORGET_AFTER),
+                humantime::format_duration(forget_after)
+            ),
+        ));
+    }
+    Ok(forget_after)
 }
 
 /// Highest page cut-off of a listing (`[[products]] max_pages`,

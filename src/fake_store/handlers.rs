@@ -376,17 +376,29 @@ fn seat_body(casing: Casing, product: &str, sku: &str, user: &str, seat: &FakeSe
         Casing::Pascal => seat.state.clone(),
         Casing::Camel => seat.state.to_lowercase(),
     };
-    let v = match casing {
-        Casing::Pascal => json!({
-            "AssignedTo": user, "DateAssigned": seat.date_assigned,
-            "ProductId": product, "SkuId": sku, "State": state,
-        }),
-        Casing::Camel => json!({
-            "assignedTo": user, "dateAssigned": seat.date_assigned,
-            "productId": product, "skuId": sku, "state": state,
-        }),
-    };
-    v.to_string()
+    let body = json!({
+        "AssignedTo": user, "DateAssigned": seat.date_assigned,
+        "ProductId": product, "SkuId": sku, "State": state,
+    });
+    cased(casing, body).to_string()
+}
+
+/// `value`, written with PascalCase keys, in `casing`: camelCase lowers
+/// the first letter of every key, at every depth.
+fn cased(casing: Casing, value: Value) -> Value {
+    match (casing, value) {
+        (Casing::Pascal, v) => v,
+        (Casing::Camel, Value::Object(map)) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut c = k.chars();
+                    let first = c.next().map(|f| f.to_lowercase().chain(c).collect());
+                    (first.unwrap_or_default(), cased(Casing::Camel, v))
+                })
+                .collect(),
+        ),
+        (Casing::Camel, v) => v,
+    }
 }
 
 async fn seat(
@@ -551,22 +563,14 @@ fn inventory_entry(
         Casing::Pascal => x.to_owned(),
         Casing::Camel => x.to_lowercase(),
     };
-    match casing {
-        Casing::Pascal => json!({
-            "ProductKey": {"ProductId": product, "SkuId": sku},
-            "SeatCapacity": e.seat_capacity, "AvailableSeats": available,
-            "LastModified": "2024-05-06T07:08:09.1234567Z",
-            "LicenseType": v(&e.license_type), "DistributionPolicy": v(&e.distribution_policy),
-            "Status": v(&e.status),
-        }),
-        Casing::Camel => json!({
-            "productKey": {"productId": product, "skuId": sku},
-            "seatCapacity": e.seat_capacity, "availableSeats": available,
-            "lastModified": "2024-05-06T07:08:09.1234567Z",
-            "licenseType": v(&e.license_type), "distributionPolicy": v(&e.distribution_policy),
-            "status": v(&e.status),
-        }),
-    }
+    let entry = json!({
+        "ProductKey": {"ProductId": product, "SkuId": sku},
+        "SeatCapacity": e.seat_capacity, "AvailableSeats": available,
+        "LastModified": "2024-05-06T07:08:09.1234567Z",
+        "LicenseType": v(&e.license_type), "DistributionPolicy": v(&e.distribution_policy),
+        "Status": v(&e.status),
+    });
+    cased(casing, entry)
 }
 
 /// Get Inventory: every product of the tenant, in pages.

@@ -13,6 +13,14 @@
 //! same writer in OpenMetrics (the `prometheus` crate has no OpenMetrics
 //! encoder; its text encoder stays in use for the text format).
 //!
+//! Two profiles (`[metrics] per_target`, SPEC §16): `full` writes every
+//! per-target family; `compact` writes per target only what must name the
+//! user (`msfb_seat_active`, and the error counters, which exist only for
+//! targets that fail) and answers the rest per product from the same rows.
+//! The profile is a property of the table, so a reload that switches it
+//! switches the next scrape, and the old profile's series are simply not
+//! written any more.
+//!
 //! A scrape first copies what it shows of every target into a compact
 //! [`Row`] under that target's lock, once (one lock per target, not one per
 //! family, and every family of the scrape agrees with `msfb_seats`). It then
@@ -35,7 +43,7 @@
 
 use super::CACHED;
 use super::format::Format;
-use crate::config::Mode;
+use crate::config::{Mode, PerTarget};
 use crate::targets::{
     ErrorCount, InventoryView, ProductGroup, ProductStatus, Seat, TargetTable, escape_label_value,
 };
@@ -78,6 +86,21 @@ const ERRORS: Family<'static> = Family {
     name: "msfb_seat_check_errors_total",
     kind: "counter",
     help: "Failed or negative checks, by HTTP status or failure class (code) and 404 item type or 409 reason (reason).",
+};
+const CHECKS_FAILING: Family<'static> = Family {
+    name: "msfb_seat_checks_failing",
+    kind: "gauge",
+    help: "Targets of the product whose latest check was inconclusive (compact profile: instead of msfb_seat_check_success per target).",
+};
+const OLDEST_SUCCESS: Family<'static> = Family {
+    name: "msfb_seat_oldest_success_timestamp_seconds",
+    kind: "gauge",
+    help: "Unix time of the oldest latest conclusive check among the product's targets that had one (compact profile: instead of msfb_seat_last_success_timestamp_seconds per target).",
+};
+const PRODUCT_LOST: Family<'static> = Family {
+    name: "msfb_seat_lost_total",
+    kind: "counter",
+    help: "Transitions of msfb_seat_active from 1 (active) to 0 (not active) among the product's targets (compact profile: per product, not per target).",
 };
 const SEATS: Family<'static> = Family {
     name: "msfb_seats",
@@ -591,7 +614,8 @@ fn user_labels(buf: &mut String, g: &Snapshot<'_>, row: Row) {
     buf.push('"');
 }
 
-/// Appends every table-derived family to `out`.
+/// Appends every table-derived family to `out`, in the table's profile
+/// (`[metrics] per_target`).
 pub fn render(table: &TargetTable, out: &mut Out<'_>) {
     let mut errors = Vec::new();
     let groups = snapshot(table, &mut errors);
@@ -600,20 +624,47 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
         r.has(Row::SEAT_KNOWN)
             .then(|| Value::Float(flag(r, Row::SEAT_ACTIVE)))
     });
-    per_target(&groups, out, &CHECK_SUCCESS, |r| {
-        r.has(Row::CHECKED)
-            .then(|| Value::Float(flag(r, Row::CHECK_OK)))
-    });
-    per_target(&groups, out, &LAST_SUCCESS, |r| {
-        (!r.last_success_at.is_nan()).then_some(Value::Float(r.last_success_at))
-    });
-    per_target(&groups, out, &ASSIGNED, |r| {
-        (!r.assigned_at.is_nan()).then_some(Value::Float(r.assigned_at))
-    });
-    per_target(&groups, out, &LOST, |r| Some(Value::Count(r.lost_total)));
+    if table.per_target == PerTarget::Full {
+        per_target(&groups, out, &CHECK_SUCCESS, |r| {
+            r.has(Row::CHECKED)
+                .then(|| Value::Float(flag(r, Row::CHECK_OK)))
+        });
+        per_target(&groups, out, &LAST_SUCCESS, |r| {
+            (!r.last_success_at.is_nan()).then_some(Value::Float(r.last_success_at))
+        });
+        per_target(&groups, out, &ASSIGNED, |r| {
+            (!r.assigned_at.is_nan()).then_some(Value::Float(r.assigned_at))
+        });
+        per_target(&groups, out, &LOST, |r| Some(Value::Count(r.lost_total)));
+    }
+    render_errors(&groups, &errors, out);
+    render_seats(&groups, out);
 
+    // One copy of each product's status, so the families below agree.
+    let statuses: Vec<(&str, ProductStatus, Mode)> = groups
+        .iter()
+        .map(|g| {
+            (
+                g.labels.as_str(),
+                g.group.state.status().clone(),
+                g.group.product.mode,
+            )
+        })
+        .collect();
+    if table.per_target == PerTarget::Compact {
+        render_compact(&groups, &statuses, out);
+    }
+    render_listing(&statuses, out);
+    if table.inventory_enabled {
+        render_inventory(&statuses, out);
+    }
+}
+
+/// `msfb_seat_check_errors_total`: one series per target and (code, reason)
+/// it has seen, in both profiles.
+fn render_errors(groups: &[Snapshot<'_>], errors: &[ErrorCount], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &ERRORS);
-    for g in &groups {
+    for g in groups {
         for row in &g.rows {
             let first = row.first_error as usize;
             for e in &errors[first..first + usize::from(row.error_count)] {
@@ -628,9 +679,12 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
             }
         }
     }
+}
 
+/// `msfb_seats` by state and `msfb_product_info`, per product.
+fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &SEATS);
-    for g in &groups {
+    for g in groups {
         let (mut active, mut inactive, mut unknown) = (0u64, 0u64, 0u64);
         for row in &g.rows {
             match (row.has(Row::SEAT_KNOWN), row.has(Row::SEAT_ACTIVE)) {
@@ -654,7 +708,7 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
     }
 
     let mut w = Writer::new(out, &PRODUCT_INFO);
-    for g in &groups {
+    for g in groups {
         let line = w.begin();
         line.push_str(&g.labels);
         line.push_str(",name=\"");
@@ -662,21 +716,44 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
         line.push('"');
         w.value(1.0);
     }
+}
 
-    // One copy of each product's status, so the families below agree.
-    let statuses: Vec<(&str, ProductStatus, Mode)> = groups
-        .iter()
-        .map(|g| {
-            (
-                g.labels.as_str(),
-                g.group.state.status().clone(),
-                g.group.product.mode,
-            )
-        })
-        .collect();
-    render_listing(&statuses, out);
-    if table.inventory_enabled {
-        render_inventory(&statuses, out);
+/// The compact profile's per-product stand-ins for the per-target families
+/// it leaves out: failing checks, the oldest latest success, and losses.
+/// `statuses` is in the order of `groups`.
+fn render_compact(
+    groups: &[Snapshot<'_>],
+    statuses: &[(&str, ProductStatus, Mode)],
+    out: &mut Out<'_>,
+) {
+    let mut w = Writer::new(out, &CHECKS_FAILING);
+    for g in groups {
+        let failing = g
+            .rows
+            .iter()
+            .filter(|r| r.has(Row::CHECKED) && !r.has(Row::CHECK_OK))
+            .count();
+        w.begin().push_str(&g.labels);
+        w.count(failing as u64);
+    }
+    let mut w = Writer::new(out, &OLDEST_SUCCESS);
+    for g in groups {
+        // Targets without a success yet (NaN) do not count.
+        let oldest = g
+            .rows
+            .iter()
+            .map(|r| r.last_success_at)
+            .filter(|t| !t.is_nan())
+            .min_by(f64::total_cmp);
+        if let Some(t) = oldest {
+            w.begin().push_str(&g.labels);
+            w.value(t);
+        }
+    }
+    let mut w = Writer::new(out, &PRODUCT_LOST);
+    for (labels, status, _) in statuses {
+        w.begin().push_str(labels);
+        w.count(status.seats_lost);
     }
 }
 
@@ -879,41 +956,47 @@ fn write_bound(out: &mut String, le: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, LoadOptions};
+    use crate::config;
     use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
     fn table(users: &[&str]) -> TargetTable {
-        let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
-        let text = format!(
-            "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n\
-             [[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n",
-            list.join(", ")
-        );
-        let options = LoadOptions {
-            env: std::sync::Arc::new(|_| Some("secret".into())),
-            ..LoadOptions::default()
-        };
-        let config = config::from_toml(&text, std::path::Path::new("/x/config.toml"), &options)
-            .expect("valid config");
-        let table = TargetTable::build(&config, None);
-        for (i, (_, t)) in table.iter().enumerate() {
-            let outcome = if i % 2 == 0 {
-                Outcome::Conclusive {
-                    active: true,
-                    assigned_at: Some(1_714_979_289.5),
-                    negative: None,
-                }
-            } else {
-                Outcome::Conclusive {
-                    active: false,
-                    assigned_at: None,
-                    negative: Some((ErrorCode::Status(404), Reason::Seat)),
-                }
-            };
-            t.state().record(&outcome, 1_700_000_000.25);
+        let t = unchecked_table(users, "full");
+        for (i, (_, t)) in t.iter().enumerate() {
+            t.state().record(&outcome(i), 1_700_000_000.25);
         }
-        table
+        t
+    }
+
+    /// Target `i`'s outcome in [`table`]: even ones hold a seat, odd ones
+    /// got a 404.
+    fn outcome(i: usize) -> Outcome {
+        if i.is_multiple_of(2) {
+            Outcome::Conclusive {
+                active: true,
+                assigned_at: Some(1_714_979_289.5),
+                negative: None,
+            }
+        } else {
+            Outcome::Conclusive {
+                active: false,
+                assigned_at: None,
+                negative: Some((ErrorCode::Status(404), Reason::Seat)),
+            }
+        }
+    }
+
+    /// A table of product `P` with `users` and of product `Q` with none, in
+    /// profile `per_target`, nothing checked yet.
+    fn unchecked_table(users: &[&str], per_target: &str) -> TargetTable {
+        let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
+        let config = config::for_tests(&format!(
+            "[metrics]\nper_target = \"{per_target}\"\n\n\
+             [[products]]\nproduct_id = \"P\"\nsku_id = \"0016\"\nusers = [{}]\n\n\
+             [[products]]\nproduct_id = \"Q\"\nsku_id = \"0001\"\nmode = \"list\"\nusers = \"all\"\n",
+            list.join(", ")
+        ));
+        TargetTable::build(&config, None)
     }
 
     fn chunks(table: &TargetTable, size: usize) -> Vec<String> {
@@ -983,6 +1066,168 @@ mod tests {
         let text = chunks(&t, usize::MAX).concat();
         assert!(text.contains("user=\"a\\\"b\\\\c@x.y\"} 1\n"), "{text}");
         assert!(text.contains("user=\"plain@x.y\"} 0\n"), "{text}");
+    }
+
+    /// The sample lines of `text` whose name is `name` (labels may follow).
+    fn samples<'t>(text: &'t str, name: &str) -> Vec<&'t str> {
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .collect()
+    }
+
+    /// u0 holds a seat (checked at 100), u1 got a 404 (at 200), u2's only
+    /// check timed out (at 300), u3 held a seat at 50 and timed out at 400.
+    fn checked_table(per_target: &str) -> TargetTable {
+        let t = unchecked_table(&["u0@x.y", "u1@x.y", "u2@x.y", "u3@x.y"], per_target);
+        let timeout = Outcome::Inconclusive(crate::targets::Inconclusive {
+            code: ErrorCode::Timeout,
+            reason: Reason::None,
+            detail: "timed out".into(),
+        });
+        let targets: Vec<_> = t.iter().map(|(_, t)| t).collect();
+        targets[0].state().record(&outcome(0), 100.0);
+        targets[1].state().record(&outcome(1), 200.0);
+        targets[2].state().record(&timeout, 300.0);
+        targets[3].state().record(&outcome(0), 50.0);
+        targets[3].state().record(&timeout, 400.0);
+        t.groups[0].state.status().seats_lost = 3;
+        t
+    }
+
+    /// The families only the full profile writes, per target.
+    const FULL_ONLY: [&str; 3] = [
+        "msfb_seat_check_success",
+        "msfb_seat_last_success_timestamp_seconds",
+        "msfb_seat_assigned_timestamp_seconds",
+    ];
+    /// The families only the compact profile writes, per product.
+    const COMPACT_ONLY: [&str; 2] = [
+        "msfb_seat_checks_failing",
+        "msfb_seat_oldest_success_timestamp_seconds",
+    ];
+
+    #[test]
+    fn compact_keeps_two_families_per_target_and_answers_the_rest_per_product() {
+        let text = chunks(&checked_table("compact"), usize::MAX).concat();
+        let labels = |u: &str| format!("{{product_id=\"P\",sku_id=\"0016\",user=\"{u}\"}}");
+        assert_eq!(
+            samples(&text, "msfb_seat_active"),
+            [
+                format!("msfb_seat_active{} 1", labels("u0@x.y")),
+                format!("msfb_seat_active{} 0", labels("u1@x.y")),
+                format!("msfb_seat_active{} 1", labels("u3@x.y")),
+            ]
+        );
+        assert_eq!(
+            samples(&text, "msfb_seat_check_errors_total").len(),
+            3,
+            "{text}"
+        );
+        for family in FULL_ONLY {
+            let absent =
+                samples(&text, family).is_empty() && !text.contains(&format!("# TYPE {family} "));
+            assert!(absent, "{family} in compact:\n{text}");
+        }
+        assert_eq!(
+            samples(&text, "msfb_seat_checks_failing"),
+            [
+                "msfb_seat_checks_failing{product_id=\"P\",sku_id=\"0016\"} 2",
+                "msfb_seat_checks_failing{product_id=\"Q\",sku_id=\"0001\"} 0",
+            ]
+        );
+        // Q has no target, so no success: absent, not 0.
+        assert_eq!(
+            samples(&text, "msfb_seat_oldest_success_timestamp_seconds"),
+            ["msfb_seat_oldest_success_timestamp_seconds{product_id=\"P\",sku_id=\"0016\"} 50"]
+        );
+        assert_eq!(
+            samples(&text, "msfb_seat_lost_total"),
+            [
+                "msfb_seat_lost_total{product_id=\"P\",sku_id=\"0016\"} 3",
+                "msfb_seat_lost_total{product_id=\"Q\",sku_id=\"0001\"} 0",
+            ]
+        );
+        assert_eq!(
+            text.matches("# TYPE msfb_seat_lost_total counter\n")
+                .count(),
+            1
+        );
+        assert!(
+            text.contains("msfb_seats{product_id=\"P\",sku_id=\"0016\",state=\"unknown\"} 1\n")
+        );
+    }
+
+    #[test]
+    fn compact_before_any_check_has_losses_at_zero_and_no_freshness() {
+        let text = chunks(&unchecked_table(&["u0@x.y"], "compact"), usize::MAX).concat();
+        assert!(samples(&text, "msfb_seat_active").is_empty(), "{text}");
+        assert!(samples(&text, "msfb_seat_oldest_success_timestamp_seconds").is_empty());
+        assert_eq!(
+            samples(&text, "msfb_seat_checks_failing").len(),
+            2,
+            "{text}"
+        );
+        assert_eq!(
+            samples(&text, "msfb_seat_lost_total"),
+            [
+                "msfb_seat_lost_total{product_id=\"P\",sku_id=\"0016\"} 0",
+                "msfb_seat_lost_total{product_id=\"Q\",sku_id=\"0001\"} 0",
+            ]
+        );
+    }
+
+    #[test]
+    fn compact_speaks_openmetrics_too() {
+        let table = checked_table("compact");
+        let mut text = String::new();
+        let mut emit = |c: String| {
+            text.push_str(&c);
+            true
+        };
+        let mut out = Out::new(usize::MAX, Format::OpenMetrics, &mut emit);
+        render(&table, &mut out);
+        out.flush();
+        drop(out);
+        // The per-product counter is there from the start, so it has no
+        // `_created`; the error counters appear with their first increment
+        // and have one.
+        assert_eq!(
+            text.matches("# TYPE msfb_seat_lost counter\n").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("\nmsfb_seat_lost_total{product_id=\"P\",sku_id=\"0016\"} 3\n"));
+        assert!(!text.contains("msfb_seat_lost_created"), "{text}");
+        assert!(text.contains("msfb_seat_check_errors_created{"), "{text}");
+        assert!(text.contains("# TYPE msfb_seat_checks_failing gauge\n"));
+        assert!(text.contains("# UNIT msfb_seat_oldest_success_timestamp_seconds seconds\n"));
+        for family in FULL_ONLY {
+            assert!(!text.contains(&format!("# TYPE {family} ")), "{family}");
+        }
+    }
+
+    #[test]
+    fn full_writes_every_family_per_target_and_none_of_compacts() {
+        let text = chunks(&checked_table("full"), usize::MAX).concat();
+        for family in FULL_ONLY {
+            assert!(
+                !samples(&text, family).is_empty(),
+                "{family} missing:\n{text}"
+            );
+        }
+        for family in COMPACT_ONLY {
+            assert!(!text.contains(family), "{family} in full:\n{text}");
+        }
+        // Per target, whatever the product counted.
+        assert_eq!(samples(&text, "msfb_seat_lost_total").len(), 4, "{text}");
+        assert!(
+            samples(&text, "msfb_seat_lost_total")
+                .iter()
+                .all(|l| l.contains(",user=\""))
+        );
     }
 
     #[test]

@@ -174,153 +174,110 @@ impl Telemetry {
     /// Creates every instrument in a fresh registry, with the process
     /// collector and build info.
     pub fn new() -> Telemetry {
-        let registry = Registry::new();
         let t = Telemetry {
-            api_requests: IntCounterVec::new(
-                Opts::new(
-                    "msfb_api_requests_total",
-                    "Upstream responses by HTTP status, and transport failures by class.",
-                ),
+            api_requests: counter_vec(
+                "msfb_api_requests_total",
+                "Upstream responses by HTTP status, and transport failures by class.",
                 &["operation", "code"],
-            )
-            .expect("static metric definition is valid"),
-            api_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "msfb_api_request_duration_seconds",
-                    "Latency of upstream requests, including reading the body.",
-                )
-                .buckets(vec![
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-                ]),
-                &["operation"],
-            )
-            .expect("static metric definition is valid"),
+            ),
+            api_duration: api_duration(),
             poll_cycles: IntCounter::new("msfb_poll_cycles_total", "Completed poll cycles.")
-                .expect("static metric definition is valid"),
-            poll_cycle_duration: Gauge::new(
+                .expect(VALID),
+            poll_cycle_duration: gauge(
                 "msfb_poll_cycle_duration_seconds",
                 "Duration of the latest completed poll cycle.",
-            )
-            .expect("static metric definition is valid"),
-            poll_last_cycle_end: Gauge::new(
+            ),
+            poll_last_cycle_end: gauge(
                 "msfb_poll_last_cycle_end_timestamp_seconds",
                 "Unix time the latest poll cycle completed.",
-            )
-            .expect("static metric definition is valid"),
-            effective_rate: Gauge::new(
+            ),
+            effective_rate: gauge(
                 "msfb_poll_rate_limit_requests_per_second",
                 "Upstream request rate the poller currently allows (lowered after 429 answers); 0 means unlimited.",
-            )
-            .expect("static metric definition is valid"),
+            ),
             token_requests: IntCounter::new(
                 "msfb_oauth_token_requests_total",
                 "OAuth2 token requests made.",
             )
-            .expect("static metric definition is valid"),
-            token_failures: IntCounterVec::new(
-                Opts::new(
-                    "msfb_oauth_token_request_failures_total",
-                    "Failed OAuth2 token requests, by reason (OAuth error code, HTTP status, timeout, connect, body or decode).",
-                ),
+            .expect(VALID),
+            token_failures: counter_vec(
+                "msfb_oauth_token_request_failures_total",
+                "Failed OAuth2 token requests, by reason (OAuth error code, HTTP status, timeout, connect, body or decode).",
                 &["reason"],
-            )
-            .expect("static metric definition is valid"),
-            token_expiry: Gauge::new(
+            ),
+            token_expiry: gauge(
                 "msfb_oauth_token_expiry_timestamp_seconds",
                 "Unix time the OAuth2 token in use expires.",
-            )
-            .expect("static metric definition is valid"),
-            inventory_success: GaugeVec::new(
-                Opts::new(
-                    "msfb_inventory_poll_success",
-                    "Whether the latest Get Inventory listing was complete (1) or failed (0).",
-                ),
+            ),
+            inventory_success: gauge_vec(
+                "msfb_inventory_poll_success",
+                "Whether the latest Get Inventory listing was complete (1) or failed (0).",
                 &[],
-            )
-            .expect("static metric definition is valid"),
-            inventory_last_success: GaugeVec::new(
-                Opts::new(
-                    "msfb_inventory_last_success_timestamp_seconds",
-                    "Unix time of the latest complete Get Inventory listing.",
-                ),
+            ),
+            inventory_last_success: gauge_vec(
+                "msfb_inventory_last_success_timestamp_seconds",
+                "Unix time of the latest complete Get Inventory listing.",
                 &[],
-            )
-            .expect("static metric definition is valid"),
-            inventory_errors: IntCounterVec::new(
-                Opts::new(
-                    "msfb_inventory_poll_errors_total",
-                    "Failed Get Inventory listings, by HTTP status or failure class (code).",
-                ),
+            ),
+            inventory_errors: counter_vec(
+                "msfb_inventory_poll_errors_total",
+                "Failed Get Inventory listings, by HTTP status or failure class (code).",
                 &["code"],
-            )
-            .expect("static metric definition is valid"),
-            reload_successful: Gauge::new(
+            ),
+            reload_successful: gauge(
                 "msfb_seat_exporter_config_last_reload_successful",
                 "Whether the last configuration reload attempt succeeded.",
-            )
-            .expect("static metric definition is valid"),
-            reload_success_time: Gauge::new(
+            ),
+            reload_success_time: gauge(
                 "msfb_seat_exporter_config_last_reload_success_timestamp_seconds",
                 "Unix time of the last successful configuration load.",
-            )
-            .expect("static metric definition is valid"),
-            shard_index: Gauge::new(
+            ),
+            shard_index: gauge(
                 "msfb_seat_exporter_shard_index",
                 "This instance's shard of the configured targets (0 when unsharded).",
-            )
-            .expect("static metric definition is valid"),
-            shard_count: Gauge::new(
+            ),
+            shard_count: gauge(
                 "msfb_seat_exporter_shard_count",
                 "Shards the configured targets are split into (1 when unsharded); every instance of a job should agree.",
-            )
-            .expect("static metric definition is valid"),
-            registry,
+            ),
+            registry: Registry::new(),
             get_seat: Arc::new(SeriesCache::new()),
             created: Arc::default(),
         };
         t.shard_count.set(1.0);
-        let build_info = GaugeVec::new(
-            Opts::new(
-                "msfb_seat_exporter_build_info",
-                "Build information of msfb_seat_exporter; the value is always 1.",
-            ),
-            &["version", "revision", "rustc_version"],
-        )
-        .expect("static metric definition is valid");
-        build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                env!("MSFB_BUILD_REVISION"),
-                env!("MSFB_RUSTC_VERSION"),
-            ])
-            .set(1.0);
+        t.register();
+        t
+    }
+
+    /// Registers every instrument, the build info and the process
+    /// collector in the (fresh) registry.
+    fn register(&self) {
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(t.api_requests.clone()),
-            Box::new(t.api_duration.clone()),
-            Box::new(t.poll_cycles.clone()),
-            Box::new(t.poll_cycle_duration.clone()),
-            Box::new(t.poll_last_cycle_end.clone()),
-            Box::new(t.effective_rate.clone()),
-            Box::new(t.token_requests.clone()),
-            Box::new(t.token_failures.clone()),
-            Box::new(t.token_expiry.clone()),
-            Box::new(t.inventory_success.clone()),
-            Box::new(t.inventory_last_success.clone()),
-            Box::new(t.inventory_errors.clone()),
-            Box::new(t.reload_successful.clone()),
-            Box::new(t.reload_success_time.clone()),
-            Box::new(t.shard_index.clone()),
-            Box::new(t.shard_count.clone()),
-            Box::new(build_info),
+            Box::new(self.api_requests.clone()),
+            Box::new(self.api_duration.clone()),
+            Box::new(self.poll_cycles.clone()),
+            Box::new(self.poll_cycle_duration.clone()),
+            Box::new(self.poll_last_cycle_end.clone()),
+            Box::new(self.effective_rate.clone()),
+            Box::new(self.token_requests.clone()),
+            Box::new(self.token_failures.clone()),
+            Box::new(self.token_expiry.clone()),
+            Box::new(self.inventory_success.clone()),
+            Box::new(self.inventory_last_success.clone()),
+            Box::new(self.inventory_errors.clone()),
+            Box::new(self.reload_successful.clone()),
+            Box::new(self.reload_success_time.clone()),
+            Box::new(self.shard_index.clone()),
+            Box::new(self.shard_count.clone()),
+            Box::new(build_info()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
             // Names are distinct constants and the registry is fresh.
-            t.registry
+            self.registry
                 .register(c)
                 .expect("each metric is registered once");
         }
-        t
     }
 
     /// Counts one upstream answer and its latency.
@@ -417,6 +374,53 @@ impl Telemetry {
             tracing::error!(error = %e, "encoding self-metrics failed");
         }
     }
+}
+
+/// Why building a metric below cannot fail: its name, help and labels are
+/// constants that satisfy the format.
+const VALID: &str = "static metric definition is valid";
+
+fn gauge(name: &str, help: &str) -> Gauge {
+    Gauge::new(name, help).expect(VALID)
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect(VALID)
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect(VALID)
+}
+
+/// `msfb_api_request_duration_seconds{operation}`.
+fn api_duration() -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(
+            "msfb_api_request_duration_seconds",
+            "Latency of upstream requests, including reading the body.",
+        )
+        .buckets(vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ]),
+        &["operation"],
+    )
+    .expect(VALID)
+}
+
+/// `msfb_seat_exporter_build_info`, set to 1 for this build.
+fn build_info() -> GaugeVec {
+    let info = gauge_vec(
+        "msfb_seat_exporter_build_info",
+        "Build information of msfb_seat_exporter; the value is always 1.",
+        &["version", "revision", "rustc_version"],
+    );
+    info.with_label_values(&[
+        env!("CARGO_PKG_VERSION"),
+        env!("MSFB_BUILD_REVISION"),
+        env!("MSFB_RUSTC_VERSION"),
+    ])
+    .set(1.0);
+    info
 }
 
 #[cfg(test)]

@@ -31,9 +31,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 
-use crate::store::{Answer, Fetched, ItemType, Page, PageKind, SeatListing};
-use crate::targets::{ErrorCode, Inconclusive, Outcome, ProductGroup, Reason, Sighting};
+use crate::store::{Answer, Fetched, ItemType, ListedSeat, Page, PageKind, SeatListing};
+use crate::targets::{Discovery, ErrorCode, Inconclusive, Outcome, ProductGroup, Reason, Sighting};
 
 use super::check::{not_found, seat_outcome};
 use super::request::{CheckContext, with_retries};
@@ -107,8 +108,27 @@ pub async fn fetch_all<K: PageKind>(
     ctx: &CheckContext<'_>,
     kind: &K,
     max_pages: u32,
-    mut on_page: impl FnMut(K::Page),
+    on_page: impl FnMut(K::Page),
 ) -> ListingEnd {
+    walk(
+        max_pages,
+        |continuation| async move { fetch_page(ctx, kind, continuation.as_deref()).await },
+        on_page,
+    )
+    .await
+}
+
+/// [`fetch_all`]'s loop over any source of pages: `fetch` gets the
+/// continuation token of the page it is to bring (`None` for the first).
+async fn walk<P: Page, F, Fut>(
+    max_pages: u32,
+    mut fetch: F,
+    mut on_page: impl FnMut(P),
+) -> ListingEnd
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Paged<P>, Inconclusive>>,
+{
     let mut continuation: Option<String> = None;
     let mut previous_digest: Option<[u8; 16]> = None;
     let mut pages = 0u32;
@@ -119,7 +139,7 @@ pub async fn fetch_all<K: PageKind>(
                 format!("listing cut off: it did not end within max_pages = {max_pages} pages"),
             );
         }
-        let Fetched { page, digest } = match fetch_page(ctx, kind, continuation.as_deref()).await {
+        let Fetched { page, digest } = match fetch(continuation.clone()).await {
             Ok(Paged::Page(fetched)) => fetched,
             Ok(Paged::NotFound(item)) if pages == 0 => return ListingEnd::NotFound { item },
             Ok(Paged::NotFound(item)) => {
@@ -176,29 +196,71 @@ fn usable_name(name: &str) -> bool {
 }
 
 /// Checks every target of a list-mode product with one listing, and with
-/// discovery updates which targets exist.
+/// discovery updates which targets exist: collect the sightings, settle
+/// what the listing's end says, apply it.
 pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupReport {
     let product = &group.product;
     let kind = SeatListing {
         product_id: &product.product_id,
         sku_id: &product.sku_id,
     };
-    let wanted: HashSet<String> = group
-        .targets
-        .iter()
-        .map(|t| t.upn().to_lowercase())
-        .collect();
-    let discovery = group.discovery.as_deref();
-    let mut seen: HashMap<String, Sighting> = HashMap::new();
-    // Discovery keeps at most `max_discovered` listed seats besides the
-    // configured users: a Store (or a fault) listing millions of names must
-    // not become millions of targets. A listing that shows more is failed.
-    let room = wanted.len().saturating_add(product.max_discovered);
-    let mut overflow = false;
+    let mut sightings = Sightings::new(group);
     let end = fetch_all(ctx, &kind, product.max_pages, |page| {
-        for seat in page.seats {
+        sightings.add(page.seats);
+    })
+    .await;
+    let (end, seen) = sightings.finish(end);
+    match settle(group, end, unix_now()) {
+        Ok(unlisted) => GroupReport {
+            covered: apply(group, &seen, &unlisted),
+            failed: None,
+        },
+        Err(why) => fail(group, why),
+    }
+}
+
+/// The seats a listing shows that matter here: every configured user's,
+/// and with discovery every seat this shard owns, up to `max_discovered`.
+struct Sightings<'a> {
+    group: &'a ProductGroup,
+    /// Lower-cased UPNs of the configured targets.
+    wanted: HashSet<String>,
+    /// Most sightings kept: the configured users plus `max_discovered`.
+    room: usize,
+    /// By lower-cased `assignedTo`.
+    seen: HashMap<String, Sighting>,
+    /// A seat was left out for want of room.
+    overflow: bool,
+}
+
+impl<'a> Sightings<'a> {
+    fn new(group: &'a ProductGroup) -> Sightings<'a> {
+        let wanted: HashSet<String> = group
+            .targets
+            .iter()
+            .map(|t| t.upn().to_lowercase())
+            .collect();
+        // Discovery keeps at most `max_discovered` listed seats besides the
+        // configured users: a Store (or a fault) listing millions of names
+        // must not become millions of targets. A listing that shows more
+        // is failed.
+        let room = wanted.len().saturating_add(group.product.max_discovered);
+        Sightings {
+            group,
+            wanted,
+            room,
+            seen: HashMap::new(),
+            overflow: false,
+        }
+    }
+
+    /// Takes in the seats of one page.
+    fn add(&mut self, seats: Vec<ListedSeat>) {
+        let product = &self.group.product;
+        let discovery = self.group.discovery.as_deref();
+        for seat in seats {
             let key = seat.assigned_to.to_lowercase();
-            let configured = wanted.contains(&key);
+            let configured = self.wanted.contains(&key);
             let keep = configured
                 || discovery.is_some_and(|d| {
                     usable_name(&seat.assigned_to) && d.owns(product, &seat.assigned_to)
@@ -206,12 +268,12 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
             if !keep {
                 continue;
             }
-            if !configured && seen.len() >= room && !seen.contains_key(&key) {
-                overflow = true;
+            if !configured && self.seen.len() >= self.room && !self.seen.contains_key(&key) {
+                self.overflow = true;
                 continue;
             }
             let outcome = seat_outcome(&seat.state, seat.date_assigned);
-            match seen.entry(key) {
+            match self.seen.entry(key) {
                 Entry::Vacant(v) => {
                     v.insert(Sighting {
                         upn: seat.assigned_to,
@@ -230,93 +292,358 @@ pub async fn check_group(ctx: &CheckContext<'_>, group: &ProductGroup) -> GroupR
                 }
             }
         }
-    })
-    .await;
-    let end = match end {
-        ListingEnd::Complete { pages } if overflow => ListingEnd::cut_off(
-            pages,
-            format!(
-                "the listing shows more than max_discovered = {} seats for this instance; \
-                 raise it or shard the product",
-                product.max_discovered
+    }
+
+    /// The listing's end, failed if seats were left out for want of room,
+    /// and the sightings.
+    fn finish(self, end: ListingEnd) -> (ListingEnd, HashMap<String, Sighting>) {
+        let end = match end {
+            ListingEnd::Complete { pages } if self.overflow => ListingEnd::cut_off(
+                pages,
+                format!(
+                    "the listing shows more than max_discovered = {} seats for this instance; \
+                     raise it or shard the product",
+                    self.group.product.max_discovered
+                ),
             ),
-        ),
-        end => end,
-    };
-    let now = unix_now();
-    let unlisted = match &end {
+            end => end,
+        };
+        (end, self.seen)
+    }
+}
+
+/// Records the listing's health at `now` and settles what its end says:
+/// what a user it does not list gets, or why nothing can be concluded.
+fn settle(group: &ProductGroup, end: ListingEnd, now: f64) -> Result<Outcome, Inconclusive> {
+    match end {
         ListingEnd::Complete { pages } => {
-            group.state.status().listing.complete(*pages, now);
+            group.state.status().listing.complete(pages, now);
             // Not listed: what Get seat answers for a user without a seat.
-            not_found(ItemType::Seat)
+            Ok(not_found(ItemType::Seat))
         }
         ListingEnd::NotFound { item } => {
             group.state.status().listing.complete(1, now);
-            seen.clear();
-            not_found(*item)
+            Ok(not_found(item))
         }
         ListingEnd::Failed { pages, why } => {
             group.state.status().listing.failed(why.code, now);
+            let product = &group.product;
             tracing::debug!(
                 product_id = %product.product_id, sku_id = %product.sku_id,
                 pages, code = %why.code.label(), error = %why.detail,
                 "seat listing incomplete; no target is judged from it"
             );
-            let code = why.code;
-            let outcome = Outcome::Inconclusive(why.clone());
-            let targets = group.all_targets();
-            for t in &targets {
-                record(product, t, &outcome);
-            }
-            return GroupReport {
-                covered: targets.len(),
-                failed: Some(code),
-            };
+            Err(why)
         }
-    };
+    }
+}
+
+/// An incomplete listing: one inconclusive check for every target.
+fn fail(group: &ProductGroup, why: Inconclusive) -> GroupReport {
+    let code = why.code;
+    let outcome = Outcome::Inconclusive(why);
+    let targets = group.all_targets();
+    for t in &targets {
+        record(group, t, &outcome);
+    }
+    GroupReport {
+        covered: targets.len(),
+        failed: Some(code),
+    }
+}
+
+/// A conclusive listing: each configured target gets its sighting or
+/// `unlisted`, and with discovery the set of targets follows the listing.
+/// Returns the number of targets recorded. (After a 404 for the whole
+/// product there is no sighting: the 404 was the first page.)
+fn apply(group: &ProductGroup, seen: &HashMap<String, Sighting>, unlisted: &Outcome) -> usize {
     let mut covered = 0;
     for t in &group.targets {
         let outcome = seen
             .get(&t.upn().to_lowercase())
-            .map_or(&unlisted, |s| &s.outcome);
-        record(product, t, outcome);
+            .map_or(unlisted, |s| &s.outcome);
+        record(group, t, outcome);
         covered += 1;
     }
-    if let Some(d) = discovery {
-        let plan = d.plan(
-            &seen,
-            &unlisted,
-            product.forget_after,
-            product.max_discovered,
-            tokio::time::Instant::now(),
-        );
-        for (t, outcome) in &plan.record {
-            record(product, t, outcome);
-        }
-        covered += plan.record.len();
-        for t in &plan.forgotten {
-            tracing::info!(
-                product_id = %product.product_id, sku_id = %product.sku_id,
-                user = %t.user_label(),
-                forget_after = %humantime::format_duration(product.forget_after),
-                "lost seat forgotten"
-            );
-        }
-        if !plan.evicted.is_empty() {
-            tracing::warn!(
-                product_id = %product.product_id, sku_id = %product.sku_id,
-                forgotten = plan.evicted.len(), max_discovered = product.max_discovered,
-                "lost seats forgotten before forget_after to stay within max_discovered"
-            );
-        }
-        tracing::debug!(
+    if let Some(d) = group.discovery.as_deref() {
+        covered += apply_discovery(group, d, seen, unlisted);
+    }
+    covered
+}
+
+/// Discovery's half of [`apply`]: records the discovered targets the plan
+/// names and logs what it found and forgot. Returns how many it recorded.
+fn apply_discovery(
+    group: &ProductGroup,
+    d: &Discovery,
+    seen: &HashMap<String, Sighting>,
+    unlisted: &Outcome,
+) -> usize {
+    let product = &group.product;
+    let plan = d.plan(
+        seen,
+        unlisted,
+        product.forget_after,
+        product.max_discovered,
+        tokio::time::Instant::now(),
+    );
+    for (t, outcome) in &plan.record {
+        record(group, t, outcome);
+    }
+    for t in &plan.forgotten {
+        tracing::info!(
             product_id = %product.product_id, sku_id = %product.sku_id,
-            targets = d.len(), discovered = plan.discovered.len(),
-            forgotten = plan.forgotten.len(), "seat listing applied"
+            user = %t.user_label(),
+            forget_after = %humantime::format_duration(product.forget_after),
+            "lost seat forgotten"
         );
     }
-    GroupReport {
-        covered,
-        failed: None,
+    if !plan.evicted.is_empty() {
+        tracing::warn!(
+            product_id = %product.product_id, sku_id = %product.sku_id,
+            forgotten = plan.evicted.len(), max_discovered = product.max_discovered,
+            "lost seats forgotten before forget_after to stay within max_discovered"
+        );
+    }
+    tracing::debug!(
+        product_id = %product.product_id, sku_id = %product.sku_id,
+        targets = d.len(), discovered = plan.discovered.len(),
+        forgotten = plan.forgotten.len(), "seat listing applied"
+    );
+    plan.record.len()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The phases of a listing without the network: pages come from a
+    //! script, the table from a configuration, on tokio's paused clock.
+
+    use super::*;
+    use crate::config;
+    use crate::store::{SeatPage, SeatState};
+    use crate::targets::TargetTable;
+
+    fn seat(user: &str, state: SeatState) -> ListedSeat {
+        ListedSeat {
+            assigned_to: user.to_owned(),
+            state,
+            date_assigned: Some(9.0),
+        }
+    }
+
+    fn page(users: &[&str], next: Option<&str>, digest: u8) -> Paged<SeatPage> {
+        Paged::Page(Fetched {
+            page: SeatPage {
+                seats: users.iter().map(|u| seat(u, SeatState::Active)).collect(),
+                continuation: next.map(str::to_owned),
+            },
+            digest: [digest; 16],
+        })
+    }
+
+    /// Walks a scripted listing: answer `i` is the answer to request `i`;
+    /// returns how it ended and the continuation tokens asked for.
+    async fn walk_script(
+        max_pages: u32,
+        script: Vec<Result<Paged<SeatPage>, Inconclusive>>,
+    ) -> (ListingEnd, Vec<Option<String>>, u32) {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let mut script = script.into_iter();
+        let mut pages_seen = 0;
+        let end = walk(
+            max_pages,
+            |continuation| {
+                asked.borrow_mut().push(continuation);
+                let next = script.next().expect("no request past the script");
+                async move { next }
+            },
+            |_: SeatPage| pages_seen += 1,
+        )
+        .await;
+        (end, asked.into_inner(), pages_seen)
+    }
+
+    fn failure(code: ErrorCode) -> Inconclusive {
+        Inconclusive {
+            code,
+            reason: Reason::None,
+            detail: "HTTP 503".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pages_are_followed_until_the_last_and_tokens_go_back_as_received() {
+        let (end, asked, seen) = walk_script(
+            10,
+            vec![
+                Ok(page(&["a"], Some("t+1"), 1)),
+                Ok(page(&["b"], Some("t 2"), 2)),
+                Ok(page(&["c"], None, 3)),
+            ],
+        )
+        .await;
+        assert_eq!(end, ListingEnd::Complete { pages: 3 });
+        assert_eq!(asked, [None, Some("t+1".into()), Some("t 2".into())]);
+        assert_eq!(seen, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_listing_ends_where_it_cannot_be_trusted() {
+        // Past max_pages.
+        let endless = (0..3)
+            .map(|i| Ok(page(&["a"], Some(&format!("t{i}")), i)))
+            .collect();
+        let (end, _, seen) = walk_script(2, endless).await;
+        assert!(
+            matches!(&end, ListingEnd::Failed { pages: 2, why } if why.code == ErrorCode::Paging),
+            "{end:?}"
+        );
+        assert_eq!(seen, 2);
+        // The same page with the same token again: a loop, cut off at once.
+        let looping = vec![
+            Ok(page(&["a"], Some("t"), 1)),
+            Ok(page(&["a"], Some("t"), 1)),
+        ];
+        let (end, asked, _) = walk_script(100, looping).await;
+        assert!(
+            matches!(&end, ListingEnd::Failed { pages: 2, why }
+                if why.code == ErrorCode::Paging && why.detail.contains("same continuation token")),
+            "{end:?}"
+        );
+        assert_eq!(asked.len(), 2);
+        // The same token with a different page is not a loop.
+        let moving = vec![
+            Ok(page(&["a"], Some("t"), 1)),
+            Ok(page(&["b"], Some("t"), 2)),
+            Ok(page(&["c"], None, 3)),
+        ];
+        assert_eq!(
+            walk_script(100, moving).await.0,
+            ListingEnd::Complete { pages: 3 }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_404_is_the_answer_only_on_the_first_page() {
+        let (end, _, _) = walk_script(5, vec![Ok(Paged::NotFound(ItemType::Inventory))]).await;
+        assert_eq!(
+            end,
+            ListingEnd::NotFound {
+                item: ItemType::Inventory
+            }
+        );
+        let later = vec![
+            Ok(page(&["a"], Some("t"), 1)),
+            Ok(Paged::NotFound(ItemType::Seat)),
+        ];
+        let (end, _, _) = walk_script(5, later).await;
+        assert_eq!(
+            end,
+            ListingEnd::Failed {
+                pages: 1,
+                why: Inconclusive {
+                    code: ErrorCode::Status(404),
+                    reason: Reason::Seat,
+                    detail: "page 2 of the listing answered 404".into(),
+                }
+            }
+        );
+        let failed = vec![
+            Ok(page(&["a"], Some("t"), 1)),
+            Err(failure(ErrorCode::Status(503))),
+        ];
+        let (end, _, _) = walk_script(5, failed).await;
+        assert_eq!(
+            end,
+            ListingEnd::Failed {
+                pages: 1,
+                why: Inconclusive {
+                    code: ErrorCode::Status(503),
+                    reason: Reason::None,
+                    detail: "page 2 of the listing: HTTP 503".into(),
+                }
+            }
+        );
+    }
+
+    fn table(users: &str, extra: &str) -> TargetTable {
+        let config = config::for_tests(&format!(
+            "[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nmode = \"list\"\nusers = {users}\n{extra}"
+        ));
+        TargetTable::build(&config, None)
+    }
+
+    #[test]
+    fn sightings_keep_configured_users_and_an_active_seat_wins() {
+        let table = table("[\"alice@x.y\", \"bob@x.y\"]", "");
+        let mut s = Sightings::new(&table.groups[0]);
+        s.add(vec![
+            seat("ALICE@x.y", SeatState::Revoked),
+            seat("stranger@x.y", SeatState::Active),
+        ]);
+        s.add(vec![seat("alice@x.y", SeatState::Active)]);
+        s.add(vec![seat("alice@x.y", SeatState::Revoked)]);
+        let (end, seen) = s.finish(ListingEnd::Complete { pages: 3 });
+        assert_eq!(end, ListingEnd::Complete { pages: 3 });
+        assert_eq!(seen.len(), 1, "a user not configured is not kept");
+        assert!(matches!(
+            seen["alice@x.y"].outcome,
+            Outcome::Conclusive { active: true, .. }
+        ));
+    }
+
+    #[test]
+    fn discovery_past_max_discovered_fails_the_listing() {
+        let table = table("\"all\"", "max_discovered = 2\n");
+        let mut s = Sightings::new(&table.groups[0]);
+        s.add(
+            ["a@x.y", "b@x.y", "c@x.y", "bad\u{7}@x.y"]
+                .map(|u| seat(u, SeatState::Active))
+                .into(),
+        );
+        let (end, seen) = s.finish(ListingEnd::Complete { pages: 1 });
+        assert_eq!(seen.len(), 2);
+        assert!(
+            matches!(&end, ListingEnd::Failed { pages: 1, why }
+                if why.code == ErrorCode::Paging && why.detail.contains("max_discovered = 2")),
+            "{end:?}"
+        );
+    }
+
+    #[test]
+    fn a_complete_listing_judges_every_target_and_a_failed_one_none() {
+        let table = table("[\"alice@x.y\", \"bob@x.y\"]", "");
+        let group = &table.groups[0];
+        let mut s = Sightings::new(group);
+        s.add(vec![seat("alice@x.y", SeatState::Active)]);
+        let (end, seen) = s.finish(ListingEnd::Complete { pages: 1 });
+        let unlisted = settle(group, end, 100.0).expect("conclusive");
+        assert_eq!(apply(group, &seen, &unlisted), 2);
+        let state = |i: usize| group.targets[i].state().clone();
+        assert_eq!(state(0).seat.map(|s| s.active), Some(true));
+        assert_eq!(state(1).seat.map(|s| s.active), Some(false));
+        assert_eq!(
+            state(1).errors[0].code,
+            ErrorCode::Status(404),
+            "unlisted reads as Get seat's 404"
+        );
+        assert_eq!(group.state.status().listing.pages, Some(1));
+
+        let why = failure(ErrorCode::Status(503));
+        let end = ListingEnd::Failed {
+            pages: 4,
+            why: why.clone(),
+        };
+        let why = settle(group, end, 200.0).expect_err("inconclusive");
+        assert_eq!(
+            fail(group, why),
+            GroupReport {
+                covered: 2,
+                failed: Some(ErrorCode::Status(503))
+            }
+        );
+        assert_eq!(state(0).seat.map(|s| s.active), Some(true), "kept");
+        assert!(!state(0).last_check_ok);
+        assert!(!group.state.status().listing.ok);
     }
 }

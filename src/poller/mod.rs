@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::store::{StoreClient, TokenSource};
-use crate::targets::{ErrorCode, Outcome, Product, Target, TargetTable, Transition};
+use crate::targets::{ErrorCode, Outcome, ProductGroup, Target, TargetTable, Transition};
 
 pub use inventory::InventoryReport;
 pub use pacer::Pacer;
@@ -149,10 +149,12 @@ async fn worker(
                     }
                 }
             }
-            Work::Target(product, target) => {
+            Work::Target(g, target) => {
+                let group = &generation.table.groups[*g];
+                let product = &group.product;
                 let outcome =
                     check::check(&ctx, &product.product_id, &product.sku_id, target.upn()).await;
-                record(product, target, &outcome);
+                record(group, target, &outcome);
                 report.checked += 1;
                 match &outcome {
                     Outcome::Conclusive { .. } => report.conclusive += 1,
@@ -187,15 +189,20 @@ async fn join(mut set: JoinSet<CycleReport>, cancel: &CancellationToken) -> Opti
     }
 }
 
-/// Stores an outcome and logs a change of seat state (SPEC §5).
-fn record(product: &Product, target: &Target, outcome: &Outcome) {
+/// Stores an outcome of one of `group`'s targets, counts a loss for the
+/// product too, and logs a change of seat state (SPEC §5).
+fn record(group: &ProductGroup, target: &Target, outcome: &Outcome) {
+    let product = &group.product;
     let transition = target.state().record(outcome, unix_now());
     let user = target.user_label();
     match transition {
-        Transition::Lost => tracing::info!(
-            product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
-            "seat lost"
-        ),
+        Transition::Lost => {
+            group.state.status().seats_lost += 1;
+            tracing::info!(
+                product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
+                "seat lost"
+            );
+        }
         Transition::Assigned => tracing::info!(
             product_id = %product.product_id, sku_id = %product.sku_id, user = %user,
             "seat assigned"
@@ -220,4 +227,153 @@ pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cycle without the network: what it plans, how the pool's
+    //! reports add up, and cancellation, on tokio's paused clock.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config;
+    use crate::metrics::Telemetry;
+
+    /// A per-user product of two users and a list-mode product of one.
+    fn generation() -> Arc<Generation> {
+        let config = config::for_tests(
+            "[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\", \"b@x.y\"]\n\n\
+             [[products]]\nproduct_id = \"L\"\nsku_id = \"S\"\nmode = \"list\"\nusers = [\"c@x.y\"]\n",
+        );
+        let telemetry = Telemetry::new();
+        let client = StoreClient::new(&config.store, telemetry.clone()).expect("client");
+        let tokens = Arc::new(TokenSource::new(
+            client.http().clone(),
+            config.auth.clone(),
+            telemetry,
+        ));
+        Arc::new(Generation {
+            table: Arc::new(TargetTable::build(&config, None)),
+            config: Arc::new(config),
+            client,
+            tokens,
+        })
+    }
+
+    fn checked(t: &Target) {
+        let outcome = Outcome::Conclusive {
+            active: true,
+            assigned_at: None,
+            negative: None,
+        };
+        t.state().record(&outcome, 1.0);
+    }
+
+    fn described(work: &[Work]) -> Vec<String> {
+        work.iter()
+            .map(|w| match w {
+                Work::Listing(g) => format!("listing {g}"),
+                Work::Target(_, t) => t.upn().to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listings_are_planned_first_and_unchecked_means_never_checked() {
+        let g = generation();
+        let table = &g.table;
+        assert_eq!(
+            described(&plan::plan(table, Scope::All)),
+            ["listing 1", "a@x.y", "b@x.y"]
+        );
+        checked(&table.groups[0].targets[0]);
+        assert_eq!(
+            described(&plan::plan(table, Scope::Unchecked)),
+            ["listing 1", "b@x.y"]
+        );
+        checked(&table.groups[0].targets[1]);
+        checked(&table.groups[1].targets[0]);
+        assert!(plan::plan(table, Scope::Unchecked).is_empty());
+        assert_eq!(plan::plan(table, Scope::All).len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cycle_with_nothing_due_checks_nothing() {
+        let g = generation();
+        for group in &g.table.groups {
+            group.targets.iter().for_each(|t| checked(t));
+        }
+        let report = run_cycle(
+            Arc::clone(&g),
+            Arc::new(Pacer::new(None)),
+            RetryPolicy::new(0),
+            Scope::Unchecked,
+            &CancellationToken::new(),
+        )
+        .await
+        .expect("not cancelled");
+        assert_eq!((report.checked, report.listings), (0, 0));
+        assert!(report.all_conclusive());
+    }
+
+    fn report(checked: usize, conclusive: usize, failures: &[(ErrorCode, usize)]) -> CycleReport {
+        let mut r = CycleReport {
+            checked,
+            conclusive,
+            ..CycleReport::default()
+        };
+        for (code, n) in failures {
+            r.count_failures(*code, *n);
+        }
+        r
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pool_s_reports_add_up_whenever_each_worker_ends() {
+        let mut set = JoinSet::new();
+        set.spawn(async { report(3, 2, &[(ErrorCode::Timeout, 1)]) });
+        set.spawn(async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            report(
+                2,
+                0,
+                &[(ErrorCode::Timeout, 1), (ErrorCode::Status(503), 1)],
+            )
+        });
+        let total = join(set, &CancellationToken::new()).await.expect("joined");
+        assert_eq!((total.checked, total.conclusive), (5, 2));
+        assert_eq!(
+            total.failures,
+            BTreeMap::from([("503".to_owned(), 1), ("timeout".to_owned(), 2)])
+        );
+        assert!(!total.all_conclusive());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_cycle_reports_nothing_and_stops_its_workers() {
+        let cancel = CancellationToken::new();
+        let running = Arc::new(());
+        let mut set = JoinSet::new();
+        let held = Arc::clone(&running);
+        set.spawn(async move {
+            let _held = held;
+            std::future::pending::<()>().await;
+            CycleReport::default()
+        });
+        let joined = tokio::spawn({
+            let cancel = cancel.clone();
+            async move { join(set, &cancel).await }
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        cancel.cancel();
+        assert_eq!(joined.await.expect("join ends"), None);
+        for _ in 0..100 {
+            if Arc::strong_count(&running) == 1 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the worker was not stopped");
+    }
 }

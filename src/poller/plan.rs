@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Mode, ProductConfig};
 use crate::store::list::PAGE_SIZE;
-use crate::targets::{Product, Target, TargetTable};
+use crate::targets::{Target, TargetTable};
 
 /// Which targets a cycle checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,8 +22,9 @@ pub enum Scope {
 
 /// One unit of a cycle's work.
 pub(super) enum Work {
-    /// Get seat for one target of a per-user product.
-    Target(Arc<Product>, Arc<Target>),
+    /// Get seat for one target of the per-user product at this index of
+    /// the table.
+    Target(usize, Arc<Target>),
     /// One listing for the list-mode product at this index of the table.
     Listing(usize),
 }
@@ -48,13 +49,13 @@ pub(super) fn plan(table: &TargetTable, scope: Scope) -> Vec<Work> {
             work.push(Work::Listing(i));
         }
     }
-    for g in &table.groups {
+    for (i, g) in table.groups.iter().enumerate() {
         if g.product.mode == Mode::List {
             continue;
         }
         for t in &g.targets {
             if scope == Scope::All || unchecked(t) {
-                work.push(Work::Target(Arc::clone(&g.product), Arc::clone(t)));
+                work.push(Work::Target(i, Arc::clone(t)));
             }
         }
     }

@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, Mode, PerTarget};
 
 pub use discovery::{Discovery, DiscoveryPlan, Sighting};
 use discovery::{DiscoverySettings, carry_discovery};
@@ -140,6 +140,8 @@ pub struct TargetTable {
     pub groups: Vec<ProductGroup>,
     /// `[inventory] enabled`: whether the inventory families are exported.
     pub inventory_enabled: bool,
+    /// `[metrics] per_target`: which families are exported per target.
+    pub per_target: PerTarget,
 }
 
 /// Identifies a product across generations (ids compared as configured;
@@ -221,6 +223,7 @@ impl TargetTable {
         TargetTable {
             groups,
             inventory_enabled: config.inventory.enabled,
+            per_target: config.metrics.per_target,
         }
     }
 

@@ -54,6 +54,13 @@ pub struct ProductStatus {
     pub inventory: Option<InventoryView>,
     /// Seat listing health (list mode only).
     pub listing: ListingStatus,
+    /// Transitions of any of its targets from active to not active: the
+    /// per-product `msfb_seat_lost_total` of the compact profile. Counted
+    /// as they happen rather than summed over the targets, so that it never
+    /// goes down when a reload or discovery drops a target that had lost a
+    /// seat (Prometheus would read that as a reset and the sum's remainder
+    /// as new losses).
+    pub seats_lost: u64,
 }
 
 /// Product-level state, shared by the groups of every generation that has

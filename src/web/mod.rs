@@ -328,3 +328,88 @@ async fn reload(State(site): State<SharedSite>) -> Response {
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The router as a service, without a socket: the slot limit, the
+    //! metrics path and readiness, on tokio's paused clock. The site is a
+    //! real exporter whose one target was never checked (no cycle runs, so
+    //! no request leaves).
+
+    use axum::body::Body;
+    use http_body_util::BodyExt as _;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::config;
+    use crate::exporter::{Exporter, Options};
+
+    fn router() -> Router {
+        let config = config::for_tests(
+            "[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\"]\n",
+        );
+        super::router(Exporter::new(config, Options::default()).expect("exporter"))
+    }
+
+    async fn send(router: &Router, method: &str, path: &str) -> Response {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .expect("request");
+        router.clone().oneshot(request).await.expect("infallible")
+    }
+
+    async fn text(response: Response) -> String {
+        let body = response.into_body().collect().await.expect("body");
+        String::from_utf8(body.to_bytes().to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_is_held_until_the_body_is_gone_and_health_needs_none() {
+        let router = router();
+        let mut held = Vec::new();
+        for _ in 0..MAX_SCRAPES {
+            let response = send(&router, "GET", "/").await;
+            assert_eq!(response.status(), StatusCode::OK);
+            held.push(response);
+        }
+        let refused = send(&router, "GET", "/metrics").await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(refused).await, "too many concurrent requests\n");
+        let healthy = send(&router, "GET", "/-/healthy").await;
+        assert_eq!(healthy.status(), StatusCode::OK);
+        // One page read to its end and one dropped unread free two slots.
+        let read = held.pop().expect("held");
+        assert!(text(read).await.contains("msfb_seat_exporter"));
+        drop(held.pop());
+        for _ in 0..2 {
+            let served = send(&router, "GET", "/-/ready").await;
+            assert_ne!(served.status(), StatusCode::OK, "not ready yet");
+            held.push(served);
+        }
+        let refused = send(&router, "GET", "/-/ready").await;
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(refused).await, "too many concurrent requests\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn metrics_are_served_on_their_path_only_and_by_get() {
+        let router = router();
+        let metrics = send(&router, "GET", "/metrics").await;
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(metrics.headers()[header::CONTENT_TYPE], TEXT_FORMAT);
+        assert!(text(metrics).await.contains("msfb_poll_cycles_total 0\n"));
+        let other = send(&router, "GET", "/metricsx").await;
+        assert_eq!(other.status(), StatusCode::NOT_FOUND);
+        let posted = send(&router, "POST", "/metrics").await;
+        assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readiness_says_how_many_targets_are_checked() {
+        let response = send(&router(), "GET", "/-/ready").await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text(response).await, "not ready: 0 of 1 targets checked\n");
+    }
+}

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use msfb_seat_exporter::config::{self, LoadOptions};
+use msfb_seat_exporter::config::{self, Config, LoadOptions};
 use msfb_seat_exporter::exporter::{self, Exporter};
 use msfb_seat_exporter::{daemon, demo, web};
 use tokio::signal::unix::{SignalKind, signal};
@@ -24,19 +24,8 @@ without one: --demo";
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let shutdown = CancellationToken::new();
     if args.demo {
-        if let Some(address) = &args.listen_address
-            && let Err(e) = config::check_listen_address_flag(address)
-        {
-            eprintln!("msfb_seat_exporter: {e}");
-            return Ok(ExitCode::from(INVALID));
-        }
-        let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
-        let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
-        signals.abort();
-        result?;
-        return Ok(ExitCode::SUCCESS);
+        return run_demo(&args, shutdown).await;
     }
-
     let options = LoadOptions {
         listen_address: args.listen_address.clone(),
         shard_index: args.shard_index,
@@ -44,30 +33,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         web_config_file: args.web_config_file.clone(),
         ..LoadOptions::default()
     };
-    let path = args.config_file.clone();
-    let load_options = options.clone();
-    let loaded = tokio::task::spawn_blocking(move || exporter::load_config(&path, &load_options))
-        .await
-        .context("configuration loader failed")?;
-    let config = match loaded {
-        Ok(c) => c,
-        Err(e) if e.is_missing_file() => {
-            eprintln!("msfb_seat_exporter: {e}\n{MISSING_CONFIG_HINT}");
-            return Ok(ExitCode::from(INVALID));
-        }
-        Err(e) => {
-            eprintln!("msfb_seat_exporter: {e}");
-            return Ok(ExitCode::from(INVALID));
-        }
-    };
-    // The certificate and key are part of the configuration: unusable ones
-    // are a bad configuration (exit 2), found before anything listens.
-    let transport = match web::Transport::from_config(&config.web) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("msfb_seat_exporter: {e}");
-            return Ok(ExitCode::from(INVALID));
-        }
+    let (config, transport) = match load(&args, &options).await? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
     if args.config_check {
         for w in &config.warnings {
@@ -87,32 +55,85 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             ..exporter::Options::default()
         },
     )?;
-
     if args.once {
-        let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
-        // The inventory is part of the picture but not a check: its failure
-        // shows in the output, not in the exit code (SPEC §2).
-        if exporter.generation().config.inventory.enabled {
-            let _ = exporter.poll_inventory(&shutdown).await;
-        }
-        let report = exporter.run_cycle(&shutdown).await;
-        signals.abort();
-        let Some(report) = report else {
-            return Ok(ExitCode::from(1));
-        };
-        print!("{}", exporter.render_metrics());
-        return Ok(if report.all_conclusive() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
+        return once(&exporter, shutdown).await;
     }
-
-    daemon(exporter, transport, shutdown).await?;
+    serve(exporter, transport, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn daemon(
+/// `--demo`: the fake Store and the exporter in one process.
+async fn run_demo(args: &Args, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    if let Some(address) = &args.listen_address
+        && let Err(e) = config::check_listen_address_flag(address)
+    {
+        eprintln!("msfb_seat_exporter: {e}");
+        return Ok(ExitCode::from(INVALID));
+    }
+    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+    let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
+    signals.abort();
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The configuration and the transport it asks for, or the exit code of
+/// a bad one (its message printed).
+async fn load(
+    args: &Args,
+    options: &LoadOptions,
+) -> anyhow::Result<Result<(Config, web::Transport), ExitCode>> {
+    let path = args.config_file.clone();
+    let load_options = options.clone();
+    let loaded = tokio::task::spawn_blocking(move || exporter::load_config(&path, &load_options))
+        .await
+        .context("configuration loader failed")?;
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) if e.is_missing_file() => {
+            eprintln!("msfb_seat_exporter: {e}\n{MISSING_CONFIG_HINT}");
+            return Ok(Err(ExitCode::from(INVALID)));
+        }
+        Err(e) => {
+            eprintln!("msfb_seat_exporter: {e}");
+            return Ok(Err(ExitCode::from(INVALID)));
+        }
+    };
+    // The certificate and key are part of the configuration: unusable ones
+    // are a bad configuration (exit 2), found before anything listens.
+    match web::Transport::from_config(&config.web) {
+        Ok(transport) => Ok(Ok((config, transport))),
+        Err(e) => {
+            eprintln!("msfb_seat_exporter: {e}");
+            Ok(Err(ExitCode::from(INVALID)))
+        }
+    }
+}
+
+/// `--once`: one cycle, the metrics on stdout, 1 if a check was
+/// inconclusive.
+async fn once(exporter: &Exporter, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+    // The inventory is part of the picture but not a check: its failure
+    // shows in the output, not in the exit code (SPEC §2).
+    if exporter.generation().config.inventory.enabled {
+        let _ = exporter.poll_inventory(&shutdown).await;
+    }
+    let report = exporter.run_cycle(&shutdown).await;
+    signals.abort();
+    let Some(report) = report else {
+        return Ok(ExitCode::from(1));
+    };
+    print!("{}", exporter.render_metrics());
+    Ok(if report.all_conclusive() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The daemon: listens, polls, and serves until `shutdown`.
+async fn serve(
     exporter: Exporter,
     transport: web::Transport,
     shutdown: CancellationToken,
