@@ -130,7 +130,7 @@ impl Exporter {
         let config = Arc::new(config);
         let client = StoreClient::new(&config.store, telemetry.clone())?;
         let tokens = Arc::new(TokenSource::new(
-            client.http().clone(),
+            client.token_http(&config.auth).clone(),
             config.auth.clone(),
             telemetry.clone(),
         ));
@@ -401,7 +401,7 @@ impl Exporter {
             Arc::clone(&old.tokens)
         } else {
             Arc::new(TokenSource::new(
-                client.http().clone(),
+                client.token_http(&config.auth).clone(),
                 config.auth.clone(),
                 t.clone(),
             ))
@@ -503,19 +503,25 @@ mod tests {
         panic!("cycle {cycles} never ran");
     }
 
-    async fn after(d: Duration) {
-        tokio::time::advance(d).await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
+    /// An exporter for `config` with its poll loop running.
+    fn start(config: Config) -> (Exporter, CancellationToken, tokio::task::JoinHandle<()>) {
+        let exporter = Exporter::new(config, Options::default()).expect("exporter");
         let cancel = CancellationToken::new();
         let poller = tokio::spawn({
             let exporter = exporter.clone();
             let cancel = cancel.clone();
             async move { exporter.run_poller(cancel).await }
         });
+        (exporter, cancel, poller)
+    }
+
+    async fn after(d: Duration) {
+        tokio::time::advance(d).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         after(Duration::from_secs(9)).await;
         assert_eq!(exporter.telemetry().poll_cycles.get(), 1, "not before 10 s");
@@ -542,13 +548,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_overrunning_schedule_delays_rather_than_bursts() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
-        let cancel = CancellationToken::new();
-        let poller = tokio::spawn({
-            let exporter = exporter.clone();
-            let cancel = cancel.clone();
-            async move { exporter.run_poller(cancel).await }
-        });
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         // Five periods at once (a stalled host): one late cycle, not five.
         after(Duration::from_secs(50)).await;

@@ -231,7 +231,14 @@ fn secrets_from_the_environment_and_credentials_directory() {
     )
     .expect("valid");
     use secrecy::ExposeSecret as _;
-    assert_eq!(c.auth.client_secret.expose_secret(), "from-credentials");
+    assert_eq!(
+        c.auth
+            .credential
+            .client_secret()
+            .expect("a secret")
+            .expose_secret(),
+        "from-credentials"
+    );
 
     let text = format!(
         "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"MY_SECRET\"\n\n{PRODUCT}"
@@ -242,7 +249,14 @@ fn secrets_from_the_environment_and_credentials_directory() {
         &[("MY_SECRET", "from-env")],
     )
     .expect("valid");
-    assert_eq!(c.auth.client_secret.expose_secret(), "from-env");
+    assert_eq!(
+        c.auth
+            .credential
+            .client_secret()
+            .expect("a secret")
+            .expose_secret(),
+        "from-env"
+    );
 }
 
 #[test]

@@ -45,6 +45,8 @@ mod privacy;
 mod sharding;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Entra ID credentials, the v2 endpoint, proxies and CAs (SPEC §12).
+mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
 // --web.config.file: mTLS per client_auth_type, TLS versions, headers, reload.

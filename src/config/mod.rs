@@ -7,8 +7,12 @@
 //! found by `locate` from the key path, so the checks themselves only need to
 //! say *which key* is wrong.
 
+mod auth;
+mod certificate;
+mod credential;
 mod error;
 mod locate;
+mod network;
 mod raw;
 mod validate;
 pub mod webfile;
@@ -19,9 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
+pub use auth::EXPIRY_WARNING;
+pub use certificate::{CertificateError, ClientCertificate};
+pub use credential::{
+    CertificateFiles, Credential, DEFAULT_AUTHORITY_HOST, Endpoint, IMDS_ENDPOINT,
+    read_federated_token,
+};
 pub use error::ConfigError;
+pub use network::{CaBundle, ProxyConfig};
+pub(crate) use validate::read_limited;
 
 use locate::{KeyPath, SourceMap};
 
@@ -215,36 +227,34 @@ pub struct StoreConfig {
     pub max_requests_per_second: Option<f64>,
     /// Retries of transient failures within one cycle.
     pub max_retries: u32,
+    /// Proxy for token and Store requests.
+    pub proxy: ProxyConfig,
+    /// Extra trusted CA certificates.
+    pub ca_file: Option<CaBundle>,
 }
 
 /// Where `auth.token_url` takes the tenant id.
 pub const TENANT_PLACEHOLDER: &str = "{tenant_id}";
 
-/// `[auth]`: OAuth2 client credentials. The secret never leaves
-/// [`SecretString`], whose `Debug` prints a placeholder.
-#[derive(Debug, Clone)]
+/// `[auth]`: how the exporter gets its OAuth2 token (SPEC §4, §12). Secrets
+/// stay inside [`Credential`], whose `Debug` prints none.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
-    /// Azure AD tenant.
+    /// Entra ID tenant (empty for a managed identity).
     pub tenant_id: String,
-    /// Application (client) id.
+    /// Application (client) id; for a managed identity, the user-assigned
+    /// identity's client id, or empty for the system-assigned one.
     pub client_id: String,
-    /// The client secret, read from the file or variable named in the config.
-    pub client_secret: SecretString,
-    /// Token endpoint as configured; the token client fills in
-    /// [`TENANT_PLACEHOLDER`] (`store::auth`).
+    /// Secret, certificate, workload identity or managed identity.
+    pub credential: Credential,
+    /// v1 (`resource=`) or v2 (`scope=`) token endpoint.
+    pub endpoint: Endpoint,
+    /// Token endpoint as configured or built from the authority host; the
+    /// token client fills in [`TENANT_PLACEHOLDER`] (`store::auth`). For a
+    /// managed identity, the identity endpoint.
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,
-}
-
-impl PartialEq for AuthConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.tenant_id == other.tenant_id
-            && self.client_id == other.client_id
-            && self.token_url == other.token_url
-            && self.resource == other.resource
-            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
-    }
 }
 
 /// `[poll]`: the schedule and this instance's shard.
@@ -452,7 +462,9 @@ pub(crate) fn for_tests(rest: &str) -> Config {
         "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n{rest}"
     );
     let options = LoadOptions {
-        env: Arc::new(|_| Some("secret".into())),
+        // Only `S`: a lookup answering every name would set the proxy and
+        // authority host variables too.
+        env: Arc::new(|name| (name == "S").then(|| "secret".into())),
         ..LoadOptions::default()
     };
     from_toml(&text, Path::new("/x/config.toml"), &options).expect("valid config")

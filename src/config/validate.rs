@@ -11,13 +11,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::locate::KeyPath;
-use super::raw::{
-    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
-};
+use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PerTarget, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel,
-    WebConfig,
+    Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode, PerTarget,
+    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -51,9 +48,9 @@ pub(crate) struct Issue {
     pub flag: Option<&'static str>,
 }
 
-type Checked<T> = Result<T, Issue>;
+pub(super) type Checked<T> = Result<T, Issue>;
 
-fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
+pub(super) fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
     Issue {
         path: path.clone(),
         message: message.into(),
@@ -82,17 +79,17 @@ pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
     Ok(text)
 }
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     dir: PathBuf,
-    options: &'a LoadOptions,
-    warnings: Vec<String>,
+    pub(super) options: &'a LoadOptions,
+    pub(super) warnings: Vec<String>,
 }
 
 impl Ctx<'_> {
     /// Resolves a path from the config: `$CREDENTIALS_DIRECTORY/` is expanded
     /// from the environment (systemd `LoadCredential=`), relative paths are
     /// taken from the config file's directory.
-    fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
+    pub(super) fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
         if written.trim().is_empty() {
             return Err(issue(key, "must not be empty"));
         }
@@ -121,7 +118,7 @@ impl Ctx<'_> {
 
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
-    fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    pub(super) fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
         let text = read_limited(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
@@ -144,7 +141,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
     };
     let web = web(raw.web, &mut ctx)?;
     let store = store(&raw.store, &mut ctx)?;
-    let auth = auth(raw.auth, &ctx)?;
+    let auth = super::auth::auth(raw.auth, &mut ctx)?;
     let poll = poll(&raw.poll, &ctx)?;
     if store.timeout >= poll.interval {
         return Err(issue(
@@ -339,16 +336,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
     if timeout.is_zero() {
         return Err(issue(&KeyPath::of("store.timeout"), "must be more than 0s"));
     }
-    let key = KeyPath::of("store.max_concurrency");
-    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 1 and {MAX_CONCURRENCY} (got {})",
-                raw.max_concurrency
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_concurrency"),
+        raw.max_concurrency,
+        1,
+        MAX_CONCURRENCY,
+    )?;
     let key = KeyPath::of("store.max_requests_per_second");
     let rps = raw.max_requests_per_second;
     if !rps.is_finite() || rps < 0.0 {
@@ -357,16 +350,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
             format!("must be 0 (unlimited) or a positive number (got {rps})"),
         ));
     }
-    let key = KeyPath::of("store.max_retries");
-    if !(0..=MAX_RETRIES).contains(&raw.max_retries) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 0 and {MAX_RETRIES} (got {})",
-                raw.max_retries
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_retries"),
+        raw.max_retries,
+        0,
+        MAX_RETRIES,
+    )?;
     Ok(StoreConfig {
         base_url,
         timeout,
@@ -374,15 +363,17 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
         max_concurrency: raw.max_concurrency as usize,
         max_requests_per_second: (rps > 0.0).then_some(rps),
         max_retries: raw.max_retries as u32,
+        proxy: super::network::proxy(raw.proxy_url.as_deref(), ctx)?,
+        ca_file: super::network::ca_bundle(raw.ca_file.as_deref(), ctx)?,
     })
 }
 
-fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+pub(super) fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
     check_url_as(key, url, url)
 }
 
 /// [`check_url`] of `url`, quoting `shown` (what the operator wrote).
-fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
+pub(super) fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| issue(key, format!("is not a valid URL ({e}): {shown:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
@@ -397,7 +388,7 @@ fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     Ok(())
 }
 
-fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
+pub(super) fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
     if value.trim().is_empty() {
         return Err(issue(key, "must not be empty"));
     }
@@ -405,55 +396,6 @@ fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
         return Err(issue(key, "must not contain control characters"));
     }
     Ok(())
-}
-
-fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
-    non_empty(&KeyPath::of("auth.tenant_id"), &raw.tenant_id)?;
-    non_empty(&KeyPath::of("auth.client_id"), &raw.client_id)?;
-    let client_secret = match (&raw.client_secret_file, &raw.client_secret_env) {
-        (Some(file), None) => ctx.read_secret(&KeyPath::of("auth.client_secret_file"), file)?,
-        (None, Some(var)) => {
-            let key = KeyPath::of("auth.client_secret_env");
-            non_empty(&key, var)?;
-            let value = (ctx.options.env)(var)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| {
-                    issue(
-                        &key,
-                        format!("environment variable {var} is not set or empty"),
-                    )
-                })?;
-            SecretString::from(value)
-        }
-        (Some(_), Some(_)) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_env"),
-                "set either client_secret_file or client_secret_env, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_file"),
-                "one of client_secret_file or client_secret_env is required",
-            ));
-        }
-    };
-    // The token client fills in the tenant, percent-encoded as one path
-    // segment (`store::auth`); the template is checked with a plain
-    // stand-in, and the message quotes it as written.
-    check_url_as(
-        &KeyPath::of("auth.token_url"),
-        &raw.token_url.replace(TENANT_PLACEHOLDER, "tenant"),
-        &raw.token_url,
-    )?;
-    non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
-    Ok(AuthConfig {
-        tenant_id: raw.tenant_id.trim().to_owned(),
-        client_id: raw.client_id.trim().to_owned(),
-        client_secret,
-        token_url: raw.token_url,
-        resource: raw.resource,
-    })
 }
 
 /// An interval between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
@@ -782,9 +724,19 @@ const MAX_PAGES: u32 = 1_000_000;
 
 /// A count limit from 1 to `max`.
 fn count_up_to(key: &KeyPath, n: i64, max: u32) -> Result<u32, Issue> {
-    match u32::try_from(n) {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(issue(key, format!("must be between 1 and {max} (got {n})"))),
+    in_range(key, n, 1, i64::from(max))?;
+    Ok(u32::try_from(n).expect("checked to be within 1..=max"))
+}
+
+/// An integer from `min` to `max`.
+fn in_range(key: &KeyPath, n: i64, min: i64, max: i64) -> Checked<()> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(issue(
+            key,
+            format!("must be between {min} and {max} (got {n})"),
+        ))
     }
 }
 

@@ -66,6 +66,10 @@ pub struct Telemetry {
     pub token_failures: IntCounterVec,
     /// `msfb_oauth_token_expiry_timestamp_seconds`.
     pub token_expiry: Gauge,
+    /// `msfb_oauth_credential_expiry_timestamp_seconds`: the client
+    /// certificate's notAfter; a label-less vector so that the series is
+    /// absent for credentials without an expiry.
+    pub credential_expiry: GaugeVec,
     /// `msfb_inventory_poll_success`: whether the latest Get Inventory
     /// listing was complete. Label-less vectors so that the series is absent
     /// until the first poll (and with `[inventory] enabled = false`).
@@ -209,6 +213,11 @@ impl Telemetry {
                 "msfb_oauth_token_expiry_timestamp_seconds",
                 "Unix time the OAuth2 token in use expires.",
             ),
+            credential_expiry: gauge_vec(
+                "msfb_oauth_credential_expiry_timestamp_seconds",
+                "Unix time the client certificate in use expires (its notAfter); absent for credentials without an expiry.",
+                &[],
+            ),
             inventory_success: gauge_vec(
                 "msfb_inventory_poll_success",
                 "Whether the latest Get Inventory listing was complete (1) or failed (0).",
@@ -262,6 +271,7 @@ impl Telemetry {
             Box::new(self.token_requests.clone()),
             Box::new(self.token_failures.clone()),
             Box::new(self.token_expiry.clone()),
+            Box::new(self.credential_expiry.clone()),
             Box::new(self.inventory_success.clone()),
             Box::new(self.inventory_last_success.clone()),
             Box::new(self.inventory_errors.clone()),

@@ -284,7 +284,7 @@ mod tests {
         use tokio::time::Instant;
 
         use super::super::*;
-        use crate::config::{AuthConfig, StoreConfig};
+        use crate::config::{AuthConfig, Credential, Endpoint, StoreConfig};
         use crate::metrics::Telemetry;
 
         fn failure(code: ErrorCode, retry_after: Option<Duration>) -> Failure {
@@ -309,11 +309,14 @@ mod tests {
                 max_concurrency: 1,
                 max_requests_per_second: None,
                 max_retries: 0,
+                proxy: Default::default(),
+                ca_file: None,
             };
             let auth = AuthConfig {
                 tenant_id: "t".into(),
                 client_id: "c".into(),
-                client_secret: SecretString::from("s"),
+                credential: Credential::Secret(SecretString::from("s")),
+                endpoint: Endpoint::V1,
                 token_url: "http://127.0.0.1:9/token".into(),
                 resource: "r".into(),
             };

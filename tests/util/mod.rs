@@ -13,6 +13,8 @@
 pub mod binary;
 /// The library's own log lines, captured in-process.
 pub mod capture;
+/// Credential fixtures: certificates, an exporter for an `[auth]` (SPEC §12).
+pub mod entra;
 /// Reading the exposition back: samples by name and labels.
 pub mod exposition;
 /// A fake Store and an exporter driven through the real router.
