@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, ConfigError, LoadOptions};
 use crate::metrics::format::Format;
 use crate::metrics::{Telemetry, exposition};
+use crate::persistence::{self, Saver};
 use crate::poller::request::CheckContext;
 use crate::poller::{
     self, CycleReport, Generation, InventoryReport, Pacer, RetryPolicy, Scope, unix_now,
@@ -60,6 +61,10 @@ pub enum ReloadError {
     /// The loader task failed.
     #[error("configuration loader failed: {0}")]
     Loader(String),
+    /// Reading the files took longer than the reload deadline (a file on a
+    /// hung network mount, say); the reload gives up and frees the lock.
+    #[error("the configuration could not be read within {}", humantime::format_duration(*.0))]
+    Deadline(Duration),
     /// The error of a reload that ran for this request and others at once.
     #[error("{0}")]
     Shared(String),
@@ -87,7 +92,15 @@ pub struct Options {
     pub retry_base: Duration,
     /// See `retry_base`.
     pub retry_cap: Duration,
+    /// Longest a reload may take to read and validate the files before it
+    /// fails like a bad file ([`RELOAD_DEADLINE`]; tests shorten it).
+    pub reload_deadline: Duration,
 }
+
+/// How long a reload may read files (SPEC §17): files are never FIFOs or
+/// devices (`config::files`), but a network mount can still hang, and a
+/// reload that never ends would hold the reload lock for good.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -96,6 +109,7 @@ impl Default for Options {
             load: LoadOptions::default(),
             retry_base: p.base,
             retry_cap: p.cap,
+            reload_deadline: RELOAD_DEADLINE,
         }
     }
 }
@@ -111,6 +125,8 @@ struct Inner {
     /// Reload requests so far; each takes the next number as its ticket.
     reload_tickets: std::sync::atomic::AtomicU64,
     changed: watch::Sender<u64>,
+    /// Writes the state file, one save at a time.
+    saver: Saver,
 }
 
 /// A handle on the running exporter; cheap to clone.
@@ -155,6 +171,7 @@ impl Exporter {
                 reload_lock: tokio::sync::Mutex::new(ReloadRecord::default()),
                 reload_tickets: std::sync::atomic::AtomicU64::new(0),
                 changed,
+                saver: Saver::default(),
             }),
         })
     }
@@ -253,6 +270,7 @@ impl Exporter {
                     if self.cycle(Scope::All, &cancel).await.is_none() {
                         break;
                     }
+                    self.save_state(false).await;
                 }
                 Ok(()) = changed.changed() => {
                     let new_period = self.generation().config.poll.interval;
@@ -265,6 +283,7 @@ impl Exporter {
                     if self.cycle(Scope::Unchecked, &cancel).await.is_none() {
                         break;
                     }
+                    self.save_state(false).await;
                 }
             }
         }
@@ -327,6 +346,82 @@ impl Exporter {
         tracing::debug!("inventory poller stopped");
     }
 
+    /// Loads `[persistence] file` into the fresh table (SPEC §13): call it
+    /// once, before the listener opens and before the first cycle. Restored
+    /// targets count as checked for `/-/ready`. Returns how many targets
+    /// were restored (0 without a file).
+    pub async fn restore_state(&self) -> usize {
+        let generation = self.generation();
+        let Some(path) = generation.config.persistence.file.clone() else {
+            return 0;
+        };
+        let table = Arc::clone(&generation.table);
+        let config = Arc::clone(&generation.config);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = persistence::load(&path, &table, &config);
+            persistence::log_loaded(&path, &loaded);
+            loaded
+        })
+        .await;
+        let restored = match &loaded {
+            Ok(l) => l.restored(),
+            Err(e) => {
+                tracing::error!(error = %e, "loading the saved seat state failed");
+                0
+            }
+        };
+        if let Ok(persistence::Loaded::Restored(a)) = loaded
+            && a.complete
+        {
+            self.inner.ready.store(true, Ordering::Relaxed);
+        }
+        let t = &self.inner.telemetry.persistence;
+        t.restored_targets.set(restored as f64);
+        restored
+    }
+
+    /// Saves the table in force to `[persistence] file`, if set, on a
+    /// blocking thread (never on the path of a scrape). The file named by
+    /// the configuration in force is used, so a reload that changes it
+    /// takes effect at the next save. A failure is logged and counted and
+    /// changes nothing else. `clean` is for the save at shutdown, after the
+    /// last check.
+    pub async fn save_state(&self, clean: bool) {
+        let generation = self.generation();
+        let Some(path) = generation.config.persistence.file.clone() else {
+            return;
+        };
+        let exporter = self.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let result =
+                exporter
+                    .inner
+                    .saver
+                    .save(&path, &generation.table, &generation.config, clean);
+            (path, result)
+        })
+        .await;
+        let t = &self.inner.telemetry.persistence;
+        match saved {
+            Ok((path, Ok(report))) => {
+                t.last_save_success
+                    .with_label_values(&[] as &[&str])
+                    .set(unix_now());
+                tracing::debug!(file = %path.display(), targets = report.targets,
+                    bytes = report.bytes, duration = ?report.duration, "seat state saved");
+            }
+            Ok((path, Err(e))) => {
+                t.save_failures.inc();
+                tracing::warn!(file = %path.display(), error = %e,
+                    "saving the seat state failed; the previous file is kept");
+            }
+            Err(e) => {
+                t.save_failures.inc();
+                tracing::warn!(error = %e, "saving the seat state failed");
+            }
+        }
+    }
+
     /// Re-reads the configuration file and applies it (SIGHUP,
     /// `/-/reload`).
     ///
@@ -354,10 +449,16 @@ impl Exporter {
         let serves = self.inner.reload_tickets.load(SeqCst);
         let path = self.generation().config.source.clone();
         let options = self.inner.options.load.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_config(&path, &options))
-            .await
-            .map_err(|e| ReloadError::Loader(e.to_string()))
-            .and_then(|r| r.map_err(ReloadError::from));
+        let deadline = self.inner.options.reload_deadline;
+        // A loader past the deadline is left to finish on its own thread
+        // (a blocking read cannot be cancelled); its result is dropped.
+        let loader = tokio::task::spawn_blocking(move || load_config(&path, &options));
+        let loaded = match tokio::time::timeout(deadline, loader).await {
+            Err(_) => Err(ReloadError::Deadline(deadline)),
+            Ok(joined) => joined
+                .map_err(|e| ReloadError::Loader(e.to_string()))
+                .and_then(|r| r.map_err(ReloadError::from)),
+        };
         let result = match loaded {
             Ok(config) => self.apply(config),
             Err(e) => Err(e),

@@ -73,7 +73,7 @@ rejected! {
     unknown_key: format!("{AUTH}[poll]\nintervall = \"5m\"\n\n{PRODUCT}") =>
         "config.toml:7: poll.intervall: unknown field `intervall`, expected one of `interval`, `shard_index`, `shard_count`";
     unknown_section: format!("{AUTH}[polling]\ninterval = \"5m\"\n\n{PRODUCT}") =>
-        "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `products`";
+        "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `persistence`, `products`";
     unknown_product_key: format!("{AUTH}{PRODUCT}user = \"x@y.z\"\n") =>
         "config.toml:10: products[0].user: unknown field `user`, expected one of `product_id`, `sku_id`, `name`, `users`, `users_file`, `mode`, `forget_after`, `max_pages`, `max_discovered`";
     missing_auth: PRODUCT =>

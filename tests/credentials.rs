@@ -729,7 +729,9 @@ auth_rejected! {
 fn a_certificate_ending_within_14_days_is_accepted_with_a_warning_and_debug_shows_no_key() {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = rsa_pair(3);
-    write(dir.path(), "both.pem", &format!("{cert}{key}"));
+    let both = write(dir.path(), "both.pem", &format!("{cert}{key}"));
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&both, std::fs::Permissions::from_mode(0o600)).unwrap();
     let text = format!(
         "[auth]\ncredential = \"certificate\"\n{IDS}client_certificate_file = \"both.pem\"\n\n{}",
         product(&[ALICE])
@@ -747,8 +749,199 @@ fn a_certificate_ending_within_14_days_is_accepted_with_a_warning_and_debug_show
         warning.contains("in 2days 23h") || warning.contains("in 3days"),
         "{warning}"
     );
+    assert!(
+        !c.warnings
+            .iter()
+            .any(|w| w.contains("can be read by others")),
+        "{:?}",
+        c.warnings
+    );
     let debug = format!("{c:?}");
     let body = key.lines().nth(3).unwrap();
     assert!(!debug.contains(body), "key in Debug: {debug}");
     assert!(!debug.contains("PRIVATE"), "{debug}");
+}
+
+// ------------------------------------------------------------ never leaked
+
+/// Runs the binary once (`--once`) with `config` at `level` in `format`:
+/// stdout and stderr together.
+async fn run_once(config: &Path, level: &str, format: &str) -> String {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .arg(format!("--config.file={}", config.display()))
+        .arg("--once")
+        .arg(format!("--log.level={level}"))
+        .arg(format!("--log.format={format}"))
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("AZURE_AUTHORITY_HOST")
+        .output()
+        .await
+        .expect("binary runs");
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The key, every assertion (a JWT starts `eyJ`), the federated token and
+/// every access token stay out of the output at every level and in both
+/// formats: with a token endpoint that echoes the assertion back in its
+/// error, with a 401 that forces a second fetch, and on success; and out of
+/// the pages and `Debug`.
+#[tokio::test]
+async fn key_assertion_federated_token_and_access_token_never_leave_the_process() {
+    const FEDERATED: &str = "eyJfederated-marker-7d1e";
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = rsa_pair(30);
+    fake.trust_certificate(&cert).unwrap();
+    fake.accept_federated_token(FEDERATED);
+    let both = write(dir.path(), "both.pem", &format!("{cert}{key}"));
+    write(dir.path(), "token", FEDERATED);
+    let key_line = key.lines().nth(5).unwrap().to_owned();
+    let workload = format!(
+        "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
+         authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
+        fake.authority_host(),
+        fake_store::TENANT,
+        fake_store::CLIENT_ID
+    );
+    let leaked = |text: &str| -> Option<&'static str> {
+        [
+            (key_line.as_str(), "the key"),
+            ("PRIVATE KEY", "the key"),
+            ("eyJ", "an assertion or the federated token"),
+            ("fake-token-", "an access token"),
+        ]
+        .into_iter()
+        .find(|(needle, _)| text.contains(needle))
+        .map(|(_, what)| what)
+    };
+    for auth in [certificate_auth(&fake, "v2", &both, None), workload] {
+        let e = exporter(&fake.base_url(), dir.path(), &auth, "", &[]).unwrap();
+        assert_eq!(leaked(&format!("{:?}", e.generation().config)), None);
+        for level in ["debug", "info", "warn", "error"] {
+            for format in ["logfmt", "json"] {
+                // A token endpoint that echoes what it was sent, then one
+                // whose token the Store refuses once.
+                fake.add_fault(fake_store::Fault::times(
+                    1,
+                    fake_store::Match::Token,
+                    fake_store::Action::Status {
+                        code: 400,
+                        body: format!(
+                            "{{\"error\":\"invalid_client\",\"error_description\":\
+                             \"AADSTS700027: bad assertion {FEDERATED} eyJhbGciOiJSUzI1NiJ9\"}}"
+                        ),
+                        retry_after: None,
+                    },
+                ));
+                let refused = run_once(&dir.path().join("config.toml"), level, format).await;
+                if level != "error" {
+                    assert!(refused.contains("AADSTS700027"), "logged: {refused}");
+                }
+                fake.add_fault(fake_store::Fault::times(
+                    1,
+                    fake_store::Match::AllSeats,
+                    fake_store::Fault::status(401),
+                ));
+                let served = run_once(&dir.path().join("config.toml"), level, format).await;
+                assert!(served.contains("msfb_seat_active{"), "{served}");
+                for text in [&refused, &served] {
+                    assert_eq!(leaked(text), None, "{level} {format}: {text}");
+                }
+            }
+        }
+    }
+    // The pages after a refused and an accepted assertion.
+    let e = exporter(
+        &fake.base_url(),
+        dir.path(),
+        &certificate_auth(&fake, "v1", &both, None),
+        "",
+        &[],
+    )
+    .unwrap();
+    fake.reject_credential(CredentialKind::Certificate);
+    cycle(&e).await;
+    fake.accept_credential(CredentialKind::Certificate);
+    fake.revoke_tokens();
+    cycle(&e).await;
+    for path in ["/", "/status", "/status?format=json", "/metrics"] {
+        let (_, page) = crate::util::request(&e, "GET", path).await;
+        assert_eq!(leaked(&page), None, "{path}: {page}");
+    }
+}
+
+#[test]
+fn a_key_file_others_can_read_is_used_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = rsa_pair(30);
+    write(dir.path(), "cert.pem", &cert);
+    let key_path = write(dir.path(), "key.pem", &key);
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = format!(
+        "[auth]\ncredential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\n\
+         client_key_file = \"key.pem\"\n\n{}",
+        product(&[ALICE])
+    );
+    let path = write(dir.path(), "config.toml", &text);
+    let c = load_with_env(&path, &[]).expect("valid");
+    let prefix = format!("{}/", dir.path().display());
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.replace(&prefix, "")).collect();
+    assert_eq!(
+        warnings,
+        [
+            "auth.client_key_file: key.pem has mode 0644: other users can read it; restrict it to the exporter's user (chmod 600)"
+        ]
+    );
+}
+
+/// An expired certificate stops `--config.check` (exit 2, file, line and
+/// key) and a reload, which keeps the configuration in force.
+#[tokio::test]
+async fn an_expired_certificate_fails_config_check_and_reload() {
+    let fake = fake().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = rsa_pair(30);
+    fake.trust_certificate(&cert).unwrap();
+    let both = write(dir.path(), "both.pem", &format!("{cert}{key}"));
+    let auth = certificate_auth(&fake, "v1", &both, None);
+    let e = exporter(&fake.base_url(), dir.path(), &auth, "", &[]).unwrap();
+    cycle(&e).await;
+    let (expired, expired_key) = rsa_pair(-2);
+    write(dir.path(), "both.pem", &format!("{expired}{expired_key}"));
+    let err = e.reload().await.expect_err("refused").to_string();
+    assert!(
+        err.contains("auth.client_certificate_file: the certificate CN=msfb-seat-exporter")
+            && err.contains("expired at"),
+        "{err}"
+    );
+    let (status, _) = crate::util::request(&e, "POST", "/-/reload").await;
+    assert_eq!(status, 500);
+    let m = scrape(&e).await;
+    assert_eq!(
+        m.value("msfb_seat_exporter_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("config.toml").display()
+        ))
+        .arg("--config.check")
+        .env_remove("AZURE_AUTHORITY_HOST")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("config.toml:")
+            && stderr.contains("auth.client_certificate_file: the certificate"),
+        "{stderr}"
+    );
 }

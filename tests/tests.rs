@@ -51,3 +51,13 @@ mod credentials;
 mod openmetrics;
 // --web.config.file: mTLS per client_auth_type, TLS versions, headers, reload.
 mod webconfig;
+// /status under 40 stalled readers at 100k targets: the daemon's memory.
+mod status_load;
+// Hostile peers, files: pipes, devices and directories, the reload
+// deadline, secrets others can read (SPEC §17).
+mod hostile;
+// Hostile peers, HTTP: idle and slowloris floods, password guessing,
+// stalled readers, against the real daemon (SPEC §17).
+mod flood;
+// Persistence: restarts, kill -9, bad state files (SPEC §13).
+mod persistence;

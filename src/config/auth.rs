@@ -151,7 +151,7 @@ fn foreign_keys(raw: &RawAuth) -> Checked<()> {
     Ok(())
 }
 
-fn secret(raw: &RawAuth, ctx: &Ctx<'_>) -> Checked<SecretString> {
+fn secret(raw: &RawAuth, ctx: &mut Ctx<'_>) -> Checked<SecretString> {
     match (&raw.client_secret_file, &raw.client_secret_env) {
         (Some(file), None) => ctx.read_secret(&key("client_secret_file"), file),
         (None, Some(var)) => {
@@ -235,6 +235,10 @@ fn certificate(raw: &RawAuth, ctx: &mut Ctx<'_>) -> Checked<Credential> {
         )),
         Ok(_) => {}
     }
+    ctx.warnings.extend(super::files::exposure_warning(
+        &key_key.to_string(),
+        &key_path,
+    ));
     Ok(Credential::Certificate(Arc::new(CertificateFiles::new(
         cert_path, key_path, pair,
     ))))

@@ -208,7 +208,7 @@ impl ClientCertificate {
 }
 
 fn read(file: &Path) -> Result<Vec<u8>, CertificateError> {
-    super::read_limited(file)
+    super::files::read_text(file)
         .map(String::into_bytes)
         .map_err(|e: io::Error| CertificateError::Read {
             file: file.to_path_buf(),

@@ -171,7 +171,7 @@ impl CertificateFiles {
 /// # Errors
 /// A message naming the file when it cannot be read or is empty.
 pub fn read_federated_token(file: &std::path::Path) -> Result<SecretString, String> {
-    let text = super::read_limited(file).map_err(|e| {
+    let text = super::files::read_text(file).map_err(|e| {
         format!(
             "cannot read the federated token file {}: {e}",
             file.display()

@@ -11,6 +11,7 @@ mod auth;
 mod certificate;
 mod credential;
 mod error;
+pub(crate) mod files;
 mod locate;
 mod network;
 mod raw;
@@ -33,13 +34,8 @@ pub use credential::{
 };
 pub use error::ConfigError;
 pub use network::{CaBundle, ProxyConfig};
-pub(crate) use validate::read_limited;
 
 use locate::{KeyPath, SourceMap};
-
-/// Largest configuration, users or secret file we read (a guard against a
-/// path pointing at something huge, not a practical limit).
-pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads environment variables for `client_secret_env` and
 /// `$CREDENTIALS_DIRECTORY`. Injected so that tests need not touch the
@@ -59,6 +55,9 @@ pub struct LoadOptions {
     /// `--web.config.file`: the exporter-toolkit web configuration, read
     /// with the TOML file (and again on every reload).
     pub web_config_file: Option<PathBuf>,
+    /// `--persistence.file` (relative to the working directory, as any
+    /// path on a command line).
+    pub persistence_file: Option<PathBuf>,
     /// Environment lookup; the process environment by default.
     pub env: EnvLookup,
 }
@@ -70,6 +69,7 @@ impl Default for LoadOptions {
             shard_index: None,
             shard_count: None,
             web_config_file: None,
+            persistence_file: None,
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -82,6 +82,7 @@ impl fmt::Debug for LoadOptions {
             .field("shard_index", &self.shard_index)
             .field("shard_count", &self.shard_count)
             .field("web_config_file", &self.web_config_file)
+            .field("persistence_file", &self.persistence_file)
             .finish_non_exhaustive()
     }
 }
@@ -104,6 +105,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[inventory]`.
     pub inventory: InventoryConfig,
+    /// `[persistence]`.
+    pub persistence: PersistenceConfig,
     /// `[[products]]`, in file order, users merged and de-duplicated.
     pub products: Vec<ProductConfig>,
     /// Things worth a warning that do not stop the exporter.
@@ -310,6 +313,13 @@ pub struct InventoryConfig {
     pub max_pages: u32,
 }
 
+/// `[persistence]` (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistenceConfig {
+    /// Where the seat state is saved; `None` keeps it in memory only.
+    pub file: Option<PathBuf>,
+}
+
 /// How a product's seats are checked (SPEC §11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -386,7 +396,7 @@ fn counted(n: usize, noun: &str) -> String {
 /// [`ConfigError`] naming file, line and key for any problem, including
 /// unreadable secret, key and users files.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
-    let text = validate::read_limited(path).map_err(|source| ConfigError::Read {
+    let text = files::read_text(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;

@@ -171,7 +171,7 @@ pub(super) fn ca_bundle(written: Option<&str>, ctx: &Ctx<'_>) -> Checked<Option<
     };
     let key = KeyPath::of("store.ca_file");
     let file = ctx.resolve(&key, written)?;
-    let pem = super::read_limited(&file)
+    let pem = super::files::read_text(&file)
         .map_err(|e| issue(&key, format!("cannot read {}: {e}", file.display())))?
         .into_bytes();
     let found = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {

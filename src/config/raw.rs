@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub inventory: RawInventory,
     #[serde(default)]
+    pub persistence: RawPersistence,
+    #[serde(default)]
     pub products: Vec<RawProduct>,
 }
 
@@ -233,4 +235,10 @@ pub(crate) struct RawProduct {
     pub forget_after: Option<Duration>,
     pub max_pages: Option<i64>,
     pub max_discovered: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawPersistence {
+    pub file: Option<String>,
 }

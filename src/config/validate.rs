@@ -4,16 +4,16 @@
 //! file, so the operator fixes one line at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
 use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode, PerTarget,
+    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PersistenceConfig,
     PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
@@ -66,19 +66,6 @@ fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<Str
     }
 }
 
-/// Reads a whole file, refusing files over [`MAX_FILE_BYTES`].
-pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
-    }
-    Ok(text)
-}
-
 pub(super) struct Ctx<'a> {
     dir: PathBuf,
     pub(super) options: &'a LoadOptions,
@@ -118,14 +105,17 @@ impl Ctx<'_> {
 
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
-    pub(super) fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    /// Readable by others: accepted, with a warning.
+    pub(super) fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
-        let text = read_limited(&path)
+        let text = read_text(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
         let value = text.trim_end_matches(['\r', '\n']);
         if value.trim().is_empty() {
             return Err(issue(key, format!("{} is empty", path.display())));
         }
+        self.warnings
+            .extend(exposure_warning(&key.to_string(), &path));
         Ok(SecretString::from(value.to_owned()))
     }
 }
@@ -153,7 +143,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             ),
         ));
     }
-    let metrics = metrics(raw.metrics, &ctx)?;
+    let metrics = metrics(raw.metrics, &mut ctx)?;
     let inventory_key = KeyPath::of("inventory.interval");
     if raw.inventory.enabled {
         check_interval(&inventory_key, raw.inventory.interval)?;
@@ -168,6 +158,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
+    let persistence = persistence(raw.persistence, &ctx)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -177,6 +168,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         poll,
         metrics,
         inventory,
+        persistence,
         products,
         warnings: ctx.warnings,
     })
@@ -247,12 +239,12 @@ fn check_telemetry_path(telemetry_path: &str) -> Checked<()> {
     Ok(())
 }
 
-/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each
-/// readable.
+/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each a
+/// readable regular file; a key others can read is warned about.
 fn tls_files(
     cert: Option<String>,
     key: Option<String>,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
 ) -> Checked<Option<TlsFiles>> {
     let cert_key = KeyPath::of("web.tls_cert_file");
     let key_key = KeyPath::of("web.tls_key_file");
@@ -267,9 +259,14 @@ fn tls_files(
         }
     };
     let files = TlsFiles::new(ctx.resolve(&cert_key, &cert)?, ctx.resolve(&key_key, &key)?);
+    // Read now, so that a pipe or a directory is refused naming its key
+    // (the listener reads them again to use them).
     for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-        std::fs::metadata(p).map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
+        read_bytes(p, super::files::MAX_PEM_BYTES)
+            .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
     }
+    ctx.warnings
+        .extend(exposure_warning(&key_key.to_string(), &files.key));
     Ok(Some(files))
 }
 
@@ -457,7 +454,7 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
     })
 }
 
-fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig> {
+fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsConfig> {
     let key = KeyPath::of("metrics.user_hash_key_file");
     let user_label = match (raw.user_label, raw.user_hash_key_file) {
         (RawUserLabel::Upn, _) => UserLabel::Upn,
@@ -478,6 +475,50 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
         per_target,
     })
 }
+
+/// `[persistence] file`, or `--persistence.file` in its place. The file
+/// need not exist (a first start), but its directory must, and the path
+/// must not name something that is not a regular file: the exporter
+/// replaces it by renaming, which would swallow a directory or a FIFO's
+/// name.
+fn persistence(raw: super::raw::RawPersistence, ctx: &Ctx<'_>) -> Checked<PersistenceConfig> {
+    let key = KeyPath::of("persistence.file");
+    let flag = ctx
+        .options
+        .persistence_file
+        .is_some()
+        .then_some(PERSISTENCE_FILE_FLAG);
+    let file = match (&ctx.options.persistence_file, raw.file) {
+        (Some(given), _) if given.as_os_str().is_empty() => {
+            return Err(issue_from(&key, flag, "must not be empty"));
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(written)) => ctx.resolve(&key, &written)?,
+        (None, None) => return Ok(PersistenceConfig::default()),
+    };
+    if let Ok(meta) = std::fs::metadata(&file)
+        && !meta.is_file()
+    {
+        let message = format!("{} exists and is not a regular file", file.display());
+        return Err(issue_from(&key, flag, message));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if file.file_name().is_none() || !dir.is_dir() {
+        let message = format!(
+            "{}: the directory {} does not exist",
+            file.display(),
+            dir.display()
+        );
+        return Err(issue_from(&key, flag, message));
+    }
+    Ok(PersistenceConfig { file: Some(file) })
+}
+
+/// The flag that overrides `[persistence] file`.
+pub(crate) const PERSISTENCE_FILE_FLAG: &str = "--persistence.file";
 
 /// Checks a product or SKU id: non-empty, no whitespace or control
 /// characters, and not a dot segment (which a URL parser would fold away).
@@ -662,7 +703,7 @@ fn users(
     };
     let fkey = key.key("users_file");
     let path = ctx.resolve(&fkey, file)?;
-    let text = read_limited(&path)
+    let text = read_text(&path)
         .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
     for (n, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();

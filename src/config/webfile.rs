@@ -156,7 +156,7 @@ fn line_of<T>(s: &Spanned<T>) -> usize {
 /// [`ConfigError`] naming the file, and the line and key where there is
 /// one.
 pub fn load(path: &Path) -> Result<WebFile, ConfigError> {
-    let text = super::validate::read_limited(path).map_err(|source| ConfigError::Read {
+    let text = super::files::read_text(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;
@@ -331,7 +331,8 @@ fn tls_files(
         let (key, value) =
             set(o).ok_or_else(|| refuse(&path, section, "is required when TLS is configured"))?;
         let full = dir.join(value);
-        std::fs::metadata(&full)
+        // Read now, so that a pipe or a directory is refused naming its key.
+        super::files::read_bytes(&full, super::files::MAX_PEM_BYTES)
             .map_err(|e| refuse(&path, key, format!("cannot read {}: {e}", full.display())))?;
         Ok(full)
     };

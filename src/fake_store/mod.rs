@@ -313,6 +313,8 @@ impl FakeStore {
             // serves tests and demos that reuse connections for longer.
             max_connection_age: MAX_CONNECTION_AGE,
             shutdown_grace: Duration::ZERO,
+            // The exporter's write-progress limit suits the fake as well.
+            ..Default::default()
         };
         tokio::spawn(async move {
             crate::web::serve::serve(

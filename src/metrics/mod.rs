@@ -17,6 +17,9 @@
 
 pub mod exposition;
 pub mod format;
+mod persistence;
+
+pub use persistence::PersistenceMetrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -86,6 +89,8 @@ pub struct Telemetry {
     pub shard_index: Gauge,
     /// `msfb_seat_exporter_shard_count`: shards of the job (1 unsharded).
     pub shard_count: Gauge,
+    /// The state file's instruments (SPEC §13).
+    pub persistence: PersistenceMetrics,
     /// Get seat's request series, looked up once (see [`SeriesCache`]).
     get_seat: Arc<SeriesCache>,
     /// When each series that appears with its first increment got it.
@@ -249,6 +254,7 @@ impl Telemetry {
                 "msfb_seat_exporter_shard_count",
                 "Shards the configured targets are split into (1 when unsharded); every instance of a job should agree.",
             ),
+            persistence: PersistenceMetrics::new(),
             registry: Registry::new(),
             get_seat: Arc::new(SeriesCache::new()),
             created: Arc::default(),
@@ -279,6 +285,9 @@ impl Telemetry {
             Box::new(self.reload_success_time.clone()),
             Box::new(self.shard_index.clone()),
             Box::new(self.shard_count.clone()),
+            Box::new(self.persistence.restored_targets.clone()),
+            Box::new(self.persistence.last_save_success.clone()),
+            Box::new(self.persistence.save_failures.clone()),
             Box::new(build_info()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];

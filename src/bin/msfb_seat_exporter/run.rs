@@ -31,6 +31,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         shard_index: args.shard_index,
         shard_count: args.shard_count,
         web_config_file: args.web_config_file.clone(),
+        persistence_file: args.persistence_file.clone(),
         ..LoadOptions::default()
     };
     let (config, transport) = match load(&args, &options).await? {
@@ -138,6 +139,9 @@ async fn serve(
     transport: web::Transport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Saved values are exported from the first scrape on: load them before
+    // anything listens.
+    let restored = exporter.restore_state().await;
     let generation = exporter.generation();
     let address = generation.config.web.listen_address.clone();
     let listener = web::serve::bind(&address)
@@ -148,6 +152,7 @@ async fn serve(
         tls = matches!(transport, web::Transport::Tls(_)),
         version = env!("CARGO_PKG_VERSION"),
         targets = generation.table.len(),
+        restored,
         interval = %humantime::format_duration(generation.config.poll.interval),
         "msfb_seat_exporter started"
     );
