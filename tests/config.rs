@@ -281,7 +281,7 @@ fn example_with_secret() -> (tempfile::TempDir, String) {
     let dir = temp_dir(&[("client_secret", "x")]);
     let secret = dir.path().join("client_secret");
     let text = example.replace(
-        "\"/etc/msfb_seat_exporter/client_secret\"",
+        "\"$CREDENTIALS_DIRECTORY/client_secret\"",
         &format!("{:?}", secret.display().to_string()),
     );
     assert_ne!(

@@ -111,6 +111,21 @@ pub struct Config {
     pub products: Vec<ProductConfig>,
     /// Things worth a warning that do not stop the exporter.
     pub warnings: Vec<String>,
+    /// The secret files read (client secret, hash key).
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// A secret file the configuration names: `--config.check` run as root
+/// reads any file, while the systemd unit's dynamic user reads secrets only
+/// through `LoadCredential=`, so a check that passes as root says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The key that names it, e.g. `auth.client_secret_file`.
+    pub key: String,
+    /// Where it was read.
+    pub path: PathBuf,
+    /// Whether it was written as `$CREDENTIALS_DIRECTORY/…`.
+    pub from_credentials: bool,
 }
 
 /// `[web]`: where and how the exporter serves.
@@ -234,6 +249,23 @@ pub struct StoreConfig {
     pub proxy: ProxyConfig,
     /// Extra trusted CA certificates.
     pub ca_file: Option<CaBundle>,
+    /// What a 404 whose body is not the Store's JSON means.
+    pub non_json_404: NonJson404,
+}
+
+/// `[store] non_json_404`: what a 404 whose body is not a JSON object (an
+/// HTML page from a proxy, a wrong `base_url` path, an empty body) means
+/// (SPEC §17).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJson404 {
+    /// Nothing about the seat: `code="404"`, `reason="not_store"`, the seat
+    /// gauge unchanged.
+    #[default]
+    Inconclusive,
+    /// "No seat", like the Store's own 404 with no item type (for a Store
+    /// front end known to answer 404 with no body).
+    Conclusive,
 }
 
 /// Where `auth.token_url` takes the tenant id.

@@ -70,6 +70,8 @@ pub(super) struct Ctx<'a> {
     dir: PathBuf,
     pub(super) options: &'a LoadOptions,
     pub(super) warnings: Vec<String>,
+    /// Secret files read, for `--config.check`'s hint.
+    secret_files: Vec<super::SecretFile>,
 }
 
 impl Ctx<'_> {
@@ -116,6 +118,11 @@ impl Ctx<'_> {
         }
         self.warnings
             .extend(exposure_warning(&key.to_string(), &path));
+        self.secret_files.push(super::SecretFile {
+            key: key.to_string(),
+            path,
+            from_credentials: written.starts_with("$CREDENTIALS_DIRECTORY/"),
+        });
         Ok(SecretString::from(value.to_owned()))
     }
 }
@@ -128,6 +135,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             .unwrap_or_else(|| PathBuf::from(".")),
         options,
         warnings: Vec::new(),
+        secret_files: Vec::new(),
     };
     let web = web(raw.web, &mut ctx)?;
     let store = store(&raw.store, &mut ctx)?;
@@ -171,6 +179,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         persistence,
         products,
         warnings: ctx.warnings,
+        secret_files: ctx.secret_files,
     })
 }
 
@@ -362,6 +371,7 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
         max_retries: raw.max_retries as u32,
         proxy: super::network::proxy(raw.proxy_url.as_deref(), ctx)?,
         ca_file: super::network::ca_bundle(raw.ca_file.as_deref(), ctx)?,
+        non_json_404: raw.non_json_404,
     })
 }
 

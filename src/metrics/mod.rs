@@ -190,8 +190,7 @@ impl Telemetry {
                 &["operation", "code"],
             ),
             api_duration: api_duration(),
-            poll_cycles: IntCounter::new("msfb_poll_cycles_total", "Completed poll cycles.")
-                .expect(VALID),
+            poll_cycles: counter("msfb_poll_cycles_total", "Completed poll cycles."),
             poll_cycle_duration: gauge(
                 "msfb_poll_cycle_duration_seconds",
                 "Duration of the latest completed poll cycle.",
@@ -204,11 +203,10 @@ impl Telemetry {
                 "msfb_poll_rate_limit_requests_per_second",
                 "Upstream request rate the poller currently allows (lowered after 429 answers); 0 means unlimited.",
             ),
-            token_requests: IntCounter::new(
+            token_requests: counter(
                 "msfb_oauth_token_requests_total",
                 "OAuth2 token requests made.",
-            )
-            .expect(VALID),
+            ),
             token_failures: counter_vec(
                 "msfb_oauth_token_request_failures_total",
                 "Failed OAuth2 token requests, by reason (OAuth error code, HTTP status, timeout, connect, body or decode).",
@@ -398,6 +396,10 @@ impl Telemetry {
 /// Why building a metric below cannot fail: its name, help and labels are
 /// constants that satisfy the format.
 const VALID: &str = "static metric definition is valid";
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect(VALID)
+}
 
 fn gauge(name: &str, help: &str) -> Gauge {
     Gauge::new(name, help).expect(VALID)

@@ -103,19 +103,7 @@ pub async fn serve<S, A, F>(
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(64 * 1024);
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((tcp, peer)) = next_connection(&listener, &mut shutdown).await {
         let Some(entry) = table.admit() else {
             tracing::debug!("connection limit reached, every connection busy; closing a new one");
             drop(tcp);
@@ -159,6 +147,26 @@ pub async fn serve<S, A, F>(
         }
     }
     hard_stop.cancel();
+}
+
+/// The next connection, or `None` once `shutdown` completes. A failed
+/// accept (EMFILE and friends) backs off briefly instead of spinning.
+async fn next_connection<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    shutdown: &mut std::pin::Pin<&mut F>,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
 }
 
 /// The service for one connection: each request carries the client's

@@ -42,6 +42,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         for w in &config.warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(hint) = credentials_hint(&config) {
+            eprintln!("{hint}");
+        }
         println!("config OK: {}", config.summary());
         return Ok(ExitCode::SUCCESS);
     }
@@ -255,4 +258,27 @@ async fn wait_for_shutdown(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// `--config.check` run as root passes on a secret any root can read, while
+/// the shipped unit's dynamic user reads secrets only through
+/// `LoadCredential=`: one line says so (a hint, not a failure), naming the
+/// keys whose files lie outside `$CREDENTIALS_DIRECTORY`.
+fn credentials_hint(config: &config::Config) -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let outside: Vec<String> = config
+        .secret_files
+        .iter()
+        .filter(|f| !f.from_credentials)
+        .map(|f| format!("{} ({})", f.key, f.path.display()))
+        .collect();
+    (!outside.is_empty()).then(|| {
+        format!(
+            "hint: checked as root; under the systemd unit the dynamic user cannot read {}: \
+             pass it with LoadCredential= and name it \"$CREDENTIALS_DIRECTORY/NAME\" (systemd/README.md)",
+            outside.join(", ")
+        )
+    })
 }
