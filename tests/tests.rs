@@ -57,5 +57,8 @@ mod hostile;
 // Hostile peers, HTTP: idle and slowloris floods, password guessing,
 // stalled readers, against the real daemon (SPEC §17).
 mod flood;
+// Hostile peers, the Store: bare 404s, a state named twice, pages without
+// a seat list, token lifetimes in every number form (SPEC §17).
+mod answers;
 // Persistence: restarts, kill -9, bad state files (SPEC §13).
 mod persistence;

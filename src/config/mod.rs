@@ -161,6 +161,23 @@ pub struct StoreConfig {
     pub proxy: ProxyConfig,
     /// Extra trusted CA certificates.
     pub ca_file: Option<CaBundle>,
+    /// What a 404 whose body is not the Store's JSON means.
+    pub non_json_404: NonJson404,
+}
+
+/// `[store] non_json_404`: what a 404 whose body is not a JSON object (an
+/// HTML page from a proxy, a wrong `base_url` path, an empty body) means
+/// (SPEC §17).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJson404 {
+    /// Nothing about the seat: `code="404"`, `reason="not_store"`, the seat
+    /// gauge unchanged.
+    #[default]
+    Inconclusive,
+    /// "No seat", like the Store's own 404 with no item type (for a Store
+    /// front end known to answer 404 with no body).
+    Conclusive,
 }
 
 /// Where `auth.token_url` takes the tenant id.

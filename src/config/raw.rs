@@ -67,6 +67,7 @@ pub(crate) struct RawStore {
     pub max_retries: i64,
     pub proxy_url: Option<String>,
     pub ca_file: Option<String>,
+    pub non_json_404: super::NonJson404,
 }
 
 impl Default for RawStore {
@@ -79,6 +80,7 @@ impl Default for RawStore {
             max_retries: 2,
             proxy_url: None,
             ca_file: None,
+            non_json_404: super::NonJson404::default(),
         }
     }
 }

@@ -372,6 +372,7 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
         max_retries: raw.max_retries as u32,
         proxy: super::network::proxy(raw.proxy_url.as_deref(), ctx)?,
         ca_file: super::network::ca_bundle(raw.ca_file.as_deref(), ctx)?,
+        non_json_404: raw.non_json_404,
     })
 }
 

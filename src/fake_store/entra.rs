@@ -294,7 +294,9 @@ fn issue(s: &mut FakeState, grant: Grant) -> Response {
         .unwrap_or(now + Duration::from_secs(1 << 32));
     s.tokens.insert(token.clone(), expires);
     let secs = lifetime.as_secs();
-    let expires_in = if s.expires_in_as_string {
+    let expires_in = if let Some(raw) = &s.expires_in_raw {
+        raw.clone()
+    } else if s.expires_in_as_string {
         Value::String(secs.to_string())
     } else {
         Value::from(secs)

@@ -151,6 +151,8 @@ pub(crate) struct State {
     pub client_secret: String,
     pub token_lifetime: Duration,
     pub expires_in_as_string: bool,
+    /// `expires_in` sent verbatim instead of the lifetime (SPEC §17 cases).
+    pub expires_in_raw: Option<serde_json::Value>,
     pub tokens: HashMap<String, tokio::time::Instant>,
     pub token_serial: u64,
     pub users: HashSet<String>,
@@ -190,6 +192,7 @@ impl State {
             client_secret: CLIENT_SECRET.into(),
             token_lifetime: Duration::from_secs(3599),
             expires_in_as_string: true,
+            expires_in_raw: None,
             tokens: HashMap::new(),
             token_serial: 0,
             users: HashSet::new(),
@@ -532,6 +535,13 @@ impl FakeStore {
     /// Sends `expires_in` as a JSON number instead of a string.
     pub fn set_expires_in_as_number(&self, number: bool) {
         self.lock().expires_in_as_string = !number;
+    }
+
+    /// Sends this `expires_in` verbatim (a fraction, a negative number, a
+    /// string …) instead of the token's lifetime, which still decides when
+    /// the fake stops accepting the token; `None` goes back to normal.
+    pub fn set_expires_in_raw(&self, raw: Option<serde_json::Value>) {
+        self.lock().expires_in_raw = raw;
     }
 
     /// Invalidates every issued token: the next API call gets a 401.

@@ -71,12 +71,13 @@ pub enum Verdict {
 }
 
 /// A failure as the `code` and `reason` labels see it: a 409 is
-/// `not_online`, everything else has no reason.
+/// `not_online`, a 404 that failed is one whose body was not the Store's
+/// (`not_store`), everything else has no reason.
 fn inconclusive(failure: Failure) -> Inconclusive {
-    let reason = if failure.code == ErrorCode::Status(409) {
-        Reason::NotOnline
-    } else {
-        Reason::None
+    let reason = match failure.code {
+        ErrorCode::Status(409) => Reason::NotOnline,
+        ErrorCode::Status(404) => Reason::NotStore,
+        _ => Reason::None,
     };
     Inconclusive {
         code: failure.code,
@@ -311,6 +312,7 @@ mod tests {
                 max_retries: 0,
                 proxy: Default::default(),
                 ca_file: None,
+                non_json_404: Default::default(),
             };
             let auth = AuthConfig {
                 tenant_id: "t".into(),

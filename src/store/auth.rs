@@ -335,23 +335,13 @@ impl TokenSource {
         let token = ci_str(&json, "access_token")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| decode("no access_token"))?;
+        // SPEC §17: any JSON number (a fraction rounded down) or numeric
+        // string; beyond MAX_LIFETIME capped; 0 or less means "refresh at
+        // the next check" (the token serves this one).
         let lifetime = match ci_get(&json, "expires_in") {
             None | Some(Value::Null) => expires_on(&json).unwrap_or(DEFAULT_LIFETIME),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Duration::from_secs)
-                .ok_or_else(|| decode("expires_in is not a whole number"))?,
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| decode("expires_in is not a number"))?,
-            Some(_) => return Err(decode("expires_in is not a number")),
+            Some(v) => lifetime_of(seconds(v).ok_or_else(|| decode("expires_in is not a number"))?),
         };
-        if lifetime < Duration::from_secs(1) {
-            return Err(decode("expires_in is 0"));
-        }
-        let lifetime = lifetime.min(MAX_LIFETIME);
         debug_assert!(body.len() <= MAX_BODY_BYTES);
         Ok((AccessToken::new(token.to_owned()), lifetime))
     }
@@ -361,15 +351,25 @@ impl TokenSource {
 /// string), which managed identity endpoints send beside or instead of
 /// `expires_in`.
 fn expires_on(json: &Value) -> Option<Duration> {
-    let at = match ci_get(json, "expires_on")? {
+    let at = seconds(ci_get(json, "expires_on")?)?;
+    Some(lifetime_of(at - unix_seconds(SystemTime::now())))
+}
+
+/// Seconds as token endpoints send them: a JSON number, whole or not, or a
+/// numeric string; `None` for anything else (and for NaN or infinity).
+fn seconds(v: &Value) -> Option<f64> {
+    let n = match v {
         Value::Number(n) => n.as_f64()?,
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    let now = unix_seconds(SystemTime::now());
-    Some(Duration::from_secs_f64(
-        (at - now).clamp(0.0, MAX_LIFETIME.as_secs_f64()),
-    ))
+    n.is_finite().then_some(n)
+}
+
+/// A token lifetime from seconds: rounded down, 0 for none left, at most
+/// [`MAX_LIFETIME`].
+fn lifetime_of(seconds: f64) -> Duration {
+    Duration::from_secs(seconds.floor().clamp(0.0, MAX_LIFETIME.as_secs_f64()) as u64)
 }
 
 impl fmt::Debug for TokenSource {
@@ -431,6 +431,35 @@ pub(crate) fn unix_seconds(t: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifetimes_from_any_number_or_numeric_string() {
+        let cases = [
+            (serde_json::json!(3600), 3600),
+            (serde_json::json!(3600.0), 3600),
+            (serde_json::json!(3599.5), 3599),
+            (serde_json::json!("3600"), 3600),
+            (serde_json::json!(" 3599.9 "), 3599),
+            (serde_json::json!(0), 0),
+            (serde_json::json!(-5), 0),
+            (serde_json::json!("-5"), 0),
+            (serde_json::json!(1e12), 24 * 3600),
+            (serde_json::json!(u64::MAX), 24 * 3600),
+        ];
+        for (value, expected) in cases {
+            let secs = seconds(&value).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!(lifetime_of(secs), Duration::from_secs(expected), "{value}");
+        }
+        for value in [
+            serde_json::json!("soon"),
+            serde_json::json!("NaN"),
+            serde_json::json!("inf"),
+            serde_json::json!(true),
+            serde_json::json!([1]),
+        ] {
+            assert_eq!(seconds(&value), None, "{value}");
+        }
+    }
 
     #[test]
     fn the_tenant_fills_the_template_as_one_segment() {

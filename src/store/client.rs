@@ -76,6 +76,8 @@ pub struct StoreClient {
     /// request is built from the text and fails as it always would.
     base: Option<reqwest::Url>,
     pub(super) telemetry: Telemetry,
+    /// What a 404 that is not the Store's JSON means (`[store] non_json_404`).
+    pub(super) non_json_404: crate::config::NonJson404,
 }
 
 impl StoreClient {
@@ -95,6 +97,7 @@ impl StoreClient {
             base_url: config.base_url.clone(),
             base: reqwest::Url::parse(&config.base_url).ok(),
             telemetry,
+            non_json_404: config.non_json_404,
         })
     }
 
@@ -138,7 +141,9 @@ impl StoreClient {
             self.telemetry.observe_get_seat(code, seconds);
         })
         .await;
-        interpret(sent, |b| SeatDetails::decode(b).map_err(|e| e.to_string()))
+        interpret(sent, self.non_json_404, |b| {
+            SeatDetails::decode(b).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -201,6 +206,7 @@ mod tests {
                 max_retries: 0,
                 proxy: Default::default(),
                 ca_file: None,
+                non_json_404: Default::default(),
             };
             let client = StoreClient::new(&config, Telemetry::new()).unwrap();
             for upn in upns {
