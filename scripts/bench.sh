@@ -420,7 +420,8 @@ scrape_goals() { # scrape_goals PROFILE
     done_cycles=0
     while [ "${done_cycles:-0}" -lt "$cycles" ]; do
         sleep 1
-        curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics"
+        # A failed scrape (say, a write error) is retried a second later.
+        curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics" || continue
         done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
         done_cycles=${done_cycles%.*}
     done
@@ -441,6 +442,8 @@ scrape_goals() { # scrape_goals PROFILE
 "
     notes+="$profile: gzip scrape at $big_targets targets: $gzip_us
 "
+    log "us ($profile): done; rows so far:
+$rows"
 }
 
 # --- 6. bill: what Prometheus pays, per profile ------------------------------------
