@@ -5,7 +5,8 @@
 # prometheus check the shipped rules, dashboard and exposition,
 # systemd-analyze the units, node the status page's script, chromium (headless,
 # driven by node) the status page's layout, python3-yaml the Kubernetes
-# manifests and kubectl their kustomization; the contract tests fail without
+# manifests, kubectl their kustomization and openssl the client certificate
+# the README tells operators to make; the contract tests fail without
 # them. A venv under
 # target/ holds what Debian does not package: prometheus-client (a strict
 # OpenMetrics parser) and kubernetes-validate (the manifests against the
@@ -19,6 +20,7 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 if [ "${#need[@]}" -gt 0 ]; then

@@ -41,7 +41,8 @@ impl web::Site for Exporter {
 /// Runs the whole exporter until `shutdown` fires: the poll loop, the
 /// inventory loop and the HTTP endpoints on `listener`. Returns once the
 /// endpoints have closed and the loops have stopped (they abort their
-/// in-flight requests at once; they get a second at most).
+/// in-flight requests at once; they get a second at most) and the state
+/// file, if any, has been saved.
 pub async fn run(
     exporter: &Exporter,
     listener: tokio::net::TcpListener,
@@ -77,4 +78,6 @@ pub async fn run_on(
         let _ = tokio::join!(poller, inventory);
     })
     .await;
+    // After the last check: this save is the clean one (SPEC §13).
+    exporter.save_state(true).await;
 }

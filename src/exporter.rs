@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Config, ConfigError, LoadOptions};
 use crate::metrics::format::Format;
 use crate::metrics::{Telemetry, exposition};
+use crate::persistence::{self, Saver};
 use crate::poller::request::CheckContext;
 use crate::poller::{
     self, CycleReport, Generation, InventoryReport, Pacer, RetryPolicy, Scope, unix_now,
@@ -60,6 +61,10 @@ pub enum ReloadError {
     /// The loader task failed.
     #[error("configuration loader failed: {0}")]
     Loader(String),
+    /// Reading the files took longer than the reload deadline (a file on a
+    /// hung network mount, say); the reload gives up and frees the lock.
+    #[error("the configuration could not be read within {}", humantime::format_duration(*.0))]
+    Deadline(Duration),
     /// The error of a reload that ran for this request and others at once.
     #[error("{0}")]
     Shared(String),
@@ -84,7 +89,15 @@ pub struct Options {
     pub retry_base: Duration,
     /// See `retry_base`.
     pub retry_cap: Duration,
+    /// Longest a reload may take to read and validate the files before it
+    /// fails like a bad file ([`RELOAD_DEADLINE`]; tests shorten it).
+    pub reload_deadline: Duration,
 }
+
+/// How long a reload may read files (SPEC §17): files are never FIFOs or
+/// devices (`config::files`), but a network mount can still hang, and a
+/// reload that never ends would hold the reload lock for good.
+pub const RELOAD_DEADLINE: Duration = Duration::from_secs(10);
 
 impl Default for Options {
     fn default() -> Self {
@@ -93,6 +106,7 @@ impl Default for Options {
             load: LoadOptions::default(),
             retry_base: p.base,
             retry_cap: p.cap,
+            reload_deadline: RELOAD_DEADLINE,
         }
     }
 }
@@ -108,6 +122,8 @@ struct Inner {
     /// Reload requests so far; each takes the next number as its ticket.
     reload_tickets: std::sync::atomic::AtomicU64,
     changed: watch::Sender<u64>,
+    /// Writes the state file, one save at a time.
+    saver: Saver,
 }
 
 /// A handle on the running exporter; cheap to clone.
@@ -127,7 +143,7 @@ impl Exporter {
         let config = Arc::new(config);
         let client = StoreClient::new(&config.store, telemetry.clone())?;
         let tokens = Arc::new(TokenSource::new(
-            client.http().clone(),
+            client.token_http(&config.auth).clone(),
             config.auth.clone(),
             telemetry.clone(),
         ));
@@ -152,6 +168,7 @@ impl Exporter {
                 reload_lock: tokio::sync::Mutex::new(ReloadRecord::default()),
                 reload_tickets: std::sync::atomic::AtomicU64::new(0),
                 changed,
+                saver: Saver::default(),
             }),
         })
     }
@@ -250,6 +267,7 @@ impl Exporter {
                     if self.cycle(Scope::All, &cancel).await.is_none() {
                         break;
                     }
+                    self.save_state(false).await;
                 }
                 Ok(()) = changed.changed() => {
                     let new_period = self.generation().config.poll.interval;
@@ -262,6 +280,7 @@ impl Exporter {
                     if self.cycle(Scope::Unchecked, &cancel).await.is_none() {
                         break;
                     }
+                    self.save_state(false).await;
                 }
             }
         }
@@ -324,6 +343,82 @@ impl Exporter {
         tracing::debug!("inventory poller stopped");
     }
 
+    /// Loads `[persistence] file` into the fresh table (SPEC §13): call it
+    /// once, before the listener opens and before the first cycle. Restored
+    /// targets count as checked for `/-/ready`. Returns how many targets
+    /// were restored (0 without a file).
+    pub async fn restore_state(&self) -> usize {
+        let generation = self.generation();
+        let Some(path) = generation.config.persistence.file.clone() else {
+            return 0;
+        };
+        let table = Arc::clone(&generation.table);
+        let config = Arc::clone(&generation.config);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let loaded = persistence::load(&path, &table, &config);
+            persistence::log_loaded(&path, &loaded);
+            loaded
+        })
+        .await;
+        let restored = match &loaded {
+            Ok(l) => l.restored(),
+            Err(e) => {
+                tracing::error!(error = %e, "loading the saved seat state failed");
+                0
+            }
+        };
+        if let Ok(persistence::Loaded::Restored(a)) = loaded
+            && a.complete
+        {
+            self.inner.ready.store(true, Ordering::Relaxed);
+        }
+        let t = &self.inner.telemetry.persistence;
+        t.restored_targets.set(restored as f64);
+        restored
+    }
+
+    /// Saves the table in force to `[persistence] file`, if set, on a
+    /// blocking thread (never on the path of a scrape). The file named by
+    /// the configuration in force is used, so a reload that changes it
+    /// takes effect at the next save. A failure is logged and counted and
+    /// changes nothing else. `clean` is for the save at shutdown, after the
+    /// last check.
+    pub async fn save_state(&self, clean: bool) {
+        let generation = self.generation();
+        let Some(path) = generation.config.persistence.file.clone() else {
+            return;
+        };
+        let exporter = self.clone();
+        let saved = tokio::task::spawn_blocking(move || {
+            let result =
+                exporter
+                    .inner
+                    .saver
+                    .save(&path, &generation.table, &generation.config, clean);
+            (path, result)
+        })
+        .await;
+        let t = &self.inner.telemetry.persistence;
+        match saved {
+            Ok((path, Ok(report))) => {
+                t.last_save_success
+                    .with_label_values(&[] as &[&str])
+                    .set(unix_now());
+                tracing::debug!(file = %path.display(), targets = report.targets,
+                    bytes = report.bytes, duration = ?report.duration, "seat state saved");
+            }
+            Ok((path, Err(e))) => {
+                t.save_failures.inc();
+                tracing::warn!(file = %path.display(), error = %e,
+                    "saving the seat state failed; the previous file is kept");
+            }
+            Err(e) => {
+                t.save_failures.inc();
+                tracing::warn!(error = %e, "saving the seat state failed");
+            }
+        }
+    }
+
     /// Re-reads the configuration file and applies it (SIGHUP,
     /// `/-/reload`).
     ///
@@ -351,10 +446,16 @@ impl Exporter {
         let serves = self.inner.reload_tickets.load(SeqCst);
         let path = self.generation().config.source.clone();
         let options = self.inner.options.load.clone();
-        let loaded = tokio::task::spawn_blocking(move || load_config(&path, &options))
-            .await
-            .map_err(|e| ReloadError::Loader(e.to_string()))
-            .and_then(|r| r.map_err(ReloadError::from));
+        let deadline = self.inner.options.reload_deadline;
+        // A loader past the deadline is left to finish on its own thread
+        // (a blocking read cannot be cancelled); its result is dropped.
+        let loader = tokio::task::spawn_blocking(move || load_config(&path, &options));
+        let loaded = match tokio::time::timeout(deadline, loader).await {
+            Err(_) => Err(ReloadError::Deadline(deadline)),
+            Ok(joined) => joined
+                .map_err(|e| ReloadError::Loader(e.to_string()))
+                .and_then(|r| r.map_err(ReloadError::from)),
+        };
         let result = match loaded {
             Ok(config) => self.apply(config),
             Err(e) => Err(e),
@@ -392,7 +493,7 @@ impl Exporter {
             Arc::clone(&old.tokens)
         } else {
             Arc::new(TokenSource::new(
-                client.http().clone(),
+                client.token_http(&config.auth).clone(),
                 config.auth.clone(),
                 t.clone(),
             ))
@@ -494,19 +595,25 @@ mod tests {
         panic!("cycle {cycles} never ran");
     }
 
-    async fn after(d: Duration) {
-        tokio::time::advance(d).await;
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
+    /// An exporter for `config` with its poll loop running.
+    fn start(config: Config) -> (Exporter, CancellationToken, tokio::task::JoinHandle<()>) {
+        let exporter = Exporter::new(config, Options::default()).expect("exporter");
         let cancel = CancellationToken::new();
         let poller = tokio::spawn({
             let exporter = exporter.clone();
             let cancel = cancel.clone();
             async move { exporter.run_poller(cancel).await }
         });
+        (exporter, cancel, poller)
+    }
+
+    async fn after(d: Duration) {
+        tokio::time::advance(d).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cycles_follow_the_interval_and_a_reload_s_new_interval() {
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         after(Duration::from_secs(9)).await;
         assert_eq!(exporter.telemetry().poll_cycles.get(), 1, "not before 10 s");
@@ -533,13 +640,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_overrunning_schedule_delays_rather_than_bursts() {
-        let exporter = Exporter::new(config("10s"), Options::default()).expect("exporter");
-        let cancel = CancellationToken::new();
-        let poller = tokio::spawn({
-            let exporter = exporter.clone();
-            let cancel = cancel.clone();
-            async move { exporter.run_poller(cancel).await }
-        });
+        let (exporter, cancel, poller) = start(config("10s"));
         until_cycles(&exporter, 1).await;
         // Five periods at once (a stalled host): one late cycle, not five.
         after(Duration::from_secs(50)).await;

@@ -18,22 +18,26 @@
 //!    `Outcome` with its `code`/`reason` labels, the inventory facts.
 //! 3. [`metrics`]: the exposition, written from the table at scrape time,
 //!    plus the exporter's own instruments in an owned registry.
-//! 4. [`store`]: the Store API — one HTTP exchange for every request, the
+//! 4. [`persistence`]: the state file — the table's seat state saved
+//!    crash-safely after each cycle and at shutdown, and restored at start
+//!    (SPEC §13); it knows only the table and the configuration.
+//! 5. [`store`]: the Store API — one HTTP exchange for every request, the
 //!    token cache, Get seat, the listing pages, every wire type.
-//! 5. [`poller`]: one cycle over the table (planning, then a worker pool)
+//! 6. [`poller`]: one cycle over the table (planning, then a worker pool)
 //!    with concurrency and rate caps; the retry rules of SPEC §5 for every
 //!    request (`request`), what an answer means (`check`), list mode and
 //!    discovery (`listing`), the Get Inventory poll (`inventory`).
-//! 6. [`exporter`]: the running whole — current configuration generation,
-//!    the poll and inventory loops, reload, readiness.
-//! 7. [`web`]: the HTTP endpoints, the human pages, the accept loop, TLS
+//! 7. [`exporter`]: the running whole — current configuration generation,
+//!    the poll and inventory loops, reload, readiness, loading and saving
+//!    the state file.
+//! 8. [`web`]: the HTTP endpoints, the human pages, the accept loop, TLS
 //!    with certificate reload, and basic auth; it sees the exporter only as
 //!    a `web::Site`.
-//! 8. [`daemon`]: starts and stops the loops and the endpoints together,
+//! 9. [`daemon`]: starts and stops the loops and the endpoints together,
 //!    and makes the exporter a `web::Site`.
-//! 9. [`fake_store`]: a fake Store API on a loopback port, for tests,
-//!    `--demo` and benchmarks.
-//! 10. [`demo`]: the `--demo` scenario.
+//! 10. [`fake_store`]: a fake Store API on a loopback port, for tests,
+//!     `--demo` and benchmarks.
+//! 11. [`demo`]: the `--demo` scenario.
 //!
 //! Data flows config → store → poller → targets → metrics → web: the
 //! layers are ordered by what uses what, so the shared vocabulary
@@ -49,6 +53,7 @@ pub mod demo;
 pub mod exporter;
 pub mod fake_store;
 pub mod metrics;
+pub mod persistence;
 pub mod poller;
 pub mod store;
 pub mod targets;

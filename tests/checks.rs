@@ -126,6 +126,8 @@ async fn not_found_reasons_from_each_body_shape() {
     }
 }
 
+/// The Store's own JSON 404 naming no item type (an HTML 404 is not the
+/// Store's since SPEC §17: `not_store`, in `answers`).
 #[tokio::test]
 async fn a_404_without_item_type_is_unknown() {
     let h = started("").await;
@@ -133,7 +135,7 @@ async fn a_404_without_item_type_is_unknown() {
         Match::User(ALICE.into()),
         Action::Status {
             code: 404,
-            body: "<html>gone</html>".into(),
+            body: r#"{"code":"NotFound","message":"gone"}"#.into(),
             retry_after: None,
         },
     ));

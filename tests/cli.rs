@@ -362,3 +362,59 @@ async fn a_listen_address_in_use_is_a_runtime_failure_exit_1() {
         "{stderr}"
     );
 }
+
+/// `--config.check` as root on a secret outside `$CREDENTIALS_DIRECTORY`
+/// passes, with one line saying that the unit's dynamic user reads secrets
+/// only through `LoadCredential=`; through `$CREDENTIALS_DIRECTORY` there
+/// is nothing to say. Not as root, no hint either way.
+#[tokio::test]
+async fn config_check_as_root_hints_at_credentials_for_a_secret_outside_them() {
+    let fake = FakeStore::start().await.unwrap();
+    let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+    let flag = valid_config(&dir, &fake, "");
+    let out = run(&["--config.check", &flag]).await;
+    assert_eq!(out.status.code(), Some(0), "a hint, not a failure");
+    assert_eq!(
+        text(&out.stdout),
+        "config OK: 2 targets (1 product, 2 users)\n"
+    );
+    let stderr = text(&out.stderr);
+    // SAFETY: geteuid(2) has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let hint = format!(
+        "hint: checked as root; under the systemd unit the dynamic user cannot read \
+         auth.client_secret_file ({}): pass it with LoadCredential= and name it \
+         \"$CREDENTIALS_DIRECTORY/NAME\" (systemd/README.md)\n",
+        dir.path().join("secret").display()
+    );
+    if root {
+        assert!(stderr.ends_with(&hint), "{stderr}");
+        assert_eq!(stderr.matches("hint:").count(), 1, "{stderr}");
+    } else {
+        assert!(!stderr.contains("hint:"), "{stderr}");
+    }
+
+    // The same secret through $CREDENTIALS_DIRECTORY: no hint.
+    let config = dir.path().join("config.toml");
+    let text_now = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text_now.replace(
+            "client_secret_file = \"secret\"",
+            "client_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"",
+        ),
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+        .args(["--config.check", &flag])
+        .env("CREDENTIALS_DIRECTORY", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("hint:"),
+        "{}",
+        text(&out.stderr)
+    );
+}

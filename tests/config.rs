@@ -73,7 +73,7 @@ rejected! {
     unknown_key: format!("{AUTH}[poll]\nintervall = \"5m\"\n\n{PRODUCT}") =>
         "config.toml:7: poll.intervall: unknown field `intervall`, expected one of `interval`, `shard_index`, `shard_count`";
     unknown_section: format!("{AUTH}[polling]\ninterval = \"5m\"\n\n{PRODUCT}") =>
-        "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `products`";
+        "config.toml:6: polling: unknown field `polling`, expected one of `web`, `store`, `auth`, `poll`, `metrics`, `inventory`, `persistence`, `products`";
     unknown_product_key: format!("{AUTH}{PRODUCT}user = \"x@y.z\"\n") =>
         "config.toml:10: products[0].user: unknown field `user`, expected one of `product_id`, `sku_id`, `name`, `users`, `users_file`, `mode`, `forget_after`, `max_pages`, `max_discovered`";
     missing_auth: PRODUCT =>
@@ -231,7 +231,14 @@ fn secrets_from_the_environment_and_credentials_directory() {
     )
     .expect("valid");
     use secrecy::ExposeSecret as _;
-    assert_eq!(c.auth.client_secret.expose_secret(), "from-credentials");
+    assert_eq!(
+        c.auth
+            .credential
+            .client_secret()
+            .expect("a secret")
+            .expose_secret(),
+        "from-credentials"
+    );
 
     let text = format!(
         "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"MY_SECRET\"\n\n{PRODUCT}"
@@ -242,7 +249,14 @@ fn secrets_from_the_environment_and_credentials_directory() {
         &[("MY_SECRET", "from-env")],
     )
     .expect("valid");
-    assert_eq!(c.auth.client_secret.expose_secret(), "from-env");
+    assert_eq!(
+        c.auth
+            .credential
+            .client_secret()
+            .expect("a secret")
+            .expose_secret(),
+        "from-env"
+    );
 }
 
 #[test]
@@ -267,7 +281,7 @@ fn example_with_secret() -> (tempfile::TempDir, String) {
     let dir = temp_dir(&[("client_secret", "x")]);
     let secret = dir.path().join("client_secret");
     let text = example.replace(
-        "\"/etc/msfb_seat_exporter/client_secret\"",
+        "\"$CREDENTIALS_DIRECTORY/client_secret\"",
         &format!("{:?}", secret.display().to_string()),
     );
     assert_ne!(

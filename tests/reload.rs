@@ -2,14 +2,12 @@
 //! target set atomically on a good one, re-read secret and users files, and
 //! never block a scrape.
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, P, S, eventually, product};
+use crate::util::{Harness, LoadGate, P, S, eventually, product};
 
 const ALICE: &str = "alice@contoso.com";
 const BOB: &str = "bob@contoso.com";
@@ -253,109 +251,57 @@ async fn concurrent_reloads_are_serialised_and_all_succeed() {
     assert_eq!(h.exporter.generation().table.len(), 3);
 }
 
-/// The config file replaced by a FIFO: a reload blocks reading it until
-/// the FIFO is released. A test waits until a reload really is blocked in
-/// it ([`wait_for_reader`](Self::wait_for_reader)) before it relies on that.
-/// Releasing first puts a regular file back in place (later reloads read
-/// that), then writes the configuration once into the FIFO, through a
-/// second name, for the reader waiting in it. Dropping releases too, so a
-/// failing test never leaves a reload (and with it the runtime) blocked.
-struct FifoConfig {
-    path: PathBuf,
-    fifo: PathBuf,
-    text: String,
-    /// The write end, held from the moment a reader is known to be there.
-    writer: Option<std::fs::File>,
-    released: bool,
+/// Reloads that wait until released: the harness's loads wait at its
+/// [`LoadGate`] (a FIFO config did this before FIFOs were refused). The
+/// reload deadline is far away, so only the test decides when they end.
+struct SlowReloads {
+    gate: LoadGate,
 }
 
-impl FifoConfig {
-    fn new(h: &Harness) -> FifoConfig {
-        let path = h.config_path();
-        let fifo = h.dir.path().join("config.fifo");
-        let text = std::fs::read_to_string(&path).unwrap();
-        // mkfifo(3) itself, not the program: this binary needs nothing
-        // outside cargo.
-        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path that lives across the call.
-        let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
-        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
-        std::fs::remove_file(&path).unwrap();
-        std::fs::hard_link(&fifo, &path).unwrap();
-        FifoConfig {
-            path,
-            fifo,
-            text,
-            writer: None,
-            released: false,
-        }
+impl SlowReloads {
+    async fn harness(products: &str) -> (Harness, SlowReloads) {
+        let (h, gate) = Harness::gated(products, Duration::from_secs(600)).await;
+        gate.close();
+        (h, SlowReloads { gate })
     }
 
-    /// The write end, if a reader has the FIFO open (or is blocked opening
-    /// it): with `O_NONBLOCK` the open fails (ENXIO) instead of waiting for
-    /// one.
-    fn open_writer(&self) -> std::io::Result<std::fs::File> {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&self.fifo)
-    }
-
-    /// Waits until a reload is blocked reading the FIFO. A spawned reload
-    /// gets there when its task and its blocking read are scheduled, which
-    /// on a busy machine may be long after the spawn.
+    /// Waits until a reload is waiting at the gate. A spawned reload gets
+    /// there when its task and its blocking load are scheduled, which on a
+    /// busy machine may be long after the spawn.
     async fn wait_for_reader(&mut self) {
-        let writer = eventually(
-            "a reload reading the config FIFO",
+        let gate = self.gate.clone();
+        eventually(
+            "a reload waiting at the gate",
             Duration::from_secs(60),
-            || async { self.open_writer().map_err(|e| e.to_string()) },
+            || {
+                let waiting = gate.waiting();
+                async move {
+                    if waiting > 0 {
+                        Ok(())
+                    } else {
+                        Err("no reload waiting".to_owned())
+                    }
+                }
+            },
         )
         .await;
-        self.writer = Some(writer);
     }
 
-    /// Lets the blocked reload read the configuration.
-    fn release(mut self) {
-        self.unblock().expect("release the config FIFO");
-    }
-
-    fn unblock(&mut self) -> std::io::Result<()> {
-        if std::mem::replace(&mut self.released, true) {
-            return Ok(());
-        }
-        let regular = self.path.with_extension("new");
-        std::fs::write(&regular, &self.text)?;
-        std::fs::rename(&regular, &self.path)?;
-        // Without a reader (none waited for, none came) nothing is blocked.
-        let writer = match self.writer.take() {
-            Some(w) => Some(w),
-            None => self.open_writer().ok(),
-        };
-        if let Some(mut writer) = writer {
-            // A few hundred bytes: the empty pipe takes them at once.
-            writer.write_all(self.text.as_bytes())?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for FifoConfig {
-    fn drop(&mut self) {
-        let _ = self.unblock();
+    /// Lets the waiting reloads read the configuration.
+    fn release(self) {
+        self.gate.open();
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reload_never_blocks_a_scrape() {
-    let h = Harness::new(&product(&[ALICE]), "").await;
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
     h.fake.set_seat(P, S, ALICE, FakeSeat::active());
     h.cycle().await;
-    let mut fifo = FifoConfig::new(&h);
     let router = h.router.clone();
     let pending = tokio::spawn(crate::util::send(router, "POST", "/-/reload"));
-    fifo.wait_for_reader().await;
-    // The reload is stuck reading the FIFO; scrapes and pages still answer.
+    slow.wait_for_reader().await;
+    // The reload is stuck at the gate; scrapes and pages still answer.
     for path in ["/metrics", "/status", "/", "/-/ready"] {
         let (status, _) = tokio::time::timeout(Duration::from_secs(5), h.get(path))
             .await
@@ -363,20 +309,19 @@ async fn a_slow_reload_never_blocks_a_scrape() {
         assert_eq!(status, 200, "{path}");
     }
     assert!(!pending.is_finished());
-    fifo.release();
+    slow.release();
     assert_eq!(pending.await.unwrap().0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_forty_requests_are_served_at_once() {
-    let h = Harness::new(&product(&[ALICE]), "").await;
-    let mut fifo = FifoConfig::new(&h);
-    // 41 reloads: one reads the FIFO and 39 wait for it, each holding a
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
+    // 41 reloads: one waits at the gate and 39 wait for it, each holding a
     // slot; exactly one finds no slot and is refused at once.
     let mut pending: Vec<_> = (0..41)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
-    fifo.wait_for_reader().await;
+    slow.wait_for_reader().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         if let Some(i) = pending.iter().position(|p| p.is_finished()) {
@@ -389,7 +334,7 @@ async fn at_most_forty_requests_are_served_at_once() {
     // While the 40 are in, scrapes are refused too; liveness is exempt.
     assert_eq!(h.get("/metrics").await.0, 503);
     assert_eq!(h.get("/-/healthy").await.0, 200);
-    fifo.release();
+    slow.release();
     for p in pending {
         assert_eq!(p.await.unwrap().0, 200);
     }
@@ -402,11 +347,10 @@ async fn at_most_forty_requests_are_served_at_once() {
 #[tokio::test]
 async fn queued_reloads_share_one_reload() {
     let (_guard, lines) = crate::util::capture_info_lines();
-    let h = Harness::new(&product(&[ALICE]), "").await;
-    let mut fifo = FifoConfig::new(&h);
+    let (h, mut slow) = SlowReloads::harness(&product(&[ALICE])).await;
     let first = tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload"));
-    // It blocks reading the FIFO until release.
-    fifo.wait_for_reader().await;
+    // It waits at the gate until release.
+    slow.wait_for_reader().await;
     let queued: Vec<_> = (0..10)
         .map(|_| tokio::spawn(crate::util::send(h.router.clone(), "POST", "/-/reload")))
         .collect();
@@ -415,7 +359,7 @@ async fn queued_reloads_share_one_reload() {
     for _ in 0..100 {
         tokio::task::yield_now().await;
     }
-    fifo.release();
+    slow.release();
     assert_eq!(first.await.unwrap().0, 200);
     for q in queued {
         assert_eq!(q.await.unwrap().0, 200);

@@ -36,7 +36,7 @@ fn random_fault(rng: &mut StdRng) -> Action {
         1 => return Fault::status_retry_after(429, "0"),
         _ => {}
     }
-    match rng.random_range(0..12) {
+    match rng.random_range(0..14) {
         0 => Fault::status(500),
         1 => Fault::status(503),
         2 => Fault::status_retry_after(502, "0"),
@@ -48,6 +48,9 @@ fn random_fault(rng: &mut StdRng) -> Action {
         8 => Action::Oversized(2 << 20),
         9 => Action::OversizedChunked(2 << 20),
         10 => Action::CutMidBody,
+        // SPEC §17: a proxy's 404 page, a state named twice.
+        11 => Fault::not_found_body("<html><body>404 Not Found</body></html>"),
+        12 => Action::Body(r#"{"state":"Revoked","State":"Active"}"#.into()),
         _ => Action::Body("{\"unexpected\":true}".into()),
     }
 }
@@ -88,6 +91,19 @@ async fn random_faults_keep_memory_and_series_flat() {
                 .add_fault(Fault::times(1, Match::Token, Fault::status(500)));
             h.fake.revoke_tokens();
         }
+        // Token lifetimes in every number form (SPEC §17), now and then.
+        if rng.random_bool(0.05) {
+            let forms = [
+                serde_json::json!(3600.0),
+                serde_json::json!(3599.5),
+                serde_json::json!("3600"),
+                serde_json::json!(0),
+                serde_json::json!(-5),
+            ];
+            let raw = forms[rng.random_range(0..forms.len())].clone();
+            h.fake.set_expires_in_raw(Some(raw));
+            h.fake.revoke_tokens();
+        }
         let user = &users[rng.random_range(0..users.len())];
         match rng.random_range(0..3) {
             0 => h.fake.set_seat(P, S, user, FakeSeat::active()),
@@ -122,8 +138,8 @@ async fn random_faults_keep_memory_and_series_flat() {
     // Series: every target has exactly one series in each per-target family
     // but the assigned timestamp (only while active) and the errors (one
     // per (code, reason) pair seen: 500, 502, 503, 429, 400, 409
-    // not_online, 401, connect, timeout, decode, body, 404 seat, token:
-    // 13), at the end as after warm-up.
+    // not_online, 401, connect, timeout, decode, body, 404 seat, 404
+    // not_store, token: 14), at the end as after warm-up.
     for family in [
         "msfb_seat_active",
         "msfb_seat_check_success",
@@ -138,13 +154,13 @@ async fn random_faults_keep_memory_and_series_flat() {
         .iter()
         .filter(|s| s.name == "msfb_seat_check_errors_total")
         .count();
-    assert!(errors <= users.len() * 13, "{errors} error series");
+    assert!(errors <= users.len() * 14, "{errors} error series");
     assert!(
-        m.samples.len() <= series_then + users.len() * 13,
+        m.samples.len() <= series_then + users.len() * 14,
         "{} series at the end, {series_then} after warm-up",
         m.samples.len()
     );
-    let per_target_bound = users.len() * (5 + 13);
+    let per_target_bound = users.len() * (5 + 14);
     let fixed = m
         .samples
         .iter()

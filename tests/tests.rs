@@ -45,5 +45,20 @@ mod privacy;
 mod sharding;
 // The documentation: links and anchors, the README as a front door.
 mod docs;
+// Entra ID credentials, the v2 endpoint, proxies and CAs (SPEC §12).
+mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// /status under 40 stalled readers at 100k targets: the daemon's memory.
+mod status_load;
+// Hostile peers, files: pipes, devices and directories, the reload
+// deadline, secrets others can read (SPEC §17).
+mod hostile;
+// Hostile peers, HTTP: idle and slowloris floods, password guessing,
+// stalled readers, against the real daemon (SPEC §17).
+mod flood;
+// Hostile peers, the Store: bare 404s, a state named twice, pages without
+// a seat list, token lifetimes in every number form (SPEC §17).
+mod answers;
+// Persistence: restarts, kill -9, bad state files (SPEC §13).
+mod persistence;

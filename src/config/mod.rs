@@ -7,8 +7,13 @@
 //! found by `locate` from the key path, so the checks themselves only need to
 //! say *which key* is wrong.
 
+mod auth;
+mod certificate;
+mod credential;
 mod error;
+pub(crate) mod files;
 mod locate;
+mod network;
 mod raw;
 mod validate;
 
@@ -18,15 +23,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
+pub use auth::EXPIRY_WARNING;
+pub use certificate::{CertificateError, ClientCertificate};
+pub use credential::{
+    CertificateFiles, Credential, DEFAULT_AUTHORITY_HOST, Endpoint, IMDS_ENDPOINT,
+    read_federated_token,
+};
 pub use error::ConfigError;
+pub use network::{CaBundle, ProxyConfig};
 
 use locate::{KeyPath, SourceMap};
-
-/// Largest configuration, users or secret file we read (a guard against a
-/// path pointing at something huge, not a practical limit).
-pub(crate) const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads environment variables for `client_secret_env` and
 /// `$CREDENTIALS_DIRECTORY`. Injected so that tests need not touch the
@@ -43,6 +51,9 @@ pub struct LoadOptions {
     pub shard_index: Option<u32>,
     /// `--shard.count`.
     pub shard_count: Option<u32>,
+    /// `--persistence.file` (relative to the working directory, as any
+    /// path on a command line).
+    pub persistence_file: Option<PathBuf>,
     /// Environment lookup; the process environment by default.
     pub env: EnvLookup,
 }
@@ -53,6 +64,7 @@ impl Default for LoadOptions {
             listen_address: None,
             shard_index: None,
             shard_count: None,
+            persistence_file: None,
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -64,6 +76,7 @@ impl fmt::Debug for LoadOptions {
             .field("listen_address", &self.listen_address)
             .field("shard_index", &self.shard_index)
             .field("shard_count", &self.shard_count)
+            .field("persistence_file", &self.persistence_file)
             .finish_non_exhaustive()
     }
 }
@@ -86,10 +99,27 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[inventory]`.
     pub inventory: InventoryConfig,
+    /// `[persistence]`.
+    pub persistence: PersistenceConfig,
     /// `[[products]]`, in file order, users merged and de-duplicated.
     pub products: Vec<ProductConfig>,
     /// Things worth a warning that do not stop the exporter.
     pub warnings: Vec<String>,
+    /// The secret files read (client secret, hash key).
+    pub secret_files: Vec<SecretFile>,
+}
+
+/// A secret file the configuration names: `--config.check` run as root
+/// reads any file, while the systemd unit's dynamic user reads secrets only
+/// through `LoadCredential=`, so a check that passes as root says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFile {
+    /// The key that names it, e.g. `auth.client_secret_file`.
+    pub key: String,
+    /// Where it was read.
+    pub path: PathBuf,
+    /// Whether it was written as `$CREDENTIALS_DIRECTORY/…`.
+    pub from_credentials: bool,
 }
 
 /// `[web]`: where and how the exporter serves.
@@ -127,36 +157,51 @@ pub struct StoreConfig {
     pub max_requests_per_second: Option<f64>,
     /// Retries of transient failures within one cycle.
     pub max_retries: u32,
+    /// Proxy for token and Store requests.
+    pub proxy: ProxyConfig,
+    /// Extra trusted CA certificates.
+    pub ca_file: Option<CaBundle>,
+    /// What a 404 whose body is not the Store's JSON means.
+    pub non_json_404: NonJson404,
+}
+
+/// `[store] non_json_404`: what a 404 whose body is not a JSON object (an
+/// HTML page from a proxy, a wrong `base_url` path, an empty body) means
+/// (SPEC §17).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NonJson404 {
+    /// Nothing about the seat: `code="404"`, `reason="not_store"`, the seat
+    /// gauge unchanged.
+    #[default]
+    Inconclusive,
+    /// "No seat", like the Store's own 404 with no item type (for a Store
+    /// front end known to answer 404 with no body).
+    Conclusive,
 }
 
 /// Where `auth.token_url` takes the tenant id.
 pub const TENANT_PLACEHOLDER: &str = "{tenant_id}";
 
-/// `[auth]`: OAuth2 client credentials. The secret never leaves
-/// [`SecretString`], whose `Debug` prints a placeholder.
-#[derive(Debug, Clone)]
+/// `[auth]`: how the exporter gets its OAuth2 token (SPEC §4, §12). Secrets
+/// stay inside [`Credential`], whose `Debug` prints none.
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthConfig {
-    /// Azure AD tenant.
+    /// Entra ID tenant (empty for a managed identity).
     pub tenant_id: String,
-    /// Application (client) id.
+    /// Application (client) id; for a managed identity, the user-assigned
+    /// identity's client id, or empty for the system-assigned one.
     pub client_id: String,
-    /// The client secret, read from the file or variable named in the config.
-    pub client_secret: SecretString,
-    /// Token endpoint as configured; the token client fills in
-    /// [`TENANT_PLACEHOLDER`] (`store::auth`).
+    /// Secret, certificate, workload identity or managed identity.
+    pub credential: Credential,
+    /// v1 (`resource=`) or v2 (`scope=`) token endpoint.
+    pub endpoint: Endpoint,
+    /// Token endpoint as configured or built from the authority host; the
+    /// token client fills in [`TENANT_PLACEHOLDER`] (`store::auth`). For a
+    /// managed identity, the identity endpoint.
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,
-}
-
-impl PartialEq for AuthConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.tenant_id == other.tenant_id
-            && self.client_id == other.client_id
-            && self.token_url == other.token_url
-            && self.resource == other.resource
-            && self.client_secret.expose_secret() == other.client_secret.expose_secret()
-    }
 }
 
 /// `[poll]`: the schedule and this instance's shard.
@@ -210,6 +255,13 @@ pub struct InventoryConfig {
     pub interval: Duration,
     /// Get Inventory pages after which a listing is cut off as an error.
     pub max_pages: u32,
+}
+
+/// `[persistence]` (SPEC §13).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PersistenceConfig {
+    /// Where the seat state is saved; `None` keeps it in memory only.
+    pub file: Option<PathBuf>,
 }
 
 /// How a product's seats are checked (SPEC §11).
@@ -288,7 +340,7 @@ fn counted(n: usize, noun: &str) -> String {
 /// [`ConfigError`] naming file, line and key for any problem, including
 /// unreadable secret, key and users files.
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
-    let text = validate::read_limited(path).map_err(|source| ConfigError::Read {
+    let text = files::read_text(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
     })?;
@@ -325,7 +377,9 @@ pub(crate) fn for_tests(rest: &str) -> Config {
         "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"S\"\n\n{rest}"
     );
     let options = LoadOptions {
-        env: Arc::new(|_| Some("secret".into())),
+        // Only `S`: a lookup answering every name would set the proxy and
+        // authority host variables too.
+        env: Arc::new(|name| (name == "S").then(|| "secret".into())),
         ..LoadOptions::default()
     };
     from_toml(&text, Path::new("/x/config.toml"), &options).expect("valid config")

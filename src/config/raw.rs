@@ -12,8 +12,6 @@ use serde::Deserialize;
 pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = ":10043";
 pub(crate) const DEFAULT_TELEMETRY_PATH: &str = "/metrics";
 pub(crate) const DEFAULT_BASE_URL: &str = "https://bspmts.mp.microsoft.com";
-pub(crate) const DEFAULT_TOKEN_URL: &str =
-    "https://login.microsoftonline.com/{tenant_id}/oauth2/token";
 pub(crate) const DEFAULT_RESOURCE: &str = "https://onestore.microsoft.com";
 
 #[derive(Debug, Deserialize)]
@@ -30,6 +28,8 @@ pub(crate) struct RawConfig {
     pub metrics: RawMetrics,
     #[serde(default)]
     pub inventory: RawInventory,
+    #[serde(default)]
+    pub persistence: RawPersistence,
     #[serde(default)]
     pub products: Vec<RawProduct>,
 }
@@ -65,6 +65,9 @@ pub(crate) struct RawStore {
     pub max_concurrency: i64,
     pub max_requests_per_second: f64,
     pub max_retries: i64,
+    pub proxy_url: Option<String>,
+    pub ca_file: Option<String>,
+    pub non_json_404: super::NonJson404,
 }
 
 impl Default for RawStore {
@@ -75,6 +78,9 @@ impl Default for RawStore {
             max_concurrency: 8,
             max_requests_per_second: 10.0,
             max_retries: 2,
+            proxy_url: None,
+            ca_file: None,
+            non_json_404: super::NonJson404::default(),
         }
     }
 }
@@ -82,18 +88,51 @@ impl Default for RawStore {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuth {
-    pub tenant_id: String,
-    pub client_id: String,
+    #[serde(default)]
+    pub credential: RawCredential,
+    pub endpoint: Option<RawEndpoint>,
+    pub authority_host: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
     pub client_secret_file: Option<String>,
     pub client_secret_env: Option<String>,
-    #[serde(default = "default_token_url")]
-    pub token_url: String,
+    pub token_url: Option<String>,
     #[serde(default = "default_resource")]
     pub resource: String,
+    pub client_certificate_file: Option<String>,
+    pub client_key_file: Option<String>,
+    pub federated_token_file: Option<String>,
+    pub managed_identity_endpoint: Option<String>,
 }
 
-fn default_token_url() -> String {
-    DEFAULT_TOKEN_URL.to_owned()
+/// `[auth] credential` (SPEC §12).
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawCredential {
+    #[default]
+    Secret,
+    Certificate,
+    WorkloadIdentity,
+    ManagedIdentity,
+}
+
+impl RawCredential {
+    pub(crate) fn word(self) -> &'static str {
+        match self {
+            RawCredential::Secret => "secret",
+            RawCredential::Certificate => "certificate",
+            RawCredential::WorkloadIdentity => "workload_identity",
+            RawCredential::ManagedIdentity => "managed_identity",
+        }
+    }
+}
+
+/// `[auth] endpoint`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawEndpoint {
+    V1,
+    V2,
 }
 
 fn default_resource() -> String {
@@ -198,4 +237,10 @@ pub(crate) struct RawProduct {
     pub forget_after: Option<Duration>,
     pub max_pages: Option<i64>,
     pub max_discovered: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct RawPersistence {
+    pub file: Option<String>,
 }

@@ -4,20 +4,17 @@
 //! file, so the operator fixes one line at a time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::files::{exposure_warning, read_bytes, read_text};
 use super::locate::KeyPath;
-use super::raw::{
-    RawAuth, RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb,
-};
+use super::raw::{RawConfig, RawMode, RawPerTarget, RawProduct, RawUserLabel, RawUsers, RawWeb};
 use super::{
-    AuthConfig, Config, InventoryConfig, LoadOptions, MAX_FILE_BYTES, MetricsConfig, Mode,
-    PerTarget, PollConfig, ProductConfig, StoreConfig, TENANT_PLACEHOLDER, TlsFiles, UserLabel,
-    WebConfig,
+    Config, InventoryConfig, LoadOptions, MetricsConfig, Mode, PerTarget, PersistenceConfig,
+    PollConfig, ProductConfig, StoreConfig, TlsFiles, UserLabel, WebConfig,
 };
 
 /// Shortest poll interval: the Store is a shared service, not a health
@@ -51,9 +48,9 @@ pub(crate) struct Issue {
     pub flag: Option<&'static str>,
 }
 
-type Checked<T> = Result<T, Issue>;
+pub(super) type Checked<T> = Result<T, Issue>;
 
-fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
+pub(super) fn issue(path: &KeyPath, message: impl Into<String>) -> Issue {
     Issue {
         path: path.clone(),
         message: message.into(),
@@ -69,30 +66,19 @@ fn issue_from(path: &KeyPath, flag: Option<&'static str>, message: impl Into<Str
     }
 }
 
-/// Reads a whole file, refusing files over [`MAX_FILE_BYTES`].
-pub(crate) fn read_limited(path: &Path) -> io::Result<String> {
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(io::Error::other(format!(
-            "file is larger than {MAX_FILE_BYTES} bytes"
-        )));
-    }
-    Ok(text)
-}
-
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     dir: PathBuf,
-    options: &'a LoadOptions,
-    warnings: Vec<String>,
+    pub(super) options: &'a LoadOptions,
+    pub(super) warnings: Vec<String>,
+    /// Secret files read, for `--config.check`'s hint.
+    secret_files: Vec<super::SecretFile>,
 }
 
 impl Ctx<'_> {
     /// Resolves a path from the config: `$CREDENTIALS_DIRECTORY/` is expanded
     /// from the environment (systemd `LoadCredential=`), relative paths are
     /// taken from the config file's directory.
-    fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
+    pub(super) fn resolve(&self, key: &KeyPath, written: &str) -> Checked<PathBuf> {
         if written.trim().is_empty() {
             return Err(issue(key, "must not be empty"));
         }
@@ -121,14 +107,22 @@ impl Ctx<'_> {
 
     /// Reads a one-value secret file: trailing line breaks are dropped, an
     /// empty file is an error. The contents never appear in a message.
-    fn read_secret(&self, key: &KeyPath, written: &str) -> Checked<SecretString> {
+    /// Readable by others: accepted, with a warning.
+    pub(super) fn read_secret(&mut self, key: &KeyPath, written: &str) -> Checked<SecretString> {
         let path = self.resolve(key, written)?;
-        let text = read_limited(&path)
+        let text = read_text(&path)
             .map_err(|e| issue(key, format!("cannot read {}: {e}", path.display())))?;
         let value = text.trim_end_matches(['\r', '\n']);
         if value.trim().is_empty() {
             return Err(issue(key, format!("{} is empty", path.display())));
         }
+        self.warnings
+            .extend(exposure_warning(&key.to_string(), &path));
+        self.secret_files.push(super::SecretFile {
+            key: key.to_string(),
+            path,
+            from_credentials: written.starts_with("$CREDENTIALS_DIRECTORY/"),
+        });
         Ok(SecretString::from(value.to_owned()))
     }
 }
@@ -141,10 +135,11 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             .unwrap_or_else(|| PathBuf::from(".")),
         options,
         warnings: Vec::new(),
+        secret_files: Vec::new(),
     };
     let web = web(raw.web, &mut ctx)?;
     let store = store(&raw.store, &mut ctx)?;
-    let auth = auth(raw.auth, &ctx)?;
+    let auth = super::auth::auth(raw.auth, &mut ctx)?;
     let poll = poll(&raw.poll, &ctx)?;
     if store.timeout >= poll.interval {
         return Err(issue(
@@ -156,7 +151,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
             ),
         ));
     }
-    let metrics = metrics(raw.metrics, &ctx)?;
+    let metrics = metrics(raw.metrics, &mut ctx)?;
     let inventory_key = KeyPath::of("inventory.interval");
     if raw.inventory.enabled {
         check_interval(&inventory_key, raw.inventory.interval)?;
@@ -171,6 +166,7 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         )?,
     };
     let products = products(raw.products, &mut ctx)?;
+    let persistence = persistence(raw.persistence, &ctx)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -180,8 +176,10 @@ pub(crate) fn validate(raw: RawConfig, path: &Path, options: &LoadOptions) -> Ch
         poll,
         metrics,
         inventory,
+        persistence,
         products,
         warnings: ctx.warnings,
+        secret_files: ctx.secret_files,
     })
 }
 
@@ -237,12 +235,12 @@ fn check_telemetry_path(telemetry_path: &str) -> Checked<()> {
     Ok(())
 }
 
-/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each
-/// readable.
+/// `web.tls_cert_file` and `web.tls_key_file`: both or neither, each a
+/// readable regular file; a key others can read is warned about.
 fn tls_files(
     cert: Option<String>,
     key: Option<String>,
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
 ) -> Checked<Option<TlsFiles>> {
     let cert_key = KeyPath::of("web.tls_cert_file");
     let key_key = KeyPath::of("web.tls_key_file");
@@ -260,9 +258,14 @@ fn tls_files(
         cert: ctx.resolve(&cert_key, &cert)?,
         key: ctx.resolve(&key_key, &key)?,
     };
+    // Read now, so that a pipe or a directory is refused naming its key
+    // (the listener reads them again to use them).
     for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
-        std::fs::metadata(p).map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
+        read_bytes(p, super::files::MAX_PEM_BYTES)
+            .map_err(|e| issue(k, format!("cannot read {}: {e}", p.display())))?;
     }
+    ctx.warnings
+        .extend(exposure_warning(&key_key.to_string(), &files.key));
     Ok(Some(files))
 }
 
@@ -340,16 +343,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
     if timeout.is_zero() {
         return Err(issue(&KeyPath::of("store.timeout"), "must be more than 0s"));
     }
-    let key = KeyPath::of("store.max_concurrency");
-    if !(1..=MAX_CONCURRENCY).contains(&raw.max_concurrency) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 1 and {MAX_CONCURRENCY} (got {})",
-                raw.max_concurrency
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_concurrency"),
+        raw.max_concurrency,
+        1,
+        MAX_CONCURRENCY,
+    )?;
     let key = KeyPath::of("store.max_requests_per_second");
     let rps = raw.max_requests_per_second;
     if !rps.is_finite() || rps < 0.0 {
@@ -358,16 +357,12 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
             format!("must be 0 (unlimited) or a positive number (got {rps})"),
         ));
     }
-    let key = KeyPath::of("store.max_retries");
-    if !(0..=MAX_RETRIES).contains(&raw.max_retries) {
-        return Err(issue(
-            &key,
-            format!(
-                "must be between 0 and {MAX_RETRIES} (got {})",
-                raw.max_retries
-            ),
-        ));
-    }
+    in_range(
+        &KeyPath::of("store.max_retries"),
+        raw.max_retries,
+        0,
+        MAX_RETRIES,
+    )?;
     Ok(StoreConfig {
         base_url,
         timeout,
@@ -375,15 +370,18 @@ fn store(raw: &super::raw::RawStore, ctx: &mut Ctx<'_>) -> Checked<StoreConfig> 
         max_concurrency: raw.max_concurrency as usize,
         max_requests_per_second: (rps > 0.0).then_some(rps),
         max_retries: raw.max_retries as u32,
+        proxy: super::network::proxy(raw.proxy_url.as_deref(), ctx)?,
+        ca_file: super::network::ca_bundle(raw.ca_file.as_deref(), ctx)?,
+        non_json_404: raw.non_json_404,
     })
 }
 
-fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
+pub(super) fn check_url(key: &KeyPath, url: &str) -> Checked<()> {
     check_url_as(key, url, url)
 }
 
 /// [`check_url`] of `url`, quoting `shown` (what the operator wrote).
-fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
+pub(super) fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| issue(key, format!("is not a valid URL ({e}): {shown:?}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
@@ -398,7 +396,7 @@ fn check_url_as(key: &KeyPath, url: &str, shown: &str) -> Checked<()> {
     Ok(())
 }
 
-fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
+pub(super) fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
     if value.trim().is_empty() {
         return Err(issue(key, "must not be empty"));
     }
@@ -406,55 +404,6 @@ fn non_empty(key: &KeyPath, value: &str) -> Checked<()> {
         return Err(issue(key, "must not contain control characters"));
     }
     Ok(())
-}
-
-fn auth(raw: RawAuth, ctx: &Ctx<'_>) -> Checked<AuthConfig> {
-    non_empty(&KeyPath::of("auth.tenant_id"), &raw.tenant_id)?;
-    non_empty(&KeyPath::of("auth.client_id"), &raw.client_id)?;
-    let client_secret = match (&raw.client_secret_file, &raw.client_secret_env) {
-        (Some(file), None) => ctx.read_secret(&KeyPath::of("auth.client_secret_file"), file)?,
-        (None, Some(var)) => {
-            let key = KeyPath::of("auth.client_secret_env");
-            non_empty(&key, var)?;
-            let value = (ctx.options.env)(var)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| {
-                    issue(
-                        &key,
-                        format!("environment variable {var} is not set or empty"),
-                    )
-                })?;
-            SecretString::from(value)
-        }
-        (Some(_), Some(_)) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_env"),
-                "set either client_secret_file or client_secret_env, not both",
-            ));
-        }
-        (None, None) => {
-            return Err(issue(
-                &KeyPath::of("auth.client_secret_file"),
-                "one of client_secret_file or client_secret_env is required",
-            ));
-        }
-    };
-    // The token client fills in the tenant, percent-encoded as one path
-    // segment (`store::auth`); the template is checked with a plain
-    // stand-in, and the message quotes it as written.
-    check_url_as(
-        &KeyPath::of("auth.token_url"),
-        &raw.token_url.replace(TENANT_PLACEHOLDER, "tenant"),
-        &raw.token_url,
-    )?;
-    non_empty(&KeyPath::of("auth.resource"), &raw.resource)?;
-    Ok(AuthConfig {
-        tenant_id: raw.tenant_id.trim().to_owned(),
-        client_id: raw.client_id.trim().to_owned(),
-        client_secret,
-        token_url: raw.token_url,
-        resource: raw.resource,
-    })
 }
 
 /// An interval between [`MIN_INTERVAL`] and [`MAX_INTERVAL`].
@@ -516,7 +465,7 @@ fn poll(raw: &super::raw::RawPoll, ctx: &Ctx<'_>) -> Checked<PollConfig> {
     })
 }
 
-fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig> {
+fn metrics(raw: super::raw::RawMetrics, ctx: &mut Ctx<'_>) -> Checked<MetricsConfig> {
     let key = KeyPath::of("metrics.user_hash_key_file");
     let user_label = match (raw.user_label, raw.user_hash_key_file) {
         (RawUserLabel::Upn, _) => UserLabel::Upn,
@@ -537,6 +486,50 @@ fn metrics(raw: super::raw::RawMetrics, ctx: &Ctx<'_>) -> Checked<MetricsConfig>
         per_target,
     })
 }
+
+/// `[persistence] file`, or `--persistence.file` in its place. The file
+/// need not exist (a first start), but its directory must, and the path
+/// must not name something that is not a regular file: the exporter
+/// replaces it by renaming, which would swallow a directory or a FIFO's
+/// name.
+fn persistence(raw: super::raw::RawPersistence, ctx: &Ctx<'_>) -> Checked<PersistenceConfig> {
+    let key = KeyPath::of("persistence.file");
+    let flag = ctx
+        .options
+        .persistence_file
+        .is_some()
+        .then_some(PERSISTENCE_FILE_FLAG);
+    let file = match (&ctx.options.persistence_file, raw.file) {
+        (Some(given), _) if given.as_os_str().is_empty() => {
+            return Err(issue_from(&key, flag, "must not be empty"));
+        }
+        (Some(given), _) => given.clone(),
+        (None, Some(written)) => ctx.resolve(&key, &written)?,
+        (None, None) => return Ok(PersistenceConfig::default()),
+    };
+    if let Ok(meta) = std::fs::metadata(&file)
+        && !meta.is_file()
+    {
+        let message = format!("{} exists and is not a regular file", file.display());
+        return Err(issue_from(&key, flag, message));
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if file.file_name().is_none() || !dir.is_dir() {
+        let message = format!(
+            "{}: the directory {} does not exist",
+            file.display(),
+            dir.display()
+        );
+        return Err(issue_from(&key, flag, message));
+    }
+    Ok(PersistenceConfig { file: Some(file) })
+}
+
+/// The flag that overrides `[persistence] file`.
+pub(crate) const PERSISTENCE_FILE_FLAG: &str = "--persistence.file";
 
 /// Checks a product or SKU id: non-empty, no whitespace or control
 /// characters, and not a dot segment (which a URL parser would fold away).
@@ -721,7 +714,7 @@ fn users(
     };
     let fkey = key.key("users_file");
     let path = ctx.resolve(&fkey, file)?;
-    let text = read_limited(&path)
+    let text = read_text(&path)
         .map_err(|e| issue(&fkey, format!("cannot read {}: {e}", path.display())))?;
     for (n, line) in text.lines().enumerate() {
         let entry = line.split('#').next().unwrap_or("").trim();
@@ -783,9 +776,19 @@ const MAX_PAGES: u32 = 1_000_000;
 
 /// A count limit from 1 to `max`.
 fn count_up_to(key: &KeyPath, n: i64, max: u32) -> Result<u32, Issue> {
-    match u32::try_from(n) {
-        Ok(n) if (1..=max).contains(&n) => Ok(n),
-        _ => Err(issue(key, format!("must be between 1 and {max} (got {n})"))),
+    in_range(key, n, 1, i64::from(max))?;
+    Ok(u32::try_from(n).expect("checked to be within 1..=max"))
+}
+
+/// An integer from `min` to `max`.
+fn in_range(key: &KeyPath, n: i64, min: i64, max: i64) -> Checked<()> {
+    if (min..=max).contains(&n) {
+        Ok(())
+    } else {
+        Err(issue(
+            key,
+            format!("must be between {min} and {max} (got {n})"),
+        ))
     }
 }
 

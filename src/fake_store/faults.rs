@@ -86,6 +86,16 @@ impl Fault {
         }
     }
 
+    /// A 404 with this body (an HTML page from a proxy, an empty body:
+    /// not the Store's JSON, SPEC §17).
+    pub fn not_found_body(body: &str) -> Action {
+        Action::Status {
+            code: 404,
+            body: body.to_owned(),
+            retry_after: None,
+        }
+    }
+
     /// Shorthand for [`Action::Status`] with an empty JSON body.
     pub fn status(code: u16) -> Action {
         Action::Status {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,7 +31,10 @@ enum Kind {
 
 fn kind_of(method: &http::Method, path: &str) -> Kind {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    if method == http::Method::POST && path.ends_with("/oauth2/token") {
+    if method == http::Method::POST
+        && (path.ends_with("/oauth2/token") || path.ends_with("/oauth2/v2.0/token"))
+        || path == super::entra::IMDS_PATH
+    {
         return Kind::Token;
     }
     match segments.as_slice() {
@@ -268,71 +271,13 @@ async fn route(router: Router, req: http::Request<Incoming>) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/{tenant}/oauth2/token", post(token))
+        .route("/{tenant}/oauth2/token", post(super::entra::token_v1))
+        .route("/{tenant}/oauth2/v2.0/token", post(super::entra::token_v2))
+        .route(super::entra::IMDS_PATH, get(super::entra::imds))
         .route("/V1/Inventory/{product}/{sku}/Seats/{user}", get(seat))
         .route("/V1/Inventory/{product}/{sku}/Seats", get(list_seats))
         .route("/V1/Inventory", get(inventory))
         .with_state(shared)
-}
-
-async fn token(
-    State(shared): State<Arc<Shared>>,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let mut s = shared.lock();
-    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-    if field("grant_type") != "client_credentials" {
-        return oauth_error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_grant_type",
-            "AADSTS70003",
-        );
-    }
-    if field("client_id") != s.client_id || field("client_secret") != s.client_secret {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "AADSTS7000215");
-    }
-    if field("resource").is_empty() {
-        return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "AADSTS900144");
-    }
-    let now = tokio::time::Instant::now();
-    s.tokens.retain(|_, expires| *expires > now);
-    s.token_serial += 1;
-    let token = format!(
-        "fake-token-{}-{:016x}",
-        s.token_serial,
-        rand::random::<u64>()
-    );
-    let lifetime = s.token_lifetime;
-    // A lifetime past the clock's range (a test of absurd `expires_in`)
-    // never expires here.
-    let expires = now
-        .checked_add(lifetime)
-        .unwrap_or(now + std::time::Duration::from_secs(1 << 32));
-    s.tokens.insert(token.clone(), expires);
-    let secs = lifetime.as_secs();
-    let expires_in = if s.expires_in_as_string {
-        Value::String(secs.to_string())
-    } else {
-        Value::from(secs)
-    };
-    axum::Json(json!({
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "resource": field("resource"),
-        "access_token": token,
-    }))
-    .into_response()
-}
-
-fn oauth_error(status: StatusCode, error: &str, code: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({
-            "error": error,
-            "error_description": format!("{code}: the fake token endpoint refused the request."),
-        })),
-    )
-        .into_response()
 }
 
 fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {

@@ -17,6 +17,7 @@
 //! encoding must protect (`&`, `=`, `+`, `/`, `%`, a space); a token that
 //! does not come back byte for byte is refused with a 400.
 
+mod entra;
 mod faults;
 mod handlers;
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use entra::{CredentialKind, Grant, IMDS_PATH};
 pub use faults::{Action, Fault, Match};
 
 /// Client id the fake accepts unless told otherwise.
@@ -149,6 +151,8 @@ pub(crate) struct State {
     pub client_secret: String,
     pub token_lifetime: Duration,
     pub expires_in_as_string: bool,
+    /// `expires_in` sent verbatim instead of the lifetime (SPEC §17 cases).
+    pub expires_in_raw: Option<serde_json::Value>,
     pub tokens: HashMap<String, tokio::time::Instant>,
     pub token_serial: u64,
     pub users: HashSet<String>,
@@ -164,6 +168,10 @@ pub(crate) struct State {
     pub in_flight: u64,
     /// Raw request targets (path and query) of the latest requests.
     pub log: std::collections::VecDeque<String>,
+    /// Certificates, federated tokens and identities (SPEC §12).
+    pub directory: entra::Directory,
+    /// Serving HTTPS (assertions name an `https://` audience).
+    pub https: bool,
 }
 
 /// How long the fake keeps an idle keep-alive connection open: longer than
@@ -184,6 +192,7 @@ impl State {
             client_secret: CLIENT_SECRET.into(),
             token_lifetime: Duration::from_secs(3599),
             expires_in_as_string: true,
+            expires_in_raw: None,
             tokens: HashMap::new(),
             token_serial: 0,
             users: HashSet::new(),
@@ -197,6 +206,8 @@ impl State {
             counts: Counts::default(),
             in_flight: 0,
             log: std::collections::VecDeque::new(),
+            directory: entra::Directory::default(),
+            https: false,
         }
     }
 }
@@ -221,6 +232,8 @@ pub struct FakeStore {
     addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Mutex<CancellationToken>,
+    /// Set when serving HTTPS.
+    tls: Option<crate::web::tls::TlsAcceptor>,
 }
 
 impl Drop for FakeStore {
@@ -248,15 +261,44 @@ impl FakeStore {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new()),
         });
-        let stop = Self::spawn(listener, Arc::clone(&shared));
+        let stop = Self::spawn(listener, Arc::clone(&shared), crate::web::serve::Plain);
         Ok(FakeStore {
             addr,
             shared,
             stop: Mutex::new(stop),
+            tls: None,
         })
     }
 
-    fn spawn(listener: TcpListener, shared: Arc<Shared>) -> CancellationToken {
+    /// Starts the fake on `127.0.0.1` on a free port, serving HTTPS with
+    /// the certificate and key in `files` (tests of `[store] ca_file` and
+    /// of proxies that tunnel with CONNECT).
+    ///
+    /// # Errors
+    /// When no port can be bound or the files are not a usable pair.
+    pub async fn start_tls(files: &crate::config::TlsFiles) -> std::io::Result<FakeStore> {
+        let acceptor = crate::web::tls::TlsAcceptor::new(files).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let mut state = State::new();
+        state.https = true;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+        });
+        let stop = Self::spawn(listener, Arc::clone(&shared), acceptor.clone());
+        Ok(FakeStore {
+            addr,
+            shared,
+            stop: Mutex::new(stop),
+            tls: Some(acceptor),
+        })
+    }
+
+    fn spawn<A: crate::web::serve::Acceptor>(
+        listener: TcpListener,
+        shared: Arc<Shared>,
+        acceptor: A,
+    ) -> CancellationToken {
         let stop = CancellationToken::new();
         let service = handlers::service(shared);
         let stopped = stop.clone();
@@ -274,11 +316,13 @@ impl FakeStore {
             // serves tests and demos that reuse connections for longer.
             max_connection_age: MAX_CONNECTION_AGE,
             shutdown_grace: Duration::ZERO,
+            // The exporter's write-progress limit suits the fake as well.
+            ..Default::default()
         };
         tokio::spawn(async move {
             crate::web::serve::serve(
                 listener,
-                crate::web::serve::Plain,
+                acceptor,
                 service,
                 limits,
                 stopped.cancelled_owned(),
@@ -306,7 +350,10 @@ impl FakeStore {
     pub async fn restart(&self) -> std::io::Result<()> {
         self.stop();
         let listener = TcpListener::bind(self.addr).await?;
-        let stop = Self::spawn(listener, Arc::clone(&self.shared));
+        let stop = match &self.tls {
+            Some(tls) => Self::spawn(listener, Arc::clone(&self.shared), tls.clone()),
+            None => Self::spawn(listener, Arc::clone(&self.shared), crate::web::serve::Plain),
+        };
         *self.stop.lock().unwrap_or_else(|p| p.into_inner()) = stop;
         Ok(())
     }
@@ -318,12 +365,13 @@ impl FakeStore {
 
     /// `base_url` for the exporter's `[store]`.
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// `token_url` for the exporter's `[auth]` (with `{tenant_id}` left in).
     pub fn token_url(&self) -> String {
-        format!("http://{}/{{tenant_id}}/oauth2/token", self.addr)
+        format!("{}/{{tenant_id}}/oauth2/token", self.base_url())
     }
 
     /// A complete configuration (TOML) pointing at this fake, with the
@@ -414,6 +462,71 @@ impl FakeStore {
         self.lock().client_secret = secret.into();
     }
 
+    /// Registers a certificate (PEM; the first certificate counts) on the
+    /// app: assertions signed with its key are accepted. Several may be
+    /// registered, as during a rotation.
+    ///
+    /// # Errors
+    /// When `pem` holds no readable certificate.
+    pub fn trust_certificate(&self, pem: &str) -> Result<(), String> {
+        let trusted = entra::Trusted::from_pem(pem)?;
+        self.lock().directory.trusted.push(trusted);
+        Ok(())
+    }
+
+    /// Forgets every registered certificate.
+    pub fn distrust_certificates(&self) {
+        self.lock().directory.trusted.clear();
+    }
+
+    /// Accepts `token` as a federated client assertion (workload identity).
+    pub fn accept_federated_token(&self, token: &str) {
+        self.lock().directory.federated.push(token.to_owned());
+    }
+
+    /// Stops accepting every federated token accepted so far.
+    pub fn revoke_federated_tokens(&self) {
+        self.lock().directory.federated.clear();
+    }
+
+    /// Adds a user-assigned managed identity (its client id) to the VM; the
+    /// system-assigned identity is always there.
+    pub fn add_managed_identity(&self, client_id: &str) {
+        self.lock().directory.identities.push(client_id.to_owned());
+    }
+
+    /// Makes token requests of `kind` fail (401 `invalid_client`; IMDS: 400
+    /// identity not found) until [`accept_credential`](Self::accept_credential).
+    pub fn reject_credential(&self, kind: CredentialKind) {
+        self.lock().directory.rejected.insert(kind);
+    }
+
+    /// Undoes [`reject_credential`](Self::reject_credential).
+    pub fn accept_credential(&self, kind: CredentialKind) {
+        self.lock().directory.rejected.remove(&kind);
+    }
+
+    /// Every token issued so far and how it was asked for, oldest first.
+    pub fn grants(&self) -> Vec<Grant> {
+        self.lock().directory.grants.clone()
+    }
+
+    /// Why the latest refused token request was refused.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.lock().directory.last_refusal.clone()
+    }
+
+    /// `authority_host` for the exporter's `[auth]`: the fake serves
+    /// `/{tenant}/oauth2/token` and `/{tenant}/oauth2/v2.0/token`.
+    pub fn authority_host(&self) -> String {
+        self.base_url()
+    }
+
+    /// `managed_identity_endpoint` for the exporter's `[auth]`.
+    pub fn imds_url(&self) -> String {
+        format!("{}{IMDS_PATH}", self.base_url())
+    }
+
     /// Lifetime of tokens issued from now on.
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.lock().token_lifetime = lifetime;
@@ -422,6 +535,13 @@ impl FakeStore {
     /// Sends `expires_in` as a JSON number instead of a string.
     pub fn set_expires_in_as_number(&self, number: bool) {
         self.lock().expires_in_as_string = !number;
+    }
+
+    /// Sends this `expires_in` verbatim (a fraction, a negative number, a
+    /// string …) instead of the token's lifetime, which still decides when
+    /// the fake stops accepting the token; `None` goes back to normal.
+    pub fn set_expires_in_raw(&self, raw: Option<serde_json::Value>) {
+        self.lock().expires_in_raw = raw;
     }
 
     /// Invalidates every issued token: the next API call gets a 401.

@@ -17,6 +17,9 @@
 
 pub mod exposition;
 pub mod format;
+mod persistence;
+
+pub use persistence::PersistenceMetrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -66,6 +69,10 @@ pub struct Telemetry {
     pub token_failures: IntCounterVec,
     /// `msfb_oauth_token_expiry_timestamp_seconds`.
     pub token_expiry: Gauge,
+    /// `msfb_oauth_credential_expiry_timestamp_seconds`: the client
+    /// certificate's notAfter; a label-less vector so that the series is
+    /// absent for credentials without an expiry.
+    pub credential_expiry: GaugeVec,
     /// `msfb_inventory_poll_success`: whether the latest Get Inventory
     /// listing was complete. Label-less vectors so that the series is absent
     /// until the first poll (and with `[inventory] enabled = false`).
@@ -82,6 +89,8 @@ pub struct Telemetry {
     pub shard_index: Gauge,
     /// `msfb_seat_exporter_shard_count`: shards of the job (1 unsharded).
     pub shard_count: Gauge,
+    /// The state file's instruments (SPEC §13).
+    pub persistence: PersistenceMetrics,
     /// Get seat's request series, looked up once (see [`SeriesCache`]).
     get_seat: Arc<SeriesCache>,
     /// When each series that appears with its first increment got it.
@@ -181,8 +190,7 @@ impl Telemetry {
                 &["operation", "code"],
             ),
             api_duration: api_duration(),
-            poll_cycles: IntCounter::new("msfb_poll_cycles_total", "Completed poll cycles.")
-                .expect(VALID),
+            poll_cycles: counter("msfb_poll_cycles_total", "Completed poll cycles."),
             poll_cycle_duration: gauge(
                 "msfb_poll_cycle_duration_seconds",
                 "Duration of the latest completed poll cycle.",
@@ -195,11 +203,10 @@ impl Telemetry {
                 "msfb_poll_rate_limit_requests_per_second",
                 "Upstream request rate the poller currently allows (lowered after 429 answers); 0 means unlimited.",
             ),
-            token_requests: IntCounter::new(
+            token_requests: counter(
                 "msfb_oauth_token_requests_total",
                 "OAuth2 token requests made.",
-            )
-            .expect(VALID),
+            ),
             token_failures: counter_vec(
                 "msfb_oauth_token_request_failures_total",
                 "Failed OAuth2 token requests, by reason (OAuth error code, HTTP status, timeout, connect, body or decode).",
@@ -208,6 +215,11 @@ impl Telemetry {
             token_expiry: gauge(
                 "msfb_oauth_token_expiry_timestamp_seconds",
                 "Unix time the OAuth2 token in use expires.",
+            ),
+            credential_expiry: gauge_vec(
+                "msfb_oauth_credential_expiry_timestamp_seconds",
+                "Unix time the client certificate in use expires (its notAfter); absent for credentials without an expiry.",
+                &[],
             ),
             inventory_success: gauge_vec(
                 "msfb_inventory_poll_success",
@@ -240,6 +252,7 @@ impl Telemetry {
                 "msfb_seat_exporter_shard_count",
                 "Shards the configured targets are split into (1 when unsharded); every instance of a job should agree.",
             ),
+            persistence: PersistenceMetrics::new(),
             registry: Registry::new(),
             get_seat: Arc::new(SeriesCache::new()),
             created: Arc::default(),
@@ -262,6 +275,7 @@ impl Telemetry {
             Box::new(self.token_requests.clone()),
             Box::new(self.token_failures.clone()),
             Box::new(self.token_expiry.clone()),
+            Box::new(self.credential_expiry.clone()),
             Box::new(self.inventory_success.clone()),
             Box::new(self.inventory_last_success.clone()),
             Box::new(self.inventory_errors.clone()),
@@ -269,6 +283,9 @@ impl Telemetry {
             Box::new(self.reload_success_time.clone()),
             Box::new(self.shard_index.clone()),
             Box::new(self.shard_count.clone()),
+            Box::new(self.persistence.restored_targets.clone()),
+            Box::new(self.persistence.last_save_success.clone()),
+            Box::new(self.persistence.save_failures.clone()),
             Box::new(build_info()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -379,6 +396,10 @@ impl Telemetry {
 /// Why building a metric below cannot fail: its name, help and labels are
 /// constants that satisfy the format.
 const VALID: &str = "static metric definition is valid";
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect(VALID)
+}
 
 fn gauge(name: &str, help: &str) -> Gauge {
     Gauge::new(name, help).expect(VALID)

@@ -71,12 +71,13 @@ pub enum Verdict {
 }
 
 /// A failure as the `code` and `reason` labels see it: a 409 is
-/// `not_online`, everything else has no reason.
+/// `not_online`, a 404 that failed is one whose body was not the Store's
+/// (`not_store`), everything else has no reason.
 fn inconclusive(failure: Failure) -> Inconclusive {
-    let reason = if failure.code == ErrorCode::Status(409) {
-        Reason::NotOnline
-    } else {
-        Reason::None
+    let reason = match failure.code {
+        ErrorCode::Status(409) => Reason::NotOnline,
+        ErrorCode::Status(404) => Reason::NotStore,
+        _ => Reason::None,
     };
     Inconclusive {
         code: failure.code,
@@ -284,7 +285,7 @@ mod tests {
         use tokio::time::Instant;
 
         use super::super::*;
-        use crate::config::{AuthConfig, StoreConfig};
+        use crate::config::{AuthConfig, Credential, Endpoint, StoreConfig};
         use crate::metrics::Telemetry;
 
         fn failure(code: ErrorCode, retry_after: Option<Duration>) -> Failure {
@@ -309,11 +310,15 @@ mod tests {
                 max_concurrency: 1,
                 max_requests_per_second: None,
                 max_retries: 0,
+                proxy: Default::default(),
+                ca_file: None,
+                non_json_404: Default::default(),
             };
             let auth = AuthConfig {
                 tenant_id: "t".into(),
                 client_id: "c".into(),
-                client_secret: SecretString::from("s"),
+                credential: Credential::Secret(SecretString::from("s")),
+                endpoint: Endpoint::V1,
                 token_url: "http://127.0.0.1:9/token".into(),
                 resource: "r".into(),
             };

@@ -1,4 +1,5 @@
-//! OAuth2 client credentials against Azure AD's v1 token endpoint (SPEC §4).
+//! The OAuth2 token cache (SPEC §4, §12), the same for every credential:
+//! `credential` builds the request, this module sends it and keeps the answer.
 //!
 //! The token is cached until shortly before it expires and shared by every
 //! check. Fetching is single-flight: a `tokio::sync::Mutex` is held across the
@@ -23,6 +24,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::MAX_BODY_BYTES;
+use super::credential::{self, TokenRequest};
 use super::http::{Exchanged, exchange};
 use crate::config::{AuthConfig, TENANT_PLACEHOLDER};
 use crate::metrics::{Telemetry, operation};
@@ -155,12 +157,26 @@ pub struct TokenSource {
 impl TokenSource {
     /// A source that will fetch with `http` (no request is made yet).
     pub fn new(http: reqwest::Client, config: AuthConfig, telemetry: Telemetry) -> TokenSource {
-        TokenSource {
+        let source = TokenSource {
             http,
             url: token_url(&config),
             config,
             telemetry,
             state: Mutex::new(State::default()),
+        };
+        source.publish_credential_expiry();
+        source
+    }
+
+    /// Sets `msfb_oauth_credential_expiry_timestamp_seconds` to the
+    /// certificate's notAfter, or removes it for credentials without one.
+    fn publish_credential_expiry(&self) {
+        let gauge = &self.telemetry.credential_expiry;
+        match self.config.credential.expiry() {
+            Some(at) => gauge.with_label_values::<&str>(&[]).set(unix_seconds(at)),
+            None => {
+                let _ = gauge.remove_label_values::<&str>(&[]);
+            }
         }
     }
 
@@ -268,17 +284,21 @@ impl TokenSource {
 
     async fn fetch(&self) -> Result<(AccessToken, Duration), TokenError> {
         self.telemetry.token_requests.inc();
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", self.config.client_id.as_str()),
-            ("client_secret", self.config.client_secret.expose_secret()),
-            ("resource", self.config.resource.as_str()),
-        ];
-        let request = self
-            .http
-            .post(&self.url)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form);
+        let request = credential::token_request(&self.config, &self.url, SystemTime::now())
+            .map_err(|e| TokenError {
+                reason: "credential".into(),
+                detail: e.0,
+            })?;
+        self.publish_credential_expiry();
+        let request = match &request {
+            TokenRequest::Form(form) => {
+                let form: Vec<(&str, &str)> =
+                    form.iter().map(|(k, v)| (*k, v.expose_secret())).collect();
+                self.http.post(&self.url).form(&form)
+            }
+            TokenRequest::Imds(url) => self.http.get(url.clone()).header("Metadata", "true"),
+        }
+        .header(reqwest::header::ACCEPT, "application/json");
         let failed = |f: super::Failure| TokenError {
             reason: f.code.label().into_owned(),
             detail: f.detail,
@@ -315,31 +335,47 @@ impl TokenSource {
         let token = ci_str(&json, "access_token")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| decode("no access_token"))?;
+        // SPEC §17: any JSON number (a fraction rounded down) or numeric
+        // string; beyond MAX_LIFETIME capped; 0 or less means "refresh at
+        // the next check" (the token serves this one).
         let lifetime = match ci_get(&json, "expires_in") {
-            None | Some(Value::Null) => DEFAULT_LIFETIME,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Duration::from_secs)
-                .ok_or_else(|| decode("expires_in is not a whole number"))?,
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<u64>()
-                .map(Duration::from_secs)
-                .map_err(|_| decode("expires_in is not a number"))?,
-            Some(_) => return Err(decode("expires_in is not a number")),
+            None | Some(Value::Null) => expires_on(&json).unwrap_or(DEFAULT_LIFETIME),
+            Some(v) => lifetime_of(seconds(v).ok_or_else(|| decode("expires_in is not a number"))?),
         };
-        if lifetime < Duration::from_secs(1) {
-            return Err(decode("expires_in is 0"));
-        }
-        let lifetime = lifetime.min(MAX_LIFETIME);
         debug_assert!(body.len() <= MAX_BODY_BYTES);
         Ok((AccessToken::new(token.to_owned()), lifetime))
     }
 }
 
+/// The lifetime left by `expires_on` (Unix seconds, a number or a numeric
+/// string), which managed identity endpoints send beside or instead of
+/// `expires_in`.
+fn expires_on(json: &Value) -> Option<Duration> {
+    let at = seconds(ci_get(json, "expires_on")?)?;
+    Some(lifetime_of(at - unix_seconds(SystemTime::now())))
+}
+
+/// Seconds as token endpoints send them: a JSON number, whole or not, or a
+/// numeric string; `None` for anything else (and for NaN or infinity).
+fn seconds(v: &Value) -> Option<f64> {
+    let n = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    n.is_finite().then_some(n)
+}
+
+/// A token lifetime from seconds: rounded down, 0 for none left, at most
+/// [`MAX_LIFETIME`].
+fn lifetime_of(seconds: f64) -> Duration {
+    Duration::from_secs(seconds.floor().clamp(0.0, MAX_LIFETIME.as_secs_f64()) as u64)
+}
+
 impl fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSource")
+            .field("credential", &self.config.credential.kind())
             .field("token_url", &self.url)
             .field("client_id", &self.config.client_id)
             .finish_non_exhaustive()
@@ -397,11 +433,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn lifetimes_from_any_number_or_numeric_string() {
+        let cases = [
+            (serde_json::json!(3600), 3600),
+            (serde_json::json!(3600.0), 3600),
+            (serde_json::json!(3599.5), 3599),
+            (serde_json::json!("3600"), 3600),
+            (serde_json::json!(" 3599.9 "), 3599),
+            (serde_json::json!(0), 0),
+            (serde_json::json!(-5), 0),
+            (serde_json::json!("-5"), 0),
+            (serde_json::json!(1e12), 24 * 3600),
+            (serde_json::json!(u64::MAX), 24 * 3600),
+        ];
+        for (value, expected) in cases {
+            let secs = seconds(&value).unwrap_or_else(|| panic!("{value}"));
+            assert_eq!(lifetime_of(secs), Duration::from_secs(expected), "{value}");
+        }
+        for value in [
+            serde_json::json!("soon"),
+            serde_json::json!("NaN"),
+            serde_json::json!("inf"),
+            serde_json::json!(true),
+            serde_json::json!([1]),
+        ] {
+            assert_eq!(seconds(&value), None, "{value}");
+        }
+    }
+
+    #[test]
     fn the_tenant_fills_the_template_as_one_segment() {
         let config = AuthConfig {
             tenant_id: "contoso.onmicrosoft.com".into(),
             client_id: "c".into(),
-            client_secret: SecretString::from("s"),
+            credential: crate::config::Credential::Secret(SecretString::from("s")),
+            endpoint: crate::config::Endpoint::V1,
             token_url: "https://login.example/{tenant_id}/oauth2/token".into(),
             resource: "r".into(),
         };

@@ -43,11 +43,31 @@ fn push_seat_path(out: &mut String, product_id: &str, sku_id: &str, upn: &str) {
     out.extend(utf8_percent_encode(upn, SEGMENT));
 }
 
+/// A client builder with the timeouts, user agent, redirect policy and
+/// trusted CAs of `config`, and no proxy (the caller adds those).
+fn http_builder(config: &StoreConfig) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("msfb_seat_exporter/", env!("CARGO_PKG_VERSION")))
+        // A redirect could carry the bearer token elsewhere; the Store
+        // does not redirect, so a 3xx is just an unexpected status.
+        .redirect(reqwest::redirect::Policy::none())
+        // The proxy environment is read by the configuration, not here.
+        .no_proxy();
+    if let Some(bundle) = &config.ca_file {
+        builder = builder.tls_certs_merge(bundle.certificates()?);
+    }
+    Ok(builder)
+}
+
 /// The HTTP side of the Store API: a pooled client with timeouts.
 #[derive(Clone)]
 pub struct StoreClient {
     // Visible to `list`, which adds the paged calls beside Get seat.
     pub(super) http: reqwest::Client,
+    /// The same without a proxy (managed identity requests).
+    direct: reqwest::Client,
     pub(super) base_url: String,
     /// `base_url` parsed once. A Get seat URL is a copy of it with the path
     /// set, which spares parsing scheme, host and port again for every
@@ -56,6 +76,8 @@ pub struct StoreClient {
     /// request is built from the text and fails as it always would.
     base: Option<reqwest::Url>,
     pub(super) telemetry: Telemetry,
+    /// What a 404 that is not the Store's JSON means (`[store] non_json_404`).
+    pub(super) non_json_404: crate::config::NonJson404,
 }
 
 impl StoreClient {
@@ -64,21 +86,30 @@ impl StoreClient {
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn new(config: &StoreConfig, telemetry: Telemetry) -> Result<StoreClient, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("msfb_seat_exporter/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(config.max_concurrency)
-            // A redirect could carry the bearer token elsewhere; the Store
-            // does not redirect, so a 3xx is just an unexpected status.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+        let mut builder = http_builder(config)?.pool_max_idle_per_host(config.max_concurrency);
+        for proxy in config.proxy.proxies()? {
+            builder = builder.proxy(proxy);
+        }
+        let http = builder.build()?;
         Ok(StoreClient {
             http,
+            direct: http_builder(config)?.build()?,
             base_url: config.base_url.clone(),
             base: reqwest::Url::parse(&config.base_url).ok(),
             telemetry,
+            non_json_404: config.non_json_404,
         })
+    }
+
+    /// The client for token requests: for a managed identity one that
+    /// never uses a proxy, as the identity endpoint is link-local (only the
+    /// machine itself can reach it); for the others the Store's, proxy
+    /// included, as Entra ID is as far away as the Store.
+    pub fn token_http(&self, auth: &crate::config::AuthConfig) -> &reqwest::Client {
+        match auth.credential {
+            crate::config::Credential::ManagedIdentity => &self.direct,
+            _ => &self.http,
+        }
     }
 
     /// The underlying client, shared with the token source so both use one
@@ -110,7 +141,9 @@ impl StoreClient {
             self.telemetry.observe_get_seat(code, seconds);
         })
         .await;
-        interpret(sent, |b| SeatDetails::decode(b).map_err(|e| e.to_string()))
+        interpret(sent, self.non_json_404, |b| {
+            SeatDetails::decode(b).map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -171,6 +204,9 @@ mod tests {
                 max_concurrency: 1,
                 max_requests_per_second: None,
                 max_retries: 0,
+                proxy: Default::default(),
+                ca_file: None,
+                non_json_404: Default::default(),
             };
             let client = StoreClient::new(&config, Telemetry::new()).unwrap();
             for upn in upns {

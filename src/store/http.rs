@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::wire::ItemType;
 use super::{MAX_BODY_BYTES, MAX_RETRY_AFTER};
+use crate::config::NonJson404;
 use crate::targets::ErrorCode;
 
 /// A request that gave no usable answer.
@@ -81,11 +82,14 @@ pub(crate) async fn exchange(
 
 /// Reads an answer the same way for every Store request (SPEC §4, §5): a
 /// 2xx body that does not decode is `decode`, an unreadable one keeps the
-/// body read's failure; a 404 is a 404 whatever its body (the item type is
-/// a detail, `unknown` when the body cannot be read); any other status is a
-/// failure carrying its `Retry-After`.
+/// body read's failure; a 404 says "not found" when its body is a JSON
+/// object (the item type is a detail, `unknown` when it names none) — any
+/// other 404 is not the Store's and a failure (`not_store`, SPEC §17)
+/// unless `non_json_404` makes it conclusive; any other status is a failure
+/// carrying its `Retry-After`.
 pub(crate) fn interpret<T>(
     sent: Result<Exchanged, Failure>,
+    non_json_404: NonJson404,
     decode: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Answer<T> {
     let Exchanged {
@@ -106,9 +110,17 @@ pub(crate) fn interpret<T>(
             }),
         },
         (200..=299, Err(failure)) => Answer::Failed(failure),
-        (404, body) => {
-            Answer::NotFound(body.map_or(ItemType::Unknown, |b| ItemType::from_not_found_body(&b)))
-        }
+        (404, body) => match body.ok().and_then(|b| ItemType::from_store_404(&b)) {
+            Some(item) => Answer::NotFound(item),
+            None if non_json_404 == NonJson404::Conclusive => Answer::NotFound(ItemType::Unknown),
+            None => Answer::Failed(Failure {
+                code: ErrorCode::Status(404),
+                retry_after: None,
+                detail: "HTTP 404 whose body is not the Store's JSON (a proxy, or a wrong \
+                         base_url?)"
+                    .to_owned(),
+            }),
+        },
         (status, _) => Answer::Failed(Failure {
             code: ErrorCode::Status(status),
             retry_after,
@@ -239,14 +251,56 @@ mod tests {
         }
     }
 
+    fn interpret_default<T>(
+        sent: Result<Exchanged, Failure>,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Answer<T> {
+        interpret(sent, NonJson404::Inconclusive, decode)
+    }
+
+    /// SPEC §17: only a JSON object is the Store's 404; an HTML page or an
+    /// empty body is a failure (`code="404"`, `not_store` in `poller`),
+    /// unless `non_json_404 = "conclusive"`.
+    #[test]
+    fn a_404_is_the_stores_only_with_a_json_object() {
+        for body in [
+            &b"<html>Not Found</html>"[..],
+            b"",
+            b"[]",
+            b"\"x\"",
+            b"null",
+        ] {
+            let owned = Bytes::copy_from_slice(body);
+            let sent = || {
+                Ok(Exchanged {
+                    status: 404,
+                    retry_after: None,
+                    body: Ok(owned.clone()),
+                })
+            };
+            match interpret_default(sent(), decode_ok) {
+                Answer::Failed(f) => assert_eq!(f.code, ErrorCode::Status(404)),
+                other => panic!("{body:?}: {other:?}"),
+            }
+            assert!(matches!(
+                interpret(sent(), NonJson404::Conclusive, decode_ok),
+                Answer::NotFound(ItemType::Unknown)
+            ));
+        }
+        assert!(matches!(
+            interpret_default(exchanged(404, br#"{"ItemType":"Seat"}"#), decode_ok),
+            Answer::NotFound(ItemType::Seat)
+        ));
+    }
+
     #[test]
     fn answers_are_read_alike_for_every_request() {
         assert!(matches!(
-            interpret(exchanged(200, b"ok"), decode_ok),
+            interpret_default(exchanged(200, b"ok"), decode_ok),
             Answer::Found(2)
         ));
         assert!(matches!(
-            interpret(exchanged(200, b"no"), decode_ok),
+            interpret_default(exchanged(200, b"no"), decode_ok),
             Answer::Failed(Failure {
                 code: ErrorCode::Decode,
                 retry_after: None,
@@ -254,10 +308,10 @@ mod tests {
             })
         ));
         assert!(matches!(
-            interpret(exchanged(404, b"{}"), decode_ok),
+            interpret_default(exchanged(404, b"{}"), decode_ok),
             Answer::NotFound(ItemType::Unknown)
         ));
-        match interpret(exchanged(503, b"ok"), decode_ok) {
+        match interpret_default(exchanged(503, b"ok"), decode_ok) {
             Answer::Failed(f) => {
                 assert_eq!(f.code, ErrorCode::Status(503));
                 assert_eq!(f.retry_after, Some(Duration::from_secs(3)));
@@ -270,7 +324,7 @@ mod tests {
             detail: String::new(),
         });
         assert!(matches!(
-            interpret(unreadable, decode_ok),
+            interpret_default(unreadable, decode_ok),
             Answer::Failed(Failure {
                 code: ErrorCode::Timeout,
                 ..

@@ -129,7 +129,7 @@ impl StoreClient {
             self.telemetry.observe_request(op, &code.label(), seconds);
         })
         .await;
-        interpret(sent, |b| {
+        interpret(sent, self.non_json_404, |b| {
             K::Page::decode(b).map(|page| Fetched {
                 page,
                 digest: digest(b),

@@ -12,6 +12,7 @@
 
 mod auth;
 mod client;
+pub mod credential;
 mod http;
 pub mod list;
 pub mod wire;

@@ -79,32 +79,130 @@ pub struct DiscoveryPlan {
     pub evicted: Vec<Arc<Target>>,
 }
 
+/// The discovered targets behind the set's lock.
+#[derive(Debug, Default)]
+struct Entries {
+    /// Keyed by lower-cased `assignedTo`; ordered so the exposition is stable.
+    by_upn: BTreeMap<String, Discovered>,
+    /// Targets restored from a state file written with `user_label =
+    /// "hash"`, which holds no UPN: keyed by their hashed label until a
+    /// listing shows a seat whose UPN hashes to it. One that no listing
+    /// shows is treated as unlisted, like any other target.
+    unresolved: BTreeMap<Box<str>, Discovered>,
+}
+
+impl Entries {
+    fn len(&self) -> usize {
+        self.by_upn.len() + self.unresolved.len()
+    }
+}
+
+/// A target restored from the state file (see [`Discovery::restore`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoredTarget {
+    /// The UPN, or with `user_label = "hash"` the hashed label.
+    pub id: String,
+    /// Its saved state.
+    pub state: TargetState,
+    /// How long its seat had been gone when the state was saved, plus the
+    /// time since; `None` while it was held.
+    pub lost_for: Option<Duration>,
+}
+
 /// The targets of a `users = "all"` product (see the module header).
 #[derive(Debug)]
 pub struct Discovery {
     settings: DiscoverySettings,
-    /// Keyed by lower-cased `assignedTo`; ordered so the exposition is stable.
-    entries: Mutex<BTreeMap<String, Discovered>>,
+    entries: Mutex<Entries>,
 }
 
 impl Discovery {
     fn new(settings: DiscoverySettings) -> Discovery {
         Discovery {
             settings,
-            entries: Mutex::new(BTreeMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
-    fn entries(&self) -> MutexGuard<'_, BTreeMap<String, Discovered>> {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The current targets, in order. The lock is released on return.
     pub fn snapshot(&self) -> Vec<Arc<Target>> {
-        self.entries()
+        let entries = self.entries();
+        entries
+            .by_upn
             .values()
+            .chain(entries.unresolved.values())
             .map(|d| Arc::clone(&d.target))
             .collect()
+    }
+
+    /// The current targets with how long each one's seat has been gone at
+    /// `now` (`None` while held), for the state file.
+    pub fn saved(&self, now: tokio::time::Instant) -> Vec<(Arc<Target>, Option<Duration>)> {
+        let entries = self.entries();
+        entries
+            .by_upn
+            .values()
+            .chain(entries.unresolved.values())
+            .map(|d| {
+                let lost_for = d.inactive_since.map(|s| now.saturating_duration_since(s));
+                (Arc::clone(&d.target), lost_for)
+            })
+            .collect()
+    }
+
+    /// Adds targets saved by an earlier run, before the first listing. With
+    /// UPNs, targets another shard owns now are left out; with hashed
+    /// labels the caller must have checked that the shard is unchanged, as
+    /// ownership cannot be told from a label. A lost seat keeps its
+    /// `forget_after` clock: `lost_for` before `now`. At most `limit`
+    /// targets are kept. Returns how many were added.
+    pub fn restore(
+        &self,
+        product: &Product,
+        saved: Vec<RestoredTarget>,
+        limit: usize,
+        now: tokio::time::Instant,
+    ) -> usize {
+        let mut entries = self.entries();
+        let mut added = 0;
+        for r in saved {
+            if entries.len() >= limit {
+                break;
+            }
+            let inactive_since = r.lost_for.map(|d| now.checked_sub(d).unwrap_or(now));
+            match &self.settings.user_label {
+                UserLabel::Upn => {
+                    let key = r.id.to_lowercase();
+                    if !self.owns(product, &r.id) || entries.by_upn.contains_key(&key) {
+                        continue;
+                    }
+                    let target = Arc::new(Target::new(&r.id, None, r.state));
+                    let d = Discovered {
+                        target,
+                        inactive_since,
+                    };
+                    entries.by_upn.insert(key, d);
+                }
+                UserLabel::Hash(_) => {
+                    let label: Box<str> = r.id.into();
+                    if entries.unresolved.contains_key(&label) {
+                        continue;
+                    }
+                    let target = Arc::new(Target::new("", Some(label.clone()), r.state));
+                    let d = Discovered {
+                        target,
+                        inactive_since,
+                    };
+                    entries.unresolved.insert(label, d);
+                }
+            }
+            added += 1;
+        }
+        added
     }
 
     /// Number of targets.
@@ -114,7 +212,7 @@ impl Discovery {
 
     /// Whether no target has been discovered (or all were forgotten).
     pub fn is_empty(&self) -> bool {
-        self.entries().is_empty()
+        self.entries().len() == 0
     }
 
     /// Whether this instance's shard watches `upn` of `product`.
@@ -145,52 +243,33 @@ impl Discovery {
         limit: usize,
         now: tokio::time::Instant,
     ) -> DiscoveryPlan {
-        let held = |key: &str| {
-            seen.get(key)
-                .is_some_and(|s| matches!(s.outcome, Outcome::Conclusive { active: true, .. }))
-        };
+        let held = |key: &str| seen.get(key).is_some_and(|s| is_held(&s.outcome));
         let mut plan = DiscoveryPlan::default();
-        let mut entries = self.entries();
+        let mut guard = self.entries();
+        if !guard.unresolved.is_empty() {
+            self.resolve(&mut guard, seen);
+        }
+        let Entries {
+            by_upn: entries,
+            unresolved,
+        } = &mut *guard;
         let new = seen
             .keys()
             .filter(|k| held(k) && !entries.contains_key(*k))
             .count();
-        let excess = (entries.len() + new).saturating_sub(limit);
+        let excess = (entries.len() + unresolved.len() + new).saturating_sub(limit);
         if excess > 0 {
-            // Lost earlier first (oldest `inactive_since`), then those lost
-            // in this listing (no `inactive_since` yet).
-            let mut lost: Vec<(bool, Option<tokio::time::Instant>, String)> = entries
-                .iter()
-                .filter(|(k, _)| !held(k))
-                .map(|(k, d)| (d.inactive_since.is_none(), d.inactive_since, k.clone()))
-                .collect();
-            lost.sort();
-            for (_, _, key) in lost.into_iter().take(excess) {
-                if let Some(d) = entries.remove(&key) {
-                    plan.evicted.push(d.target);
-                }
-            }
+            evict(entries, unresolved, &held, excess, &mut plan);
         }
         entries.retain(|key, d| {
             let outcome = seen.get(key).map_or(unlisted, |s| &s.outcome);
-            let active = matches!(outcome, Outcome::Conclusive { active: true, .. });
-            if active {
-                d.inactive_since = None;
-            } else if let Some(since) = d.inactive_since {
-                if now.saturating_duration_since(since) >= forget_after {
-                    plan.forgotten.push(Arc::clone(&d.target));
-                    return false;
-                }
-            } else {
-                d.inactive_since = Some(now);
-            }
-            plan.record.push((Arc::clone(&d.target), outcome.clone()));
-            true
+            settle(d, outcome, now, forget_after, &mut plan)
         });
+        unresolved.retain(|_, d| settle(d, unlisted, now, forget_after, &mut plan));
         for (key, sighting) in seen {
             if entries.contains_key(key)
-                || !matches!(sighting.outcome, Outcome::Conclusive { active: true, .. })
-                || entries.len() >= limit
+                || !is_held(&sighting.outcome)
+                || entries.len() + unresolved.len() >= limit
             {
                 continue;
             }
@@ -212,6 +291,107 @@ impl Discovery {
         }
         plan
     }
+
+    /// Gives restored targets known only by their hashed label the UPN of
+    /// the listed seat that hashes to it, with their state and loss clock.
+    /// Costs a hash per listed seat not yet known, and only while some
+    /// restored target is unresolved.
+    fn resolve(&self, entries: &mut Entries, seen: &HashMap<String, Sighting>) {
+        for (key, sighting) in seen {
+            if entries.unresolved.is_empty() {
+                break;
+            }
+            if entries.by_upn.contains_key(key) {
+                continue;
+            }
+            let Some(label) = self.settings.hashed(&sighting.upn) else {
+                continue;
+            };
+            if let Some(d) = entries.unresolved.remove(&label) {
+                let state = d.target.state().clone();
+                let target = Arc::new(Target::new(&sighting.upn, Some(label), state));
+                let resolved = Discovered {
+                    target,
+                    inactive_since: d.inactive_since,
+                };
+                entries.by_upn.insert(key.clone(), resolved);
+            }
+        }
+    }
+}
+
+/// Whether an outcome says the seat is held.
+fn is_held(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Conclusive { active: true, .. })
+}
+
+/// Makes room for `excess` new targets: lost ones go, those lost earlier
+/// first (oldest `inactive_since`), then those lost in this listing (no
+/// `inactive_since` yet). Unresolved restored targets are not listed, so
+/// they count as lost.
+fn evict(
+    entries: &mut BTreeMap<String, Discovered>,
+    unresolved: &mut BTreeMap<Box<str>, Discovered>,
+    held: &dyn Fn(&str) -> bool,
+    excess: usize,
+    plan: &mut DiscoveryPlan,
+) {
+    type Candidate = (bool, Option<tokio::time::Instant>, bool, String);
+    let mut lost: Vec<Candidate> = entries
+        .iter()
+        .filter(|(k, _)| !held(k))
+        .map(|(k, d)| {
+            (
+                d.inactive_since.is_none(),
+                d.inactive_since,
+                false,
+                k.clone(),
+            )
+        })
+        .chain(unresolved.iter().map(|(k, d)| {
+            (
+                d.inactive_since.is_none(),
+                d.inactive_since,
+                true,
+                k.to_string(),
+            )
+        }))
+        .collect();
+    lost.sort();
+    for (_, _, restored, key) in lost.into_iter().take(excess) {
+        let gone = if restored {
+            unresolved.remove(key.as_str())
+        } else {
+            entries.remove(&key)
+        };
+        if let Some(d) = gone {
+            plan.evicted.push(d.target);
+        }
+    }
+}
+
+/// Applies one listing's `outcome` to a discovered target's loss clock:
+/// `false` when it is to be forgotten (lost for `forget_after`), else it is
+/// queued for recording and kept.
+fn settle(
+    d: &mut Discovered,
+    outcome: &Outcome,
+    now: tokio::time::Instant,
+    forget_after: Duration,
+    plan: &mut DiscoveryPlan,
+) -> bool {
+    if is_held(outcome) {
+        d.inactive_since = None;
+    } else if let Some(since) = d.inactive_since {
+        if now.saturating_duration_since(since) >= forget_after {
+            plan.forgotten.push(Arc::clone(&d.target));
+            return false;
+        }
+    } else {
+        d.inactive_since = Some(now);
+    }
+    plan.record.push((Arc::clone(&d.target), outcome.clone()));
+    true
 }
 
 /// The discovered set of a `users = "all"` product after a reload: the same
@@ -239,6 +419,7 @@ pub(super) fn carry_discovery(
         .as_ref()
         .map(|d| {
             d.entries()
+                .by_upn
                 .iter()
                 .map(|(k, e)| (k.clone(), e.inactive_since))
                 .collect()
@@ -248,7 +429,9 @@ pub(super) fn carry_discovery(
         let mut entries = fresh.entries();
         for t in prev.all_targets() {
             let key = t.upn.to_lowercase();
-            if !fresh.owns(product, &t.upn) {
+            // A restored target not yet resolved has no UPN to re-key or
+            // relabel by: it is dropped like one of another shard.
+            if t.upn.is_empty() || !fresh.owns(product, &t.upn) {
                 continue;
             }
             let old = kept.get(&(
@@ -258,7 +441,7 @@ pub(super) fn carry_discovery(
             ));
             let target = carry(&t.upn, settings.hashed(&t.upn), old);
             let inactive_since = old_since.get(&key).copied().flatten();
-            entries.insert(
+            entries.by_upn.insert(
                 key,
                 Discovered {
                     target,
@@ -415,5 +598,48 @@ mod tests {
         );
         assert!(plan.evicted.is_empty());
         assert_eq!(d.len(), 3);
+    }
+
+    #[test]
+    fn a_restored_loss_keeps_its_forget_after_clock() {
+        let (d, unlisted) = unsharded();
+        let day = Duration::from_secs(86_400);
+        let t0 = tokio::time::Instant::now() + 3 * day;
+        let product = Product {
+            product_id: "P".into(),
+            sku_id: "S".into(),
+            name: None,
+            mode: crate::config::Mode::List,
+            discover: true,
+            forget_after: day,
+            max_pages: 10,
+            max_discovered: 2,
+        };
+        let mut gone = TargetState::default();
+        gone.record(&conclusive(true), 1.0);
+        gone.record(&conclusive(false), 2.0);
+        let restored = |id: &str, lost_for| RestoredTarget {
+            id: id.into(),
+            state: gone.clone(),
+            lost_for,
+        };
+        let saved = vec![
+            restored("Old@X.Y", Some(day - Duration::from_secs(60))),
+            restored("new@x.y", Some(Duration::from_secs(60))),
+            restored("over@x.y", None),
+        ];
+        // At most max_discovered are taken.
+        assert_eq!(d.restore(&product, saved, 2, t0), 2);
+        assert_eq!(d.snapshot()[0].upn(), "new@x.y");
+        let plan = d.plan(
+            &HashMap::new(),
+            &unlisted,
+            day,
+            2,
+            t0 + Duration::from_secs(60),
+        );
+        let forgotten: Vec<&str> = plan.forgotten.iter().map(|t| t.upn()).collect();
+        assert_eq!(forgotten, ["Old@X.Y"]);
+        assert_eq!(d.len(), 1);
     }
 }

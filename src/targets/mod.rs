@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crate::config::{Config, Mode, PerTarget};
 
-pub use discovery::{Discovery, DiscoveryPlan, Sighting};
+pub use discovery::{Discovery, DiscoveryPlan, RestoredTarget, Sighting};
 use discovery::{DiscoverySettings, carry_discovery};
 pub use inventory::{InventoryFacts, InventoryView, enum_label};
 pub use labels::{UserLabels, escape_label_value};

@@ -59,6 +59,9 @@ pub enum Reason {
     Unknown,
     /// 409 Conflict, "Not online".
     NotOnline,
+    /// A 404 whose body is not the Store's JSON (a proxy's page, a wrong
+    /// path): inconclusive (SPEC §17).
+    NotStore,
 }
 
 impl Reason {
@@ -71,6 +74,7 @@ impl Reason {
             Reason::Inventory => "inventory",
             Reason::Unknown => "unknown",
             Reason::NotOnline => "not_online",
+            Reason::NotStore => "not_store",
         }
     }
 }

@@ -9,9 +9,12 @@
 //! successful verification is remembered — as an HMAC of user, password and
 //! stored hash under a key drawn at start, never as the password — and the
 //! next request with the same credentials skips bcrypt. Failures are not
-//! remembered: each costs a full bcrypt run, on the blocking pool, and at
-//! most [`super::MAX_SCRAPES`] run at once because this layer sits inside the
-//! concurrency limit.
+//! remembered: each costs a full bcrypt run, on the blocking pool. This
+//! layer sits *outside* the scrape slots, so a refused request never takes
+//! one, and `throttle` bounds the bcrypt work: failures are throttled per
+//! client address (429 with `Retry-After`, no bcrypt) and only a few bcrypt
+//! runs go at once. Remembered credentials are checked first, so a client
+//! whose address is throttled still gets in with known-good credentials.
 //!
 //! Timing: an unknown user's password is checked against the costliest
 //! configured hash and then refused anyway, so a refusal for an unknown user
@@ -22,7 +25,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -31,6 +36,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use super::SharedSite;
+use super::throttle::{Client, Throttle};
 
 /// `WWW-Authenticate` of a 401.
 const CHALLENGE: &str = "Basic realm=\"msfb_seat_exporter\", charset=\"UTF-8\"";
@@ -80,6 +86,18 @@ impl CredentialCache {
         self.verified.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether `user` with `password` were verified before (no bcrypt).
+    pub fn remembered(
+        &self,
+        users: &BTreeMap<String, String>,
+        user: &str,
+        password: &[u8],
+    ) -> bool {
+        users
+            .get(user)
+            .is_some_and(|hash| self.lock().contains(&self.entry(user, password, hash)))
+    }
+
     /// Whether `user` with `password` may pass, given the configured
     /// `users` (name → bcrypt hash, not empty).
     pub async fn check(
@@ -100,6 +118,7 @@ impl CredentialCache {
         if known && self.lock().contains(&entry) {
             return true;
         }
+        // Only the few bcrypt runs the throttle allows at once.
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash))
             .await
             .ok()
@@ -134,6 +153,8 @@ pub struct AuthState {
     pub site: SharedSite,
     /// Verifications already paid for.
     pub cache: Arc<CredentialCache>,
+    /// Failed attempts per client, and the bcrypt runs at once.
+    pub throttle: Arc<Throttle>,
 }
 
 /// Splits an `Authorization: Basic …` header into user and password.
@@ -161,7 +182,8 @@ fn unauthorized() -> Response {
 }
 
 /// The middleware: passes the request on when no users are configured or
-/// the credentials are valid, else answers 401 with a challenge.
+/// the credentials are valid, else answers 401 with a challenge, or 429
+/// when the client has failed too often lately.
 pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -> Response {
     let generation = state.site.generation();
     let users = &generation.config.web.basic_auth_users;
@@ -175,12 +197,40 @@ pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -
     else {
         return unauthorized();
     };
-    if state.cache.check(users, &user, password).await {
+    if state.cache.remembered(users, &user, &password) {
+        return next.run(req).await;
+    }
+    let client = Client::of(
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+    );
+    if let Err(wait) = state.throttle.check(client) {
+        tracing::debug!("request from a client with too many failed attempts refused");
+        return throttled(wait);
+    }
+    let verified = state
+        .throttle
+        .verify(state.cache.check(users, &user, password))
+        .await;
+    if verified {
         next.run(req).await
     } else {
+        state.throttle.failed(client);
         tracing::debug!("request with wrong credentials refused");
         unauthorized()
     }
+}
+
+/// 429 with `Retry-After` in whole seconds, rounded up.
+fn throttled(wait: std::time::Duration) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, seconds.to_string())],
+        "too many failed authentication attempts; retry later\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]

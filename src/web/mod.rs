@@ -8,12 +8,16 @@
 //! reads the current generation and never waits for a poll. Scrapes beyond [`MAX_SCRAPES`] at once get a 503 at once rather
 //! than queueing (as Prometheus exporters do); `/-/healthy` is outside that
 //! limit, and outside authentication, so a scrape storm or a missing password
-//! cannot fail a liveness probe.
+//! cannot fail a liveness probe. Authentication sits outside the limit too,
+//! so a refused request never takes a slot (`throttle` bounds its cost);
+//! `conns` keeps idle and stalled connections from taking the rest.
 
 pub mod auth;
+pub mod conns;
 pub mod pages;
 pub mod serve;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 
 use std::sync::Arc;
@@ -148,19 +152,22 @@ pub fn router(site: impl Site) -> Router {
     let auth = auth::AuthState {
         site: Arc::clone(&site),
         cache: Arc::default(),
+        throttle: Arc::default(),
     };
-    // Layers wrap what is above them: authentication runs inside the
-    // concurrency limit, so at most MAX_SCRAPES bcrypt checks run at once.
-    // One semaphore for every route of this router (a per-route limit would
-    // make one per route).
+    // Layers wrap what is above them: authentication runs outside the
+    // concurrency limit, so a refused request never takes a slot (guessing
+    // is throttled in `auth` instead). One semaphore for every route of
+    // this router (a per-route limit would make one per route).
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_SCRAPES));
     let limited = Router::new()
         .route("/", get(pages::landing))
-        .route("/status", get(status::status))
+        .route("/status", {
+            let cache = Arc::new(status::PlanCache::default());
+            get(move |site, query| status::status(site, query, Arc::clone(&cache)))
+        })
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
         .fallback(metrics_or_404)
-        .layer(axum::middleware::from_fn_with_state(auth, auth::require))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async move {
@@ -168,7 +175,8 @@ pub fn router(site: impl Site) -> Router {
                 }))
                 .timeout(REQUEST_TIMEOUT),
         )
-        .layer(axum::middleware::from_fn_with_state(slots, hold_slot));
+        .layer(axum::middleware::from_fn_with_state(slots, hold_slot))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::require));
     Router::new()
         .route("/-/healthy", get(|| async { "OK\n" }))
         .merge(limited)

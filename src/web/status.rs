@@ -14,7 +14,6 @@
 //! of the latest check only when that check failed (an older one is marked
 //! as past), and a layout that stays readable at 800 px and on a phone.
 
-use std::cmp::Ordering;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -122,10 +121,10 @@ struct Counts {
     active: usize,
 }
 
-/// The order one request shows the targets in, decided once when it starts.
-/// Rows are read from the targets as they are written, so a row shows the
-/// state at the moment it goes out.
-struct Plan {
+/// The order requests show the targets in (see [`PlanCache`]). Rows are
+/// read from the targets as they are written, so a row shows the state at
+/// the moment it goes out.
+pub struct Plan {
     table: Arc<TargetTable>,
     /// Discovered targets of each group as of the request.
     discovered: Vec<Vec<Arc<Target>>>,
@@ -159,7 +158,19 @@ impl Plan {
             order: Vec::new(),
             counts: Counts::default(),
         };
-        let mut ranks = Vec::with_capacity(next as usize);
+        // Where each group comes by product and SKU.
+        let mut by_product: Vec<usize> = (0..plan.table.groups.len()).collect();
+        by_product.sort_by(|&a, &b| {
+            let (pa, pb) = (&plan.table.groups[a].product, &plan.table.groups[b].product);
+            (&pa.product_id, &pa.sku_id).cmp(&(&pb.product_id, &pb.sku_id))
+        });
+        let mut group_pos = vec![0u32; by_product.len()];
+        for (pos, &g) in by_product.iter().enumerate() {
+            group_pos[g] = u32::try_from(pos).unwrap_or(u32::MAX);
+        }
+        // Rank and product position in one number per target, so that the
+        // sort compares user names only within a rank and product.
+        let mut keys: Vec<u64> = Vec::with_capacity(next as usize);
         let mut c = Counts::default();
         for i in 0..next {
             let state = plan.target(i).1.state();
@@ -172,33 +183,30 @@ impl Plan {
                 Kind::Unknown => c.unknown += 1,
                 Kind::Active => c.active += 1,
             }
-            ranks.push(rank(&state));
+            keys.push(u64::from(rank(&state)) << 32 | u64::from(group_pos[plan.group_of(i)]));
         }
         plan.counts = c;
         let mut order: Vec<u32> = (0..next).collect();
-        order.sort_by(|&a, &b| {
-            ranks[a as usize]
-                .cmp(&ranks[b as usize])
-                .then_with(|| plan.compare(a, b))
+        order.sort_unstable_by(|&a, &b| {
+            keys[a as usize].cmp(&keys[b as usize]).then_with(|| {
+                plan.target(a)
+                    .1
+                    .user_label()
+                    .cmp(plan.target(b).1.user_label())
+            })
         });
         plan.order = order;
         plan
     }
 
-    /// Product, SKU and user order of two targets.
-    fn compare(&self, a: u32, b: u32) -> Ordering {
-        let (pa, ta) = self.target(a);
-        let (pb, tb) = self.target(b);
-        (pa.product_id.as_str(), pa.sku_id.as_str(), ta.user_label()).cmp(&(
-            pb.product_id.as_str(),
-            pb.sku_id.as_str(),
-            tb.user_label(),
-        ))
+    /// The group of target number `i`.
+    fn group_of(&self, i: u32) -> usize {
+        self.starts.partition_point(|&s| s <= i).saturating_sub(1)
     }
 
     /// Target number `i` and its product.
     fn target(&self, i: u32) -> (&Product, &Arc<Target>) {
-        let g = self.starts.partition_point(|&s| s <= i).saturating_sub(1);
+        let g = self.group_of(i);
         let group = &self.table.groups[g];
         let local = (i - self.starts[g]) as usize;
         let target = group
@@ -376,7 +384,7 @@ enum Stage {
 
 /// One request's page, written a chunk at a time as the client reads.
 struct Page {
-    plan: Plan,
+    plan: Arc<Plan>,
     json: bool,
     now: f64,
     stage: Stage,
@@ -464,12 +472,49 @@ const LEGEND: &str = "<ul class=\"legend\" aria-label=\"States\">\
 <li><span class=\"fail\">failing</span> the latest check failed; the state is the last answer</li>\
 <li><span class=\"past\">past</span> an error of an earlier check</li></ul>";
 
+/// How long an order is reused by the requests that follow it.
+const PLAN_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The latest order, shared by the requests of the next [`PLAN_REUSE`]:
+/// ordering 100k targets costs a sort, and many readers at once (a team
+/// opening the page, or 40 clients that stall) need not pay it 40 times
+/// nor hold 40 copies. Rows are read as they are written, so a reused order
+/// never shows an old state, at most a row out of its place for a moment.
+/// One per router.
+#[derive(Default)]
+pub struct PlanCache {
+    /// Held while an order is made, so that requests arriving meanwhile
+    /// wait for it instead of making their own.
+    latest: tokio::sync::Mutex<Option<(tokio::time::Instant, Arc<Plan>)>>,
+}
+
+impl PlanCache {
+    /// The order of `table`: the latest one if it is recent and of this
+    /// table, else a new one.
+    async fn plan(&self, table: Arc<TargetTable>) -> Result<Arc<Plan>, tokio::task::JoinError> {
+        let mut latest = self.latest.lock().await;
+        if let Some((at, plan)) = &*latest
+            && at.elapsed() < PLAN_REUSE
+            && Arc::ptr_eq(&plan.table, &table)
+        {
+            return Ok(Arc::clone(plan));
+        }
+        // Ordering 100k targets takes a while; keep it off the async workers.
+        let plan = Arc::new(tokio::task::spawn_blocking(move || Plan::new(table)).await?);
+        *latest = Some((tokio::time::Instant::now(), Arc::clone(&plan)));
+        Ok(plan)
+    }
+}
+
 /// `GET /status`.
-pub async fn status(State(site): State<SharedSite>, Query(q): Query<StatusQuery>) -> Response {
+pub async fn status(
+    State(site): State<SharedSite>,
+    Query(q): Query<StatusQuery>,
+    cache: Arc<PlanCache>,
+) -> Response {
     let table = Arc::clone(&site.generation().table);
     let now = crate::poller::unix_now();
-    // Ordering 100k targets takes a while; keep it off the async workers.
-    let plan = match tokio::task::spawn_blocking(move || Plan::new(table)).await {
+    let plan = match cache.plan(table).await {
         Ok(plan) => plan,
         Err(e) => {
             tracing::error!(error = %e, "ordering the status page failed");

@@ -262,22 +262,14 @@ fn stamps(files: &TlsFiles) -> Result<Stamps, TlsError> {
     Ok((stat(&files.cert)?, stat(&files.key)?))
 }
 
-/// Largest certificate or key file read (a chain is a few kilobytes).
-const MAX_PEM_BYTES: u64 = 1024 * 1024;
-
+/// Reads a regular file without blocking (a pipe swapped in for the
+/// certificate must not stall handshakes: `config::files`).
 fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
-    use std::io::Read as _;
-    let err = |source| TlsError::Read {
+    use crate::config::files::{MAX_PEM_BYTES, read_bytes};
+    read_bytes(file, MAX_PEM_BYTES).map_err(|source| TlsError::Read {
         file: file.to_path_buf(),
         source,
-    };
-    let mut buf = Vec::new();
-    std::fs::File::open(file)
-        .map_err(err)?
-        .take(MAX_PEM_BYTES)
-        .read_to_end(&mut buf)
-        .map_err(err)?;
-    Ok(buf)
+    })
 }
 
 /// What is wrong with a PEM file, in words that quote nothing from it: the

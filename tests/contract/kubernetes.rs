@@ -170,6 +170,12 @@ fn every_pod_command_line_passes_config_check() {
         let at = str_of(&mount["mountPath"]);
         let local = root.path().join(at.trim_start_matches('/'));
         std::fs::create_dir_all(&local).unwrap();
+        let claims = m.sts["spec"]["volumeClaimTemplates"].as_array();
+        if claims.is_some_and(|c| c.iter().any(|t| t["metadata"]["name"] == mount["name"])) {
+            // A volume claim per pod: an empty directory at first.
+            renamed.push((at.to_owned(), local.to_str().unwrap().to_owned()));
+            continue;
+        }
         let volume = volumes
             .iter()
             .find(|v| v["name"] == mount["name"])
@@ -351,4 +357,31 @@ fn the_prometheusrule_holds_exactly_the_shipped_rules() {
         "contrib/kubernetes/prometheusrule.yaml differs from contrib/prometheus/alerts.yml: \
          run scripts/prometheusrule.sh"
     );
+}
+
+/// The state file (SPEC §13) lies on a volume claim template, so each pod,
+/// hence each shard, keeps its own file across restarts and rescheduling.
+#[test]
+fn each_shard_keeps_its_state_on_a_volume_of_its_own() {
+    let m = manifests();
+    let file = m
+        .args()
+        .iter()
+        .find_map(|a| a.strip_prefix("--persistence.file=").map(str::to_owned))
+        .expect("--persistence.file");
+    let mounts = m.container()["volumeMounts"].as_array().expect("mounts");
+    let mount = mounts
+        .iter()
+        .find(|v| file.starts_with(&format!("{}/", str_of(&v["mountPath"]))))
+        .expect("the state file is on a mounted volume");
+    let claims = m.sts["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert!(
+        claims
+            .iter()
+            .any(|c| c["metadata"]["name"] == mount["name"]),
+        "{mount}"
+    );
+    assert_ne!(mount["readOnly"], true);
 }

@@ -17,6 +17,8 @@ mod systemd;
 mod kubernetes;
 // The status page's script, run in Node.
 mod pages;
+// The README's client certificate, made by openssl (SPEC §12).
+mod credentials;
 // The status page in headless Chromium at three widths (screenshots kept).
 mod browser;
 // OpenMetrics through prometheus_client's strict parser (test venv).

@@ -39,7 +39,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         text(&check.stderr)
     );
     assert!(
-        text(&check.stdout).contains("SUCCESS: 15 rules found"),
+        text(&check.stdout).contains("SUCCESS: 16 rules found"),
         "{}",
         text(&check.stdout)
     );

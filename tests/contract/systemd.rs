@@ -172,11 +172,15 @@ fn template_keeps_every_setting_of_the_plain_unit() {
             || line.trim().is_empty()
             || line.starts_with("Description=")
             || line.starts_with("ExecStart=")
+            || line.starts_with("StateDirectory=")
         {
             continue;
         }
         assert!(lines.contains(&line), "{line} missing from {TEMPLATE}");
     }
+    // One state directory per shard: instances are different dynamic users.
+    assert!(lines.contains(&"StateDirectory=msfb_seat_exporter-%i"));
+    assert!(shipped_unit().contains("\nStateDirectory=msfb_seat_exporter\n"));
     assert!(lines.contains(&"EnvironmentFile=/etc/msfb_seat_exporter/shards.env"));
 }
 
@@ -197,7 +201,8 @@ fn template_instance_runs_its_shard_on_its_port() {
     assert_eq!(
         text(&echoed.stdout).trim(),
         "--config.file=/etc/msfb_seat_exporter/config.toml --shard.index=2 \
-         --shard.count=4 --web.listen-address=:10045"
+         --shard.count=4 --web.listen-address=:10045 \
+         --persistence.file=/var/lib/msfb_seat_exporter-2/state"
     );
 
     // The real binary with that command line (and a config of our own).
@@ -215,6 +220,10 @@ fn template_instance_runs_its_shard_on_its_port() {
         .replace(
             "/etc/msfb_seat_exporter/config.toml",
             config.to_str().unwrap(),
+        )
+        .replace(
+            "/var/lib/msfb_seat_exporter-2",
+            dir.path().to_str().unwrap(),
         );
     let run = |count: Option<&str>| {
         let mut cmd = std::process::Command::new("/bin/sh");

@@ -23,13 +23,22 @@ pub const P: &str = "9NBLGGH4R315";
 /// Its SKU.
 pub const S: &str = "0016";
 
-/// Writes `files` into a fresh temporary directory.
+/// Writes `files` into a fresh temporary directory, readable by their
+/// owner only, as an operator installs secrets (a secret others can read
+/// is warned about).
 pub fn temp_dir(files: &[(&str, &str)]) -> TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).expect("write file");
+        write_private(&dir.path().join(name), text);
     }
     dir
+}
+
+/// Writes `text` to `path` with mode 0600.
+pub fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).expect("write file");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
 /// Options for tests: short backoff so retries do not slow the suite.
@@ -57,6 +66,63 @@ pub struct Harness {
     pub exporter: Exporter,
     /// One router for every request, as a server has: limits are shared.
     pub router: axum::Router,
+    /// How the config names the secret file (`write_config` keeps it).
+    secret_ref: String,
+}
+
+/// A gate on configuration loading, for reloads that take as long as a
+/// test wants: a [`Harness::gated`] config names its secret under
+/// `$CREDENTIALS_DIRECTORY`, and while the gate is closed, looking that
+/// variable up waits. Loading is otherwise the real thing. Dropping the
+/// last handle opens the gate, so a failing test never leaves a loader
+/// thread (and with it the runtime's shutdown) waiting.
+#[derive(Clone, Default)]
+pub struct LoadGate(std::sync::Arc<GateState>);
+
+#[derive(Default)]
+pub struct GateState {
+    closed: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// Loads waiting at the gate now.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl LoadGate {
+    /// Loads from now on wait until [`open`](Self::open).
+    pub fn close(&self) {
+        *self.0.closed.lock().unwrap() = true;
+    }
+
+    /// Lets waiting and later loads through.
+    pub fn open(&self) {
+        *self.0.closed.lock().unwrap() = false;
+        self.0.opened.notify_all();
+    }
+
+    /// Loads waiting at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.0.waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn wait(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut closed = self.0.closed.lock().unwrap();
+        self.0.waiting.fetch_add(1, SeqCst);
+        while *closed {
+            closed = self.0.opened.wait(closed).unwrap();
+        }
+        self.0.waiting.fetch_sub(1, SeqCst);
+    }
+}
+
+impl Drop for LoadGate {
+    fn drop(&mut self) {
+        // The harness's loader holds a clone: open when only it and this
+        // one are left, i.e. when the test lets go of its handle.
+        if std::sync::Arc::strong_count(&self.0) <= 2 {
+            self.open();
+        }
+    }
 }
 
 impl Harness {
@@ -69,25 +135,64 @@ impl Harness {
     /// [`new`](Self::new) with extra files (say, a users file) written
     /// next to the config before it is loaded.
     pub async fn with_files(products: &str, store_extra: &str, files: &[(&str, &str)]) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::build(products, store_extra, files, dir, "secret", fast_options()).await
+    }
+
+    /// A harness whose configuration loads wait while the returned gate is
+    /// closed (see [`LoadGate`]); reloads give up after `reload_deadline`.
+    pub async fn gated(products: &str, reload_deadline: Duration) -> (Harness, LoadGate) {
+        let gate = LoadGate::default();
+        let waiting = gate.clone();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let credentials = dir.path().display().to_string();
+        let mut options = fast_options();
+        options.reload_deadline = reload_deadline;
+        options.load.env = std::sync::Arc::new(move |name| {
+            (name == "CREDENTIALS_DIRECTORY").then(|| {
+                waiting.wait();
+                credentials.clone()
+            })
+        });
+        let secret = "$CREDENTIALS_DIRECTORY/secret";
+        let h = Self::build(products, "", &[], dir, secret, options).await;
+        (h, gate)
+    }
+
+    async fn build(
+        products: &str,
+        store_extra: &str,
+        files: &[(&str, &str)],
+        dir: TempDir,
+        secret_ref: &str,
+        options: Options,
+    ) -> Harness {
         let fake = FakeStore::start().await.expect("fake store");
-        let dir = temp_dir(&[("secret", fake_store::CLIENT_SECRET)]);
+        write_private(&dir.path().join("secret"), fake_store::CLIENT_SECRET);
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).expect("write file");
         }
         let text = fake
-            .config_toml("secret", products)
+            .config_toml(secret_ref, products)
             .replace("[store]\n", &format!("[store]\n{store_extra}\n"));
         let path = dir.path().join("config.toml");
         std::fs::write(&path, &text).expect("write config");
-        let config = config::load(&path, &LoadOptions::default()).expect("valid config");
-        let exporter = Exporter::new(config, fast_options()).expect("exporter");
+        let config = config::load(&path, &options.load).expect("valid config");
+        let exporter = Exporter::new(config, options).expect("exporter");
         let router = msfb_seat_exporter::web::router(exporter.clone());
         Harness {
             fake,
             dir,
             exporter,
             router,
+            secret_ref: secret_ref.to_owned(),
         }
+    }
+
+    /// Reloads through the router and asserts it worked.
+    pub async fn reload(&self) {
+        let (status, body) = self.request("POST", "/-/reload").await;
+        assert_eq!(status, 200, "{body}");
     }
 
     /// Writes a file next to the config.
@@ -108,7 +213,7 @@ impl Harness {
     pub fn write_config(&self, products: &str, store_extra: &str) {
         let text = self
             .fake
-            .config_toml("secret", products)
+            .config_toml(&self.secret_ref, products)
             .replace("[store]\n", &format!("[store]\n{store_extra}\n"));
         std::fs::write(self.config_path(), text).expect("write config");
     }

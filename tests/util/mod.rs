@@ -13,8 +13,14 @@
 pub mod binary;
 /// The library's own log lines, captured in-process.
 pub mod capture;
+/// The daemon on a loopback port with a given `[web]`, and its memory.
+pub mod daemon;
+/// Credential fixtures: certificates, an exporter for an `[auth]` (SPEC §12).
+pub mod entra;
 /// Reading the exposition back: samples by name and labels.
 pub mod exposition;
+/// Flood clients and the probes that count what gets through.
+pub mod flood;
 /// A fake Store and an exporter driven through the real router.
 pub mod harness;
 /// The inventory fixtures and a scrape with every new family.
@@ -25,6 +31,8 @@ pub mod openmetrics;
 pub mod pages;
 /// Outside programs: promtool, systemd-analyze, PyYAML.
 pub mod programs;
+/// The binary restarted over one state file (persistence).
+pub mod restart;
 /// An exporter on a real loopback socket.
 pub mod served;
 /// Polling until something another task or process does has happened.
@@ -33,7 +41,8 @@ pub mod wait;
 pub use capture::capture_info_lines;
 pub use exposition::{Sample, Scrape};
 pub use harness::{
-    Harness, P, S, fast_options, load_with_env, product, request, send, temp_dir, testdata,
+    Harness, LoadGate, P, S, fast_options, load_with_env, product, request, send, temp_dir,
+    testdata, write_private,
 };
 pub use served::{Served, Setup};
 pub use wait::eventually;

@@ -134,3 +134,13 @@ pub fn kubectl_kustomize(dir: &Path) -> Output {
         .output()
         .expect("kubectl is needed (Debian package kubernetes-client; bash scripts/test.sh installs it)")
 }
+
+/// Runs `openssl` in `dir`; it must succeed.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is needed (Debian package openssl; bash scripts/test.sh installs it)");
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}

@@ -36,6 +36,11 @@ pub struct Args {
     #[arg(long = "shard.count", value_name = "M")]
     pub shard_count: Option<u32>,
 
+    /// File the seat state is saved to and restored from; overrides
+    /// [persistence] file.
+    #[arg(long = "persistence.file", value_name = "PATH")]
+    pub persistence_file: Option<PathBuf>,
+
     /// Validate the configuration (and the files it names), print a summary and exit.
     #[arg(long = "config.check", conflicts_with_all = ["once", "demo"])]
     pub config_check: bool,

@@ -30,6 +30,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen_address: args.listen_address.clone(),
         shard_index: args.shard_index,
         shard_count: args.shard_count,
+        persistence_file: args.persistence_file.clone(),
         ..LoadOptions::default()
     };
     let (config, transport) = match load(&args, &options).await? {
@@ -39,6 +40,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.config_check {
         for w in &config.warnings {
             eprintln!("warning: {w}");
+        }
+        if let Some(hint) = credentials_hint(&config) {
+            eprintln!("{hint}");
         }
         println!("config OK: {}", config.summary());
         return Ok(ExitCode::SUCCESS);
@@ -137,6 +141,9 @@ async fn serve(
     transport: web::Transport,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Saved values are exported from the first scrape on: load them before
+    // anything listens.
+    let restored = exporter.restore_state().await;
     let generation = exporter.generation();
     let address = generation.config.web.listen_address.clone();
     let listener = web::serve::bind(&address)
@@ -147,6 +154,7 @@ async fn serve(
         tls = matches!(transport, web::Transport::Tls(_)),
         version = env!("CARGO_PKG_VERSION"),
         targets = generation.table.len(),
+        restored,
         interval = %humantime::format_duration(generation.config.poll.interval),
         "msfb_seat_exporter started"
     );
@@ -249,4 +257,27 @@ async fn wait_for_shutdown(shutdown: CancellationToken) {
     }
     tracing::info!("shutting down");
     shutdown.cancel();
+}
+
+/// `--config.check` run as root passes on a secret any root can read, while
+/// the shipped unit's dynamic user reads secrets only through
+/// `LoadCredential=`: one line says so (a hint, not a failure), naming the
+/// keys whose files lie outside `$CREDENTIALS_DIRECTORY`.
+fn credentials_hint(config: &config::Config) -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return None;
+    }
+    let outside: Vec<String> = config
+        .secret_files
+        .iter()
+        .filter(|f| !f.from_credentials)
+        .map(|f| format!("{} ({})", f.key, f.path.display()))
+        .collect();
+    (!outside.is_empty()).then(|| {
+        format!(
+            "hint: checked as root; under the systemd unit the dynamic user cannot read {}: \
+             pass it with LoadCredential= and name it \"$CREDENTIALS_DIRECTORY/NAME\" (systemd/README.md)",
+            outside.join(", ")
+        )
+    })
 }

@@ -130,8 +130,18 @@ impl<'de> Visitor<'de> for WireSeatVisitor {
         };
         while let Some(key) = map.next_key::<CiKey>()? {
             match key {
-                CiKey::State if seat.state.is_none() => {
-                    seat.state = Some(map.next_value::<String>()?);
+                // Named twice (in any casing) with different values: which
+                // one the Store meant cannot be told, so the answer is not
+                // SeatDetails (SPEC §17; first-wins read a lost seat).
+                CiKey::State => {
+                    let value = map.next_value::<String>()?;
+                    match &seat.state {
+                        None => seat.state = Some(value),
+                        Some(first) if first.trim().eq_ignore_ascii_case(value.trim()) => {}
+                        Some(_) => {
+                            return Err(de::Error::custom("state given twice, differently"));
+                        }
+                    }
                 }
                 CiKey::DateAssigned if seat.date_assigned.is_none() => {
                     // Null, a number or an object here is ignored, not fatal.
@@ -213,6 +223,19 @@ impl ItemType {
         match serde_json::from_slice::<Value>(body) {
             Ok(v) => find_item_type(&v).map_or(ItemType::Unknown, Self::from_name),
             Err(_) => ItemType::Unknown,
+        }
+    }
+
+    /// The item type of a 404 that is the Store's own: a body that is a
+    /// JSON object. `None` for anything else — an HTML page from a proxy, a
+    /// wrong `base_url` path, an empty body — which says nothing about the
+    /// seat (SPEC §17).
+    pub fn from_store_404(body: &[u8]) -> Option<ItemType> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(v @ Value::Object(_)) => {
+                Some(find_item_type(&v).map_or(ItemType::Unknown, Self::from_name))
+            }
+            _ => None,
         }
     }
 

@@ -89,15 +89,36 @@ fn object(body: &[u8], what: &str) -> Result<Map<String, Value>, String> {
     }
 }
 
-/// The array `name` of a result set: required (an absent list could be read
-/// as "no seats"), `null` is taken as empty.
+/// The array `name` of a result set: required, and a list (SPEC §17: an
+/// absent or `null` list read as "no seats" would end a listing as if
+/// complete and turn every unlisted user's seat to 0).
 fn list<'a>(obj: &'a Map<String, Value>, name: &str, what: &str) -> Result<&'a [Value], String> {
     match field(obj, name) {
         Some(Value::Array(items)) => Ok(items),
-        Some(Value::Null) => Ok(&[]),
+        Some(Value::Null) => Err(format!("response is not {what}: {name} is null")),
         Some(_) => Err(format!("response is not {what}: {name} is not a list")),
         None => Err(format!("response is not {what}: no {name} field")),
     }
+}
+
+/// The string `name` of `obj`, refusing an object that names it more than
+/// once (in different casings) with different values: which one the Store
+/// meant cannot be told (SPEC §17).
+fn unique_string(obj: &Map<String, Value>, name: &str) -> Result<Option<String>, ()> {
+    let mut found: Option<&str> = None;
+    for (k, v) in obj {
+        if !k.eq_ignore_ascii_case(name) {
+            continue;
+        }
+        let Some(v) = v.as_str() else {
+            return Err(());
+        };
+        match found {
+            Some(first) if !first.trim().eq_ignore_ascii_case(v.trim()) => return Err(()),
+            _ => found = Some(v),
+        }
+    }
+    Ok(found.map(str::to_owned))
 }
 
 /// `continuationToken`: a non-empty string continues; absent, `null` or
@@ -149,7 +170,10 @@ impl Page for SeatPage {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no assignedTo"))?;
-            let state = string(seat, "state")
+            let state = unique_string(seat, "state")
+                .map_err(|()| {
+                    format!("response is not {WHAT}: seats[{i}] names state twice, differently")
+                })?
                 .as_deref()
                 .and_then(SeatState::parse)
                 .ok_or_else(|| {
@@ -248,7 +272,7 @@ mod tests {
         for body in [
             &br#"{"seats":[]}"#[..],
             br#"{"seats":[],"continuationToken":null}"#,
-            br#"{"Seats":null,"ContinuationToken":""}"#,
+            br#"{"Seats":[],"ContinuationToken":""}"#,
         ] {
             let page = SeatPage::decode(body).unwrap();
             assert_eq!(page.continuation(), None);
@@ -263,6 +287,11 @@ mod tests {
             b"[]",
             b"{}",
             br#"{"seats":{}}"#,
+            br#"{"seats":null}"#,
+            br#"{"Seats":null,"ContinuationToken":""}"#,
+            br#"{"seats":"none"}"#,
+            br#"{"continuationToken":"next"}"#,
+            br#"{"seats":[{"assignedTo":"a@x.y","state":"active","State":"Revoked"}]}"#,
             br#"{"seats":[1]}"#,
             br#"{"seats":[{"state":"active"}]}"#,
             br#"{"seats":[{"assignedTo":"","state":"active"}]}"#,
