@@ -68,6 +68,9 @@ pub enum ReloadError {
     /// The error of a reload that ran for this request and others at once.
     #[error("{0}")]
     Shared(String),
+    /// The new configuration changes what only a restart can change.
+    #[error("{0} needs a restart; the previous configuration stays in force")]
+    NeedsRestart(&'static str),
 }
 
 /// The latest reload, for callers that were served by it.
@@ -483,6 +486,12 @@ impl Exporter {
             tracing::warn!(warning = %w, "configuration");
         }
         let old = self.generation();
+        // The listener speaks TLS or not from the start; new certificates
+        // and TLS settings apply at the next handshake, but switching the
+        // protocol means a new listener.
+        if config.web.tls.is_some() != old.config.web.tls.is_some() {
+            return Err(ReloadError::NeedsRestart("turning TLS on or off"));
+        }
         let t = &self.inner.telemetry;
         let client = if config.store == old.config.store {
             old.client.clone()

@@ -574,14 +574,14 @@ async fn http_proxy_from_the_environment_carries_token_and_store_calls_unless_no
 async fn https_through_a_connect_proxy_with_the_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let server = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let files = config::TlsFiles {
-        cert: write(dir.path(), "server.crt", &server.cert.pem()),
-        key: write(
+    let files = config::TlsFiles::new(
+        write(dir.path(), "server.crt", &server.cert.pem()),
+        write(
             dir.path(),
             "server.key",
             &server.signing_key.serialize_pem(),
         ),
-    };
+    );
     let fake = FakeStore::start_tls(&files).await.unwrap();
     fake.set_seat(P, S, ALICE, FakeSeat::active());
     let base = format!("https://localhost:{}", fake.addr().port());

@@ -350,7 +350,7 @@ fn the_examples_commented_state_file_is_valid() {
     );
     let text = example
         .replace(shown, "\nfile = \"state\"\n")
-        .replace("/etc/msfb_seat_exporter/client_secret", "secret");
+        .replace("$CREDENTIALS_DIRECTORY/client_secret", "secret");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();
     let config = crate::util::load_with_env(&path, &[]).expect("valid");

@@ -49,6 +49,8 @@ mod docs;
 mod credentials;
 // OpenMetrics by content negotiation, gzip, shard self-metrics.
 mod openmetrics;
+// --web.config.file: mTLS per client_auth_type, TLS versions, headers, reload.
+mod webconfig;
 // /status under 40 stalled readers at 100k targets: the daemon's memory.
 mod status_load;
 // Hostile peers, files: pipes, devices and directories, the reload

@@ -16,6 +16,7 @@ mod locate;
 mod network;
 mod raw;
 mod validate;
+pub mod webfile;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -51,6 +52,9 @@ pub struct LoadOptions {
     pub shard_index: Option<u32>,
     /// `--shard.count`.
     pub shard_count: Option<u32>,
+    /// `--web.config.file`: the exporter-toolkit web configuration, read
+    /// with the TOML file (and again on every reload).
+    pub web_config_file: Option<PathBuf>,
     /// `--persistence.file` (relative to the working directory, as any
     /// path on a command line).
     pub persistence_file: Option<PathBuf>,
@@ -64,6 +68,7 @@ impl Default for LoadOptions {
             listen_address: None,
             shard_index: None,
             shard_count: None,
+            web_config_file: None,
             persistence_file: None,
             env: Arc::new(|name| std::env::var(name).ok()),
         }
@@ -76,6 +81,7 @@ impl fmt::Debug for LoadOptions {
             .field("listen_address", &self.listen_address)
             .field("shard_index", &self.shard_index)
             .field("shard_count", &self.shard_count)
+            .field("web_config_file", &self.web_config_file)
             .field("persistence_file", &self.persistence_file)
             .finish_non_exhaustive()
     }
@@ -133,15 +139,97 @@ pub struct WebConfig {
     pub tls: Option<TlsFiles>,
     /// User name → bcrypt hash; empty means no authentication.
     pub basic_auth_users: BTreeMap<String, String>,
+    /// Headers added to every answer (`http_server_config.headers` of the
+    /// web configuration file).
+    pub headers: Vec<(String, String)>,
 }
 
-/// PEM files for the TLS listener.
+/// The TLS listener: PEM files and the exporter-toolkit settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
     /// Certificate chain.
     pub cert: PathBuf,
     /// Private key.
     pub key: PathBuf,
+    /// Whether and how client certificates are asked for.
+    pub client_auth: ClientAuth,
+    /// CA certificates (PEM) that client certificates are verified against.
+    pub client_ca: Option<PathBuf>,
+    /// Lowest TLS version spoken.
+    pub min_version: TlsVersion,
+    /// Highest TLS version spoken.
+    pub max_version: TlsVersion,
+    /// Whether the server's cipher suite order wins over the client's.
+    pub prefer_server_cipher_suites: bool,
+}
+
+impl TlsFiles {
+    /// A certificate and key with no client certificates, TLS 1.2 and 1.3,
+    /// the client's suite order (`[web]`).
+    pub fn new(cert: PathBuf, key: PathBuf) -> TlsFiles {
+        TlsFiles {
+            cert,
+            key,
+            client_auth: ClientAuth::NoClientCert,
+            client_ca: None,
+            min_version: TlsVersion::Tls12,
+            max_version: TlsVersion::Tls13,
+            prefer_server_cipher_suites: false,
+        }
+    }
+}
+
+/// `client_auth_type` of the exporter-toolkit format (Go's `tls.ClientAuthType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    NoClientCert,
+    /// One is asked for; the client may send none, and any is accepted.
+    RequestClientCert,
+    /// One must be sent; any is accepted (it is not verified).
+    RequireAnyClientCert,
+    /// One may be sent; if it is, it must verify against the client CAs.
+    VerifyClientCertIfGiven,
+    /// One must be sent and verify against the client CAs.
+    RequireAndVerifyClientCert,
+}
+
+impl ClientAuth {
+    /// The name in the web configuration file.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientAuth::NoClientCert => "NoClientCert",
+            ClientAuth::RequestClientCert => "RequestClientCert",
+            ClientAuth::RequireAnyClientCert => "RequireAnyClientCert",
+            ClientAuth::VerifyClientCertIfGiven => "VerifyClientCertIfGiven",
+            ClientAuth::RequireAndVerifyClientCert => "RequireAndVerifyClientCert",
+        }
+    }
+
+    /// Whether a certificate the client sends is verified against the CAs.
+    pub fn verifies(self) -> bool {
+        matches!(
+            self,
+            ClientAuth::VerifyClientCertIfGiven | ClientAuth::RequireAndVerifyClientCert
+        )
+    }
+
+    /// Whether the client must send a certificate.
+    pub fn requires(self) -> bool {
+        matches!(
+            self,
+            ClientAuth::RequireAnyClientCert | ClientAuth::RequireAndVerifyClientCert
+        )
+    }
+}
+
+/// A TLS protocol version (`min_version`/`max_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
 }
 
 /// `[store]`: the upstream API and how politely to call it.
@@ -355,7 +443,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
 pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
     let map = SourceMap::new(text);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, &map, path))?;
-    validate::validate(raw, path, options).map_err(|issue| match issue.flag {
+    let mut config = validate::validate(raw, path, options).map_err(|issue| match issue.flag {
         Some(flag) => ConfigError::Flag {
             flag,
             message: issue.message,
@@ -366,7 +454,46 @@ pub fn from_toml(text: &str, path: &Path, options: &LoadOptions) -> Result<Confi
             key: issue.path.to_string(),
             message: issue.message,
         },
-    })
+    })?;
+    if let Some(file) = &options.web_config_file {
+        with_web_file(&mut config, file, &map, path)?;
+    }
+    Ok(config)
+}
+
+/// Takes TLS, users and headers from the web configuration file, which
+/// must then be their only source: the same setting in two places would
+/// leave the reader guessing which one is in force.
+fn with_web_file(
+    config: &mut Config,
+    file: &Path,
+    map: &SourceMap<'_>,
+    path: &Path,
+) -> Result<(), ConfigError> {
+    let web = webfile::load(file)?;
+    // [web] sets both TLS files or neither.
+    let clash = if config.web.tls.is_some() {
+        Some("web.tls_cert_file")
+    } else if !config.web.basic_auth_users.is_empty() {
+        Some("web.basic_auth_users")
+    } else {
+        None
+    };
+    if let Some(key) = clash {
+        return Err(ConfigError::Invalid {
+            file: path.to_path_buf(),
+            line: map.line_of_path(&KeyPath::of(key)),
+            key: key.to_owned(),
+            message: format!(
+                "cannot be used together with --web.config.file ({}): set TLS and users in one place",
+                file.display()
+            ),
+        });
+    }
+    config.web.tls = web.tls;
+    config.web.basic_auth_users = web.basic_auth_users;
+    config.web.headers = web.headers;
+    Ok(())
 }
 
 /// A valid configuration of `[auth]` and then `rest`, for unit tests above

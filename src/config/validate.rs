@@ -204,7 +204,20 @@ fn web(raw: RawWeb, ctx: &mut Ctx<'_>) -> Checked<WebConfig> {
         telemetry_path: raw.telemetry_path,
         tls,
         basic_auth_users: raw.basic_auth_users,
+        headers: Vec::new(),
     })
+}
+
+/// One basic-auth user (in `[web]` or the web configuration file): a name
+/// that fits an `Authorization` header, and a bcrypt hash.
+pub(crate) fn check_basic_auth_user(user: &str, hash: &str) -> Result<(), &'static str> {
+    if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
+        return Err("user names must be non-empty, without ':' or control characters");
+    }
+    if !looks_like_bcrypt(hash) {
+        return Err("must be a bcrypt hash (\"$2b$...\"), not a plain password");
+    }
+    Ok(())
 }
 
 /// `web.telemetry_path`: a plain path that is not one of the exporter's own.
@@ -254,10 +267,7 @@ fn tls_files(
             return Err(issue(&cert_key, "is required when web.tls_key_file is set"));
         }
     };
-    let files = TlsFiles {
-        cert: ctx.resolve(&cert_key, &cert)?,
-        key: ctx.resolve(&key_key, &key)?,
-    };
+    let files = TlsFiles::new(ctx.resolve(&cert_key, &cert)?, ctx.resolve(&key_key, &key)?);
     // Read now, so that a pipe or a directory is refused naming its key
     // (the listener reads them again to use them).
     for (k, p) in [(&cert_key, &files.cert), (&key_key, &files.key)] {
@@ -274,18 +284,7 @@ fn tls_files(
 fn check_basic_auth_users(users: &BTreeMap<String, String>, ctx: &mut Ctx<'_>) -> Checked<()> {
     for (user, hash) in users {
         let key = KeyPath::of("web.basic_auth_users").key(user);
-        if user.is_empty() || user.contains(':') || user.chars().any(char::is_control) {
-            return Err(issue(
-                &key,
-                "user names must be non-empty, without ':' or control characters",
-            ));
-        }
-        if !looks_like_bcrypt(hash) {
-            return Err(issue(
-                &key,
-                "must be a bcrypt hash (\"$2b$...\"), not a plain password",
-            ));
-        }
+        check_basic_auth_user(user, hash).map_err(|message| issue(&key, message))?;
     }
     // Validated above: the cost is the two digits after "$2b$".
     let costs: std::collections::BTreeSet<&str> = users.values().map(|h| &h[4..6]).collect();

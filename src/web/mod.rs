@@ -110,7 +110,13 @@ pub async fn run(
     transport: Transport,
     shutdown: CancellationToken,
 ) {
-    let service = serve::hyper_service(router(site));
+    let site: SharedSite = Arc::new(site);
+    if let Transport::Tls(acceptor) = &transport {
+        // Certificates and TLS settings follow reloads of the configuration.
+        let source = Arc::clone(&site);
+        acceptor.follow(move || source.generation().config.web.tls.clone());
+    }
+    let service = serve::hyper_service(router_shared(site));
     let limits = serve::Limits::default();
     let shutdown = shutdown.cancelled_owned();
     match transport {
@@ -148,7 +154,11 @@ async fn hold_slot(
 
 /// Builds the router for `site`.
 pub fn router(site: impl Site) -> Router {
-    let site: SharedSite = Arc::new(site);
+    router_shared(Arc::new(site))
+}
+
+/// [`router`] for a site that is already shared.
+fn router_shared(site: SharedSite) -> Router {
     let auth = auth::AuthState {
         site: Arc::clone(&site),
         cache: Arc::default(),
@@ -188,7 +198,33 @@ pub fn router(site: impl Site) -> Router {
                 .gzip(true)
                 .quality(CompressionLevel::Fastest),
         )
+        // Outermost, so that every answer has them: 401, 404, 503 too.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&site),
+            add_headers,
+        ))
         .with_state(site)
+}
+
+/// Adds the configured headers (`http_server_config.headers` of the web
+/// configuration file, re-read on reload) to every answer.
+async fn add_headers(
+    State(site): State<SharedSite>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let generation = site.generation();
+    let mut response = next.run(request).await;
+    for (name, value) in &generation.config.web.headers {
+        // Both were checked when the configuration was loaded.
+        if let (Ok(name), Ok(value)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// The metrics path is configurable and may change on reload, so it is

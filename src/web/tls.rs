@@ -1,5 +1,15 @@
 //! TLS for the exporter's listener (SPEC §7: `tls_cert_file`, `tls_key_file`,
-//! re-read when they change).
+//! re-read when they change; SPEC §14: the exporter-toolkit settings of
+//! `--web.config.file` — client certificates, TLS versions — re-read on
+//! every reload).
+//!
+//! Client certificates follow Go's `tls.ClientAuthType`, as the toolkit
+//! does: `RequestClientCert` and `RequireAnyClientCert` ask for one and
+//! accept any (the handshake signature is still checked, so the client
+//! holds the key), `VerifyClientCertIfGiven` and
+//! `RequireAndVerifyClientCert` verify it against `client_ca_file` with
+//! webpki. The settings in force follow the configuration: after a reload
+//! the next handshake uses the new files and settings.
 //!
 //! Certificates are renewed under a running process (ACME clients, a
 //! company CA every few weeks), so the files are watched rather than read
@@ -36,7 +46,12 @@ use tokio_rustls::rustls::pki_types::pem::{Error as PemError, PemObject as _};
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::config::TlsFiles;
+use tokio_rustls::rustls::DistinguishedName;
+use tokio_rustls::rustls::client::danger::HandshakeSignatureValid;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+
+use crate::config::{ClientAuth, TlsFiles, TlsVersion};
 use crate::web::serve::Acceptor;
 
 /// Why the certificate or key could not be used.
@@ -62,6 +77,14 @@ pub enum TlsError {
         /// The file.
         file: PathBuf,
         /// What is wrong, in fixed words (never a quote from the file).
+        reason: String,
+    },
+    /// The client CA file holds no usable CA certificate.
+    #[error("{}: no usable PEM CA certificate for client certificates ({reason})", file.display())]
+    ClientCa {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
         reason: String,
     },
     /// rustls refused the pair (unsupported key, key does not match the
@@ -109,13 +132,15 @@ impl Stamp {
 /// file times have at best a kernel tick of resolution).
 const RACY_SECONDS: i64 = 2;
 
-/// Stamps of the certificate and the key file.
-type Stamps = (Stamp, Stamp);
+/// Stamps of the certificate, key and client CA files.
+type Stamps = Vec<Stamp>;
 
 /// Digest of the certificate and key file contents.
 type Digest = [u8; 32];
 
 struct Current {
+    /// The files and settings it was built from.
+    files: TlsFiles,
     /// The configuration handshakes use.
     config: Arc<ServerConfig>,
     /// Contents it was built from.
@@ -127,20 +152,25 @@ struct Current {
     seen_at: i64,
 }
 
+/// Where the TLS settings in force come from (the current configuration).
+type Source = Arc<dyn Fn() -> Option<TlsFiles> + Send + Sync>;
+
 /// An [`Acceptor`] that performs a TLS handshake with the certificate and
 /// key currently on disk. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    files: Arc<TlsFiles>,
     current: Arc<Mutex<Current>>,
+    source: Arc<Mutex<Option<Source>>>,
 }
 
 /// Names the files only: the loaded configuration holds the private key.
 impl std::fmt::Debug for TlsAcceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let current = self.lock();
         f.debug_struct("TlsAcceptor")
-            .field("cert", &self.files.cert)
-            .field("key", &self.files.key)
+            .field("cert", &current.files.cert)
+            .field("key", &current.files.key)
+            .field("client_auth", &current.files.client_auth)
             .finish_non_exhaustive()
     }
 }
@@ -163,10 +193,11 @@ impl TlsAcceptor {
         let pem = Pem::read(files)?;
         let config = pem.config(files)?;
         Ok(TlsAcceptor {
-            files: Arc::new(files.clone()),
+            source: Arc::default(),
             current: Arc::new(Mutex::new(Current {
+                files: files.clone(),
                 config,
-                loaded: pem.digest(),
+                loaded: pem.digest(files),
                 refused: None,
                 seen,
                 seen_at,
@@ -180,11 +211,32 @@ impl TlsAcceptor {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Takes the TLS settings from `source` (the configuration in force)
+    /// before each handshake, so that a reload that names other files or
+    /// other settings applies from the next connection on. `None` from the
+    /// source keeps what is loaded (turning TLS off needs a restart).
+    pub fn follow(&self, source: impl Fn() -> Option<TlsFiles> + Send + Sync + 'static) {
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(source));
+    }
+
+    /// The settings the next handshake should use.
+    fn wanted(&self) -> TlsFiles {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        source
+            .and_then(|s| s())
+            .unwrap_or_else(|| self.lock().files.clone())
+    }
+
     /// The configuration for the next handshake, reloading the files first
     /// when they changed. Blocking file access: call off the async workers.
     fn config_now(&self) -> Arc<ServerConfig> {
         let read_at = unix_now();
-        let stamps = match stamps(&self.files) {
+        let files = self.wanted();
+        let stamps = match stamps(&files) {
             Ok(s) => s,
             Err(e) => {
                 // Mid-rename or removed: keep serving what we have. The next
@@ -195,12 +247,12 @@ impl TlsAcceptor {
         };
         {
             let current = self.lock();
-            let racy = current.seen.0.racy(current.seen_at) || current.seen.1.racy(current.seen_at);
-            if current.seen == stamps && !racy {
+            let racy = current.seen.iter().any(|s| s.racy(current.seen_at));
+            if current.files == files && current.seen == stamps && !racy {
                 return Arc::clone(&current.config);
             }
         }
-        let pem = Pem::read(&self.files);
+        let pem = Pem::read(&files);
         let mut current = self.lock();
         current.seen = stamps;
         current.seen_at = read_at;
@@ -211,13 +263,14 @@ impl TlsAcceptor {
                 return Arc::clone(&current.config);
             }
         };
-        let digest = pem.digest();
+        let digest = pem.digest(&files);
         if digest == current.loaded || current.refused == Some(digest) {
             return Arc::clone(&current.config);
         }
-        match pem.config(&self.files) {
+        match pem.config(&files) {
             Ok(config) => {
-                tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                tracing::info!(cert = %files.cert.display(), "TLS certificate reloaded");
+                current.files = files;
                 current.config = config;
                 current.loaded = digest;
                 current.refused = None;
@@ -259,7 +312,15 @@ fn stamps(files: &TlsFiles) -> Result<Stamps, TlsError> {
                 source,
             })
     };
-    Ok((stat(&files.cert)?, stat(&files.key)?))
+    [
+        Some(&files.cert),
+        Some(&files.key),
+        files.client_ca.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|f| stat(f))
+    .collect()
 }
 
 /// Reads a regular file without blocking (a pipe swapped in for the
@@ -285,10 +346,11 @@ fn pem_problem(e: &PemError) -> &'static str {
     }
 }
 
-/// The two files as read.
+/// The files as read.
 struct Pem {
     cert: Vec<u8>,
     key: Vec<u8>,
+    client_ca: Vec<u8>,
 }
 
 impl Pem {
@@ -296,13 +358,19 @@ impl Pem {
         Ok(Pem {
             cert: read(&files.cert)?,
             key: read(&files.key)?,
+            client_ca: match &files.client_ca {
+                Some(f) => read(f)?,
+                None => Vec::new(),
+            },
         })
     }
 
-    fn digest(&self) -> Digest {
+    /// A digest of the contents and of the settings they are used with.
+    fn digest(&self, files: &TlsFiles) -> Digest {
         use sha2::Digest as _;
         let mut h = sha2::Sha256::new();
-        for part in [&self.cert, &self.key] {
+        let settings = format!("{files:?}");
+        for part in [&self.cert, &self.key, &self.client_ca, settings.as_bytes()] {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
@@ -330,14 +398,146 @@ impl Pem {
             key: files.key.clone(),
             source,
         };
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(invalid)?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+            (TlsVersion::Tls12, &rustls::version::TLS12),
+            (TlsVersion::Tls13, &rustls::version::TLS13),
+        ]
+        .into_iter()
+        .filter(|(v, _)| (files.min_version..=files.max_version).contains(v))
+        .map(|(_, p)| p)
+        .collect();
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&versions)
             .map_err(invalid)?;
+        let builder = match files.client_auth {
+            ClientAuth::NoClientCert => builder.with_no_client_auth(),
+            auth => builder.with_client_cert_verifier(self.client_verifier(files, auth, provider)?),
+        };
+        let mut config = builder.with_single_cert(chain, key).map_err(invalid)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.ignore_client_order = files.prefer_server_cipher_suites;
         Ok(Arc::new(config))
+    }
+
+    /// The CA certificates of `client_ca_file`.
+    fn client_roots(&self, files: &TlsFiles) -> Result<rustls::RootCertStore, TlsError> {
+        let file = files.client_ca.clone().unwrap_or_default();
+        let err = |reason: &str| TlsError::ClientCa {
+            file: file.clone(),
+            reason: reason.to_owned(),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&self.client_ca) {
+            let cert = cert.map_err(|e| err(pem_problem(&e)))?;
+            roots
+                .add(cert)
+                .map_err(|_| err("a certificate is not a usable CA certificate"))?;
+        }
+        if roots.is_empty() {
+            return Err(err("none in the file"));
+        }
+        Ok(roots)
+    }
+
+    fn client_verifier(
+        &self,
+        files: &TlsFiles,
+        auth: ClientAuth,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let roots = match &files.client_ca {
+            Some(_) => Some(self.client_roots(files)?),
+            None => None,
+        };
+        if auth.verifies() {
+            let roots = roots.ok_or_else(|| TlsError::ClientCa {
+                file: PathBuf::new(),
+                reason: format!("{} needs client_ca_file", auth.name()),
+            })?;
+            let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let builder = if auth.requires() {
+                builder
+            } else {
+                builder.allow_unauthenticated()
+            };
+            return builder.build().map_err(|e| TlsError::ClientCa {
+                file: files.client_ca.clone().unwrap_or_default(),
+                reason: e.to_string(),
+            });
+        }
+        Ok(Arc::new(AcceptAnyClientCert {
+            mandatory: auth.requires(),
+            hints: roots.map(|r| r.subjects()).unwrap_or_default(),
+            provider,
+        }))
+    }
+}
+
+/// `RequestClientCert` and `RequireAnyClientCert`: ask for a certificate
+/// and take any, as Go does. The handshake signature is still verified, so
+/// a client that sends a certificate holds its key.
+#[derive(Debug)]
+struct AcceptAnyClientCert {
+    mandatory: bool,
+    /// Subjects of `client_ca_file`, sent as hints (Go sends its ClientCAs).
+    hints: Vec<DistinguishedName>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ClientCertVerifier for AcceptAnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -346,10 +546,7 @@ mod tests {
     use super::*;
 
     fn files(dir: &Path) -> TlsFiles {
-        TlsFiles {
-            cert: dir.join("tls.crt"),
-            key: dir.join("tls.key"),
-        }
+        TlsFiles::new(dir.join("tls.crt"), dir.join("tls.key"))
     }
 
     fn write_pair(dir: &Path, name: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {

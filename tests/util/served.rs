@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use msfb_seat_exporter::config::{self, LoadOptions};
-use msfb_seat_exporter::exporter::Exporter;
+use msfb_seat_exporter::exporter::{Exporter, Options};
 use msfb_seat_exporter::fake_store::{self, FakeStore};
 use msfb_seat_exporter::web;
 use tempfile::TempDir;
@@ -45,6 +45,12 @@ impl Served {
     /// Writes the files and config, starts the fake Store and serves the
     /// exporter on a free loopback port. Polling is left to the test.
     pub async fn start(setup: Setup<'_>) -> Served {
+        Self::start_with(setup, None).await
+    }
+
+    /// [`Served::start`] with `--web.config.file` naming `web_config`, a
+    /// file of `setup.files`.
+    pub async fn start_with(setup: Setup<'_>, web_config: Option<&str>) -> Served {
         let fake = FakeStore::start().await.expect("fake store");
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("secret"), fake_store::CLIENT_SECRET).unwrap();
@@ -59,11 +65,19 @@ impl Served {
         );
         let path = dir.path().join("config.toml");
         std::fs::write(&path, text).unwrap();
-        let config = config::load(&path, &LoadOptions::default()).expect("valid config");
+        let options = LoadOptions {
+            web_config_file: web_config.map(|f| dir.path().join(f)),
+            ..LoadOptions::default()
+        };
+        let exporter_options = Options {
+            load: options.clone(),
+            ..fast_options()
+        };
+        let config = config::load(&path, &options).expect("valid config");
         let transport = web::Transport::from_config(&config.web).expect("usable TLS files");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let exporter = Exporter::new(config, fast_options()).expect("exporter");
+        let exporter = Exporter::new(config, exporter_options).expect("exporter");
         let stop = CancellationToken::new();
         tokio::spawn(web::run(
             exporter.clone(),

@@ -20,6 +20,11 @@ pub struct Args {
     #[arg(long = "web.listen-address", value_name = "ADDR")]
     pub listen_address: Option<String>,
 
+    /// Exporter-toolkit web configuration (YAML: TLS, client certificates,
+    /// basic auth, headers), as node_exporter reads it; re-read on reload.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
     /// Lowest level of log lines to print.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,

@@ -30,6 +30,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen_address: args.listen_address.clone(),
         shard_index: args.shard_index,
         shard_count: args.shard_count,
+        web_config_file: args.web_config_file.clone(),
         persistence_file: args.persistence_file.clone(),
         ..LoadOptions::default()
     };
