@@ -224,6 +224,8 @@ write_config() { # write_config FILE TARGETS INTERVAL PORT [PROFILE]
     } >"$1"
 }
 printf 'bench-secret\n' >"$work/secret"
+mkdir -p "$work/us"
+cp "$work/secret" "$work/us/secret"
 
 # Python for what bash does badly: a keep-alive scrape client that records
 # each scrape's latency with the exporter's request counter, and percentiles.
@@ -344,8 +346,6 @@ peer_cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$hz" -v n="$peer_probes" 'BEGIN 
 stop "$blackbox_pid"
 
 # --- 3. us: checks/s and CPU per check (20k targets, --once, 5 runs) ----------------
-mkdir -p "$work/us"
-cp "$work/secret" "$work/us/secret"
 write_config "$work/us/poll.toml" "$poll_targets" 10s "$us_port"
 log "us: --once over $poll_targets targets, 5 runs"
 : >"$work/once.txt"
@@ -424,7 +424,8 @@ scrape_goals() { # scrape_goals PROFILE
     done_cycles=0
     while [ "${done_cycles:-0}" -lt "$cycles" ]; do
         sleep 1
-        curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics"
+        # A failed scrape (say, a write error) is retried a second later.
+        curl -s -o "$work/big10.prom" "http://127.0.0.1:$us_port/metrics" || continue
         done_cycles=$(metric "$work/big10.prom" msfb_poll_cycles_total)
         done_cycles=${done_cycles%.*}
     done
@@ -445,6 +446,8 @@ scrape_goals() { # scrape_goals PROFILE
 "
     notes+="$profile: gzip scrape at $big_targets targets: $gzip_us
 "
+    log "us ($profile): done; rows so far:
+$rows"
 }
 
 # --- 6. bill: what Prometheus pays, per profile ------------------------------------
@@ -484,7 +487,12 @@ PROM
         sleep 5
         kill -0 "$prom_pid" 2>/dev/null || { log "prometheus died: $(cat "$dir/prometheus.log")"; exit 1; }
         n=$(prom_api 'count_over_time(up{job="msfb_seat_exporter"}[1h])' |
-            python3 -c 'import json, sys; r = json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')
+            python3 -c '
+import json, sys
+try:  # not ready yet: no JSON, or no result
+    print(json.load(sys.stdin)["data"]["result"][0]["value"][1])
+except Exception:
+    print(0)')
     done
     curl -s -o "$dir/self.prom" "http://127.0.0.1:$prom_port/metrics"
     local series rss
