@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use msfb_seat_exporter::config::{self, Config, LoadOptions};
 use msfb_seat_exporter::exporter::{self, Exporter};
 use msfb_seat_exporter::{daemon, demo, web};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Args;
@@ -74,7 +74,7 @@ async fn run_demo(args: &Args, shutdown: CancellationToken) -> anyhow::Result<Ex
         eprintln!("msfb_seat_exporter: {e}");
         return Ok(ExitCode::from(INVALID));
     }
-    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone(), Stops::install()));
     let result = demo::run(args.listen_address.as_deref(), shutdown.clone()).await;
     signals.abort();
     result?;
@@ -117,7 +117,7 @@ async fn load(
 /// `--once`: one cycle, the metrics on stdout, 1 if a check was
 /// inconclusive.
 async fn once(exporter: &Exporter, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone()));
+    let signals = tokio::spawn(wait_for_shutdown(shutdown.clone(), Stops::install()));
     // The inventory is part of the picture but not a check: its failure
     // shows in the output, not in the exit code (SPEC §2).
     if exporter.generation().config.inventory.enabled {
@@ -150,6 +150,10 @@ async fn serve(
     let listener = web::serve::bind(&address)
         .await
         .with_context(|| format!("cannot listen on {address}"))?;
+    // Installed before the start line: a SIGTERM or SIGINT sent as soon as
+    // it appears shuts down gracefully instead of killing the process.
+    let hangup = signal(SignalKind::hangup());
+    let stops = Stops::install();
     tracing::info!(
         address = %listener.local_addr().map_or(address.clone(), |a| a.to_string()),
         tls = matches!(transport, web::Transport::Tls(_)),
@@ -161,7 +165,12 @@ async fn serve(
     );
     drop(generation);
 
-    let signals = tokio::spawn(handle_signals(exporter.clone(), shutdown.clone()));
+    let signals = tokio::spawn(handle_signals(
+        exporter.clone(),
+        shutdown.clone(),
+        hangup,
+        stops,
+    ));
     let background = background_runtime().context("cannot start the polling runtime")?;
     daemon::run_on(
         &exporter,
@@ -218,14 +227,18 @@ fn lower_priority() {
 }
 
 /// SIGTERM or SIGINT cancel `shutdown`; SIGHUP reloads the configuration.
-async fn handle_signals(exporter: Exporter, shutdown: CancellationToken) {
-    let hangup = signal(SignalKind::hangup());
+async fn handle_signals(
+    exporter: Exporter,
+    shutdown: CancellationToken,
+    hangup: std::io::Result<Signal>,
+    stops: Stops,
+) {
     let Ok(mut hangup) = hangup else {
         tracing::warn!("cannot install a SIGHUP handler; reload only through /-/reload");
-        wait_for_shutdown(shutdown).await;
+        wait_for_shutdown(shutdown, stops).await;
         return;
     };
-    let stop = wait_for_shutdown(shutdown);
+    let stop = wait_for_shutdown(shutdown, stops);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -241,19 +254,38 @@ async fn handle_signals(exporter: Exporter, shutdown: CancellationToken) {
     }
 }
 
-/// Waits for SIGTERM or SIGINT, then cancels `shutdown`.
-async fn wait_for_shutdown(shutdown: CancellationToken) {
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The SIGTERM and SIGINT handlers. Installed when made (not when first
+/// awaited, as `tokio::signal::ctrl_c` is), so that from then on neither
+/// signal kills the process with its default action.
+struct Stops {
+    terminate: Option<Signal>,
+    interrupt: Option<Signal>,
+}
+
+impl Stops {
+    fn install() -> Stops {
+        Stops {
+            terminate: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
         }
-    };
+    }
+}
+
+/// Waits for one signal of `stream`, or forever where it is not installed.
+async fn received(stream: Option<&mut Signal>) {
+    match stream {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, then cancels `shutdown`.
+async fn wait_for_shutdown(shutdown: CancellationToken, mut stops: Stops) {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        _ = received(stops.interrupt.as_mut()) => {}
+        _ = received(stops.terminate.as_mut()) => {}
         _ = shutdown.cancelled() => return,
     }
     tracing::info!("shutting down");
