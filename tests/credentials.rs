@@ -945,3 +945,66 @@ async fn an_expired_certificate_fails_config_check_and_reload() {
         "{stderr}"
     );
 }
+
+/// A token that expires at once (`expires_in` 0) is refreshed before the
+/// next check, without a 401, for every credential and endpoint: the
+/// certificate signs a fresh assertion (a new `jti`, or the fake refuses a
+/// replay), workload identity re-reads its file, managed identity asks IMDS.
+#[tokio::test]
+async fn an_expired_token_is_refreshed_for_every_credential_and_endpoint() {
+    for (kind, endpoint) in [
+        ("certificate", "v1"),
+        ("certificate", "v2"),
+        ("workload_identity", "v1"),
+        ("workload_identity", "v2"),
+        ("managed_identity", "imds"),
+    ] {
+        let fake = fake().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = Vec::new();
+        let host = format!("{}/", fake.authority_host());
+        let token_file = write(dir.path(), "azure-identity-token", "eyJfederated-one");
+        let file = token_file.display().to_string();
+        let auth = match kind {
+            "certificate" => {
+                let (cert, key) = rsa_pair(90);
+                fake.trust_certificate(&cert).unwrap();
+                let cert_path = write(dir.path(), "cert.pem", &cert);
+                let key_path = write(dir.path(), "key.pem", &key);
+                certificate_auth(&fake, endpoint, &cert_path, Some(&key_path))
+            }
+            "workload_identity" => {
+                fake.accept_federated_token("eyJfederated-one");
+                env = vec![
+                    ("AZURE_CLIENT_ID", fake_store::CLIENT_ID),
+                    ("AZURE_TENANT_ID", fake_store::TENANT),
+                    ("AZURE_FEDERATED_TOKEN_FILE", file.as_str()),
+                    ("AZURE_AUTHORITY_HOST", host.as_str()),
+                ];
+                format!("credential = \"workload_identity\"\nendpoint = \"{endpoint}\"")
+            }
+            _ => format!(
+                "credential = \"managed_identity\"\nmanaged_identity_endpoint = \"{}\"\n",
+                fake.imds_url()
+            ),
+        };
+        fake.set_expires_in_raw(Some(serde_json::json!(0)));
+        let e = exporter(&fake.base_url(), dir.path(), &auth, "", &env).unwrap();
+        cycle(&e).await;
+        let first = fake.grants().len();
+        assert!(first >= 1, "{kind}/{endpoint}: {:?}", fake.last_refusal());
+        cycle(&e).await;
+        let m = scrape(&e).await;
+        assert_eq!(
+            m.success(ALICE),
+            Some(1.0),
+            "{kind}/{endpoint}: {:?}",
+            fake.last_refusal()
+        );
+        assert!(
+            fake.grants().len() > first,
+            "{kind}/{endpoint}: the expired token was used again"
+        );
+        assert_eq!(fake.last_refusal(), None, "{kind}/{endpoint}");
+    }
+}
