@@ -102,6 +102,15 @@ pub fn load(path: &Path, table: &TargetTable, config: &Config) -> Loaded {
     let decoded = match file::read(path) {
         Ok(None) => return Loaded::Missing,
         Ok(Some(bytes)) => format::decode(&bytes).map_err(LoadError::from),
+        // Not a regular file (a pipe, a device, a directory put there since
+        // the configuration was checked): left where it is, as it is not
+        // ours to move; saves fail until it is gone.
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            return Loaded::Unusable {
+                error: LoadError::from(e),
+                moved_to: Err(io::Error::other("only a regular file is moved aside")),
+            };
+        }
         Err(e) => Err(LoadError::from(e)),
     };
     match decoded {
