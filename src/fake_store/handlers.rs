@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -271,8 +271,11 @@ async fn route(router: Router, req: http::Request<Incoming>) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/{tenant}/oauth2/token", post(super::entra::token_v1))
-        .route("/{tenant}/oauth2/v2.0/token", post(super::entra::token_v2))
+        .route("/{tenant}/oauth2/token", super::entra::token_endpoint("v1"))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            super::entra::token_endpoint("v2"),
+        )
         .route(super::entra::IMDS_PATH, get(super::entra::imds))
         .route("/V1/Inventory/{product}/{sku}/Seats/{user}", get(seat))
         .route("/V1/Inventory/{product}/{sku}/Seats", get(list_seats))
