@@ -38,10 +38,7 @@ async fn a_404_that_is_not_the_stores_json_changes_no_seat() {
         assert_eq!(m.success(ALICE), Some(0.0));
         assert_eq!(m.errors(ALICE, "404", "not_store"), Some((n + 1) as f64));
         assert_eq!(m.errors(ALICE, "404", "unknown"), None);
-        assert_eq!(
-            m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-            Some(0.0)
-        );
+        assert_eq!(m.lost(ALICE), Some(0.0));
     }
     // The Store's own JSON 404 without an item type stays conclusive.
     h.fake.clear_faults();

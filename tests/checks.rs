@@ -76,10 +76,7 @@ async fn an_unknown_state_is_no_seat() {
     let m = h.scrape().await;
     assert_eq!(m.active(ALICE), Some(0.0));
     assert_eq!(m.success(ALICE), Some(1.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]
@@ -167,10 +164,7 @@ async fn inconclusive_case(action: Action, code: &str, reason: &str, retried: bo
         "{action:?}: {}",
         m.text
     );
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(0.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(0.0));
     // bob (no fault) is unaffected.
     assert_eq!(m.success(BOB), Some(1.0));
     let expected = if retried { 3 + 1 } else { 1 + 1 };
@@ -182,10 +176,7 @@ async fn inconclusive_case(action: Action, code: &str, reason: &str, retried: bo
     let m = h.scrape().await;
     assert_eq!(m.success(ALICE), Some(1.0));
     assert_eq!(m.active(ALICE), Some(0.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]

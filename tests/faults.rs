@@ -105,7 +105,7 @@ async fn fault_case(
     assert_eq!(m.active(ALICE), Some(1.0));
     assert_eq!(m.active(BOB), Some(0.0));
     assert_eq!(m.active(CAROL), Some(0.0));
-    assert_eq!(m.value("msfb_seat_lost_total", &[("user", BOB)]), Some(1.0));
+    assert_eq!(m.lost(BOB), Some(1.0));
     assert_eq!(lost_total(&m), 1.0);
     h
 }
@@ -511,10 +511,7 @@ async fn a_seat_revoked_during_a_throttling_storm_is_reported_after_it() {
     let m = h.scrape().await;
     assert_eq!(m.active(ALICE), Some(0.0));
     assert_eq!(m.errors(ALICE, "404", "seat"), Some(1.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]

@@ -190,10 +190,7 @@ async fn a_new_target_starts_unknown() {
     assert_eq!(reload(&h).await.0, 200);
     let m = h.scrape().await;
     assert_eq!(m.active(CAROL), None);
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", CAROL)]),
-        Some(0.0)
-    );
+    assert_eq!(m.lost(CAROL), Some(0.0));
     assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
     assert_eq!(m.value("msfb_seats", &[("state", "active")]), Some(1.0));
 }

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
-use tokio::io::AsyncBufReadExt as _;
 
 use super::harness::{product, temp_dir};
+use super::process::collect_stderr;
 use super::wait::eventually;
 
 /// The three users the binary is started for.
@@ -175,15 +175,7 @@ impl Running {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (lines, reader) = collect_stderr(&mut child);
         Running {
             format,
             child,

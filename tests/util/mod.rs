@@ -29,6 +29,8 @@ pub mod inventory;
 pub mod openmetrics;
 /// The landing and status pages as a browser gets them.
 pub mod pages;
+/// The binary's process: its stderr lines, its resident memory.
+pub mod process;
 /// Outside programs: promtool, systemd-analyze, PyYAML.
 pub mod programs;
 /// The binary restarted over one state file (persistence).
@@ -45,4 +47,4 @@ pub use harness::{
     testdata, write_private,
 };
 pub use served::{Served, Setup};
-pub use wait::eventually;
+pub use wait::{eventually, until_200};

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
 use tempfile::TempDir;
-use tokio::io::AsyncBufReadExt as _;
 
+use super::process::collect_stderr;
 use super::{P, S, Scrape, eventually};
 
 /// The key of `hash_key`, for `user_hash_key_file = "hash_key"`.
@@ -73,6 +73,14 @@ impl Restarts {
         self.start_as(None).await
     }
 
+    /// Starts the binary, lets it save once and stops it: a state file to
+    /// restart from.
+    pub async fn save_once(&self) {
+        let d = self.start().await;
+        d.wait_for_saves(1).await;
+        d.stop().await;
+    }
+
     /// [`start`](Self::start) as another user (`setpriv`), for permission
     /// cases that root would not see.
     pub async fn start_as(&self, uid: Option<u32>) -> Daemon {
@@ -109,15 +117,7 @@ impl Restarts {
             .kill_on_drop(true)
             .spawn()
             .expect("start the exporter");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (lines, _) = collect_stderr(&mut child);
         let mut d = Daemon {
             child,
             lines,
