@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::body::Body;
@@ -283,17 +283,19 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
-    let Some(token) = headers
+/// The fake's state, locked, for a request with a bearer token the fake
+/// issued and that has not expired; `None` calls for [`unauthorized`].
+fn authorized<'a>(shared: &'a Shared, headers: &HeaderMap) -> Option<MutexGuard<'a, FakeState>> {
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    s.tokens
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    let s = shared.lock();
+    let valid = s
+        .tokens
         .get(token)
-        .is_some_and(|expires| *expires > tokio::time::Instant::now())
+        .is_some_and(|expires| *expires > tokio::time::Instant::now());
+    valid.then_some(s)
 }
 
 fn unauthorized() -> Response {
@@ -354,10 +356,9 @@ async fn seat(
     headers: HeaderMap,
     Path((product, sku, user)): Path<(String, String, String)>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     if !s.products.contains(&(product.clone(), sku.clone())) {
         return not_found(s.not_found_shape, "Inventory", &format!("{product}/{sku}"));
     }
@@ -471,10 +472,9 @@ async fn list_seats(
     Path((product, sku)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     let key = (product.clone(), sku.clone());
     if !s.products.contains(&key) {
         return not_found(s.not_found_shape, "Inventory", &format!("{product}/{sku}"));
@@ -527,10 +527,9 @@ async fn inventory(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     let mut products: Vec<&(String, String)> = s.products.iter().collect();
     products.sort();
     let (range, next) = match page_slice(&s, &query, products.len(), 1000) {
