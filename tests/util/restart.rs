@@ -84,6 +84,12 @@ impl Restarts {
     /// [`start`](Self::start) as another user (`setpriv`), for permission
     /// cases that root would not see.
     pub async fn start_as(&self, uid: Option<u32>) -> Daemon {
+        self.start_with(uid, &[]).await
+    }
+
+    /// [`start_as`](Self::start_as) with `args` added to the command line
+    /// (say `--persistence.file=…`, which overrides the config's file).
+    pub async fn start_with(&self, uid: Option<u32>, args: &[String]) -> Daemon {
         let exe = env!("CARGO_BIN_EXE_msfb_seat_exporter");
         let mut command = match uid {
             Some(uid) => {
@@ -110,6 +116,7 @@ impl Restarts {
             .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.level=debug")
             .arg("--log.format=json")
+            .args(args)
             .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
