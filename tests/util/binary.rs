@@ -3,14 +3,13 @@
 //! for tests of logs, signals and anything only the daemon does.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
 
 use super::harness::{product, temp_dir};
-use super::process::collect_stderr;
+use super::process::spawn_collecting;
 use super::wait::eventually;
 
 /// The three users the binary is started for.
@@ -156,26 +155,20 @@ impl Running {
             ),
         )
         .unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg(format!("--log.level={level}"))
-            .arg(format!(
-                "--log.format={}",
-                if format == Format::Json {
-                    "json"
-                } else {
-                    "logfmt"
-                }
-            ))
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let (lines, reader) = collect_stderr(&mut child);
+        let (child, lines, reader) = spawn_collecting(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+                .arg(format!("--config.file={}", config.display()))
+                .arg("--web.listen-address=127.0.0.1:0")
+                .arg(format!("--log.level={level}"))
+                .arg(format!(
+                    "--log.format={}",
+                    if format == Format::Json {
+                        "json"
+                    } else {
+                        "logfmt"
+                    }
+                )),
+        );
         Running {
             format,
             child,

@@ -2,9 +2,32 @@
 //! stderr lines as they come (the log), and its resident memory (the load
 //! tests' measure).
 
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncBufReadExt as _;
+
+/// Spawns `command` (the binary with its arguments) as the tests run it:
+/// no inherited credentials directory, no stdin, stdout dropped, killed
+/// when dropped; its stderr collected by [`collect_stderr`].
+pub fn spawn_collecting(
+    command: &mut tokio::process::Command,
+) -> (
+    tokio::process::Child,
+    Arc<Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut child = command
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the binary");
+    let (lines, reader) = collect_stderr(&mut child);
+    (child, lines, reader)
+}
 
 /// Takes `child`'s piped stderr and collects it line by line into the
 /// returned list until the pipe closes; the task ends when the process

@@ -4,14 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
 use tempfile::TempDir;
 
-use super::process::collect_stderr;
+use super::process::spawn_collecting;
 use super::{P, S, Scrape, eventually};
 
 /// The key of `hash_key`, for `user_hash_key_file = "hash_key"`.
@@ -108,23 +107,17 @@ impl Restarts {
             }
             None => tokio::process::Command::new(exe),
         };
-        let mut child = command
-            .arg(format!(
-                "--config.file={}",
-                self.dir.path().join("config.toml").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.level=debug")
-            .arg("--log.format=json")
-            .args(args)
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the exporter");
-        let (lines, _) = collect_stderr(&mut child);
+        let (child, lines, _) = spawn_collecting(
+            command
+                .arg(format!(
+                    "--config.file={}",
+                    self.dir.path().join("config.toml").display()
+                ))
+                .arg("--web.listen-address=127.0.0.1:0")
+                .arg("--log.level=debug")
+                .arg("--log.format=json")
+                .args(args),
+        );
         let mut d = Daemon {
             child,
             lines,
