@@ -6,10 +6,7 @@
 
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 
-use crate::util::{Harness, P, S, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
+use crate::util::{ALICE, BOB, Harness, P, S, product};
 
 /// A harness where alice held a seat at the last check.
 async fn alice_active(store_extra: &str) -> Harness {

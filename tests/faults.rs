@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 
-use crate::util::{Harness, P, S, Scrape, product};
+use crate::util::{ALICE, BOB, CAROL, Harness, P, S, Scrape, product};
 
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
 const USERS: [&str; 3] = [ALICE, BOB, CAROL];
 
 /// alice and bob hold seats, carol is known without one; one clean cycle.
@@ -424,12 +421,7 @@ async fn an_absurd_token_lifetime_is_no_crash() {
 
 #[tokio::test]
 async fn a_token_revoked_mid_cycle_is_replaced() {
-    let users: Vec<String> = (0..8).map(|i| format!("user{i}@contoso.com")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let h = Harness::new(&product(&refs), "max_concurrency = 1\nmax_retries = 0").await;
-    for u in &users {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
+    let h = Harness::with_seats(8, "max_concurrency = 1\nmax_retries = 0").await;
     h.fake.add_fault(Fault::always(
         Match::AllSeats,
         Action::Delay(Duration::from_millis(100)),

@@ -13,11 +13,7 @@ use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
 
 use crate::util::restart::{Daemon, HASH_KEY, PATIENCE, Restarts, products};
-use crate::util::{P, S, Scrape, eventually};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
+use crate::util::{ALICE, BOB, CAROL, P, S, Scrape, eventually};
 
 fn restored(scrape: &Scrape) -> Option<f64> {
     scrape.value("msfb_seat_exporter_persistence_restored_targets", &[])

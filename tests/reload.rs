@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, LoadGate, P, S, eventually, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
+use crate::util::{ALICE, BOB, CAROL, Harness, LoadGate, P, S, eventually, product};
 
 async fn reload(h: &Harness) -> (u16, String) {
     h.request("POST", "/-/reload").await

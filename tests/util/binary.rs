@@ -13,9 +13,7 @@ use super::process::spawn_collecting;
 use super::wait::eventually;
 
 /// The three users the binary is started for.
-pub const ALICE: &str = "alice@contoso.com";
-pub const BOB: &str = "bob@contoso.com";
-pub const CAROL: &str = "carol@contoso.com";
+pub use super::harness::{ALICE, BOB, CAROL};
 /// The key in the `hash_key` file written next to the config.
 pub const HASH_KEY: &str = "log-test-key";
 
