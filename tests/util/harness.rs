@@ -10,7 +10,7 @@ use axum::body::Body;
 use http_body_util::BodyExt as _;
 use msfb_seat_exporter::config::{self, Config, LoadOptions};
 use msfb_seat_exporter::exporter::{Exporter, Options};
-use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore};
+use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::poller::CycleReport;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -246,6 +246,17 @@ impl Harness {
             .run_cycle(&CancellationToken::new())
             .await
             .expect("cycle not cancelled")
+    }
+
+    /// A cycle after `lost` lost the seat of `P`/`S` and while checks of
+    /// `failing` answer 503: one lost seat and one failing check to show.
+    pub async fn lose_and_fail(&self, lost: &str, failing: &str) {
+        self.fake.remove_seat(P, S, lost);
+        self.fake.add_fault(Fault::always(
+            Match::User(failing.into()),
+            Fault::status(503),
+        ));
+        self.cycle().await;
     }
 
     /// GET `path` through the real router: status and body.
