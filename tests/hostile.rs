@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::util::{Harness, product, temp_dir, write_private};
-
-const ALICE: &str = "alice@contoso.com";
+use crate::util::{ALICE, Harness, product, temp_dir, write_private};
 
 /// Runs the binary with `args`. A run that does not end within a minute is
 /// killed and fails the test as hung (the bug this module is about: a

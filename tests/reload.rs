@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, LoadGate, P, S, eventually, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
+use crate::util::{ALICE, BOB, CAROL, Harness, LoadGate, P, S, eventually, product};
 
 async fn reload(h: &Harness) -> (u16, String) {
     h.request("POST", "/-/reload").await
@@ -190,10 +186,7 @@ async fn a_new_target_starts_unknown() {
     assert_eq!(reload(&h).await.0, 200);
     let m = h.scrape().await;
     assert_eq!(m.active(CAROL), None);
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", CAROL)]),
-        Some(0.0)
-    );
+    assert_eq!(m.lost(CAROL), Some(0.0));
     assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
     assert_eq!(m.value("msfb_seats", &[("state", "active")]), Some(1.0));
 }
