@@ -80,14 +80,19 @@ async fn stalled_reader(
 }
 
 /// The configuration for every seat of the fake's tenant, discovered by
-/// listing, polled once an hour (the test looks at one cycle).
+/// listing, polled once an hour (the test looks at one cycle). Each page
+/// of 5000 costs the fake a sort of 100k seats: on a busy machine that
+/// outlasted the fake's usual 2 s request timeout, the listing failed and
+/// the daemon was ready with no target (a page of 6 kB), so a minute.
 fn write_config(fake: &FakeStore, dir: &tempfile::TempDir) -> std::path::PathBuf {
     let config = dir.path().join("config.toml");
     let products =
         format!("[[products]]\nproduct_id = \"{P}\"\nsku_id = \"{S}\"\nusers = \"all\"\n");
     let text = fake
         .config_toml("secret", &products)
-        .replace("interval = \"10s\"", "interval = \"1h\"");
+        .replace("interval = \"10s\"", "interval = \"1h\"")
+        .replace("timeout = \"2s\"", "timeout = \"60s\"");
+    assert!(text.contains("timeout = \"60s\""), "{text}");
     std::fs::write(&config, text).unwrap();
     config
 }
