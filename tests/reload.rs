@@ -13,12 +13,6 @@ async fn reload(h: &Harness) -> (u16, String) {
     h.request("POST", "/-/reload").await
 }
 
-async fn reload_gauge(h: &Harness) -> Option<f64> {
-    h.scrape()
-        .await
-        .value("msfb_seat_exporter_config_last_reload_successful", &[])
-}
-
 #[tokio::test]
 async fn bad_files_change_nothing_and_name_the_problem() {
     let h = Harness::new(&product(&[ALICE, BOB]), "").await;
@@ -88,7 +82,7 @@ async fn bad_files_change_nothing_and_name_the_problem() {
         let (status, body) = reload(&h).await;
         assert_eq!(status, 500, "{what}");
         assert!(body.contains(key), "{what}: {body}");
-        assert_eq!(reload_gauge(&h).await, Some(0.0), "{what}");
+        assert_eq!(h.reload_gauge().await, Some(0.0), "{what}");
         // The old configuration keeps serving.
         assert_eq!(h.exporter.generation().table.len(), 2, "{what}");
         let m = h.scrape().await;

@@ -270,6 +270,13 @@ impl Harness {
         assert_eq!(status, 200, "scrape failed: {body}");
         Scrape::parse(&body)
     }
+
+    /// `msfb_seat_exporter_config_last_reload_successful` now.
+    pub async fn reload_gauge(&self) -> Option<f64> {
+        self.scrape()
+            .await
+            .value("msfb_seat_exporter_config_last_reload_successful", &[])
+    }
 }
 
 /// Sends one request through a fresh router for `exporter`.

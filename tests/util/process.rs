@@ -49,11 +49,20 @@ pub fn collect_stderr(
 
 /// Resident memory of process `pid` in bytes, from `/proc/PID/status`.
 pub fn rss(pid: u32) -> u64 {
+    memory(pid).0
+}
+
+/// `VmRSS` and `VmHWM` (the peak) of process `pid` in bytes, from
+/// `/proc/PID/status`.
+pub fn memory(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kib * 1024
+    let field = |name: &str| -> u64 {
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"));
+        kib * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
