@@ -21,11 +21,8 @@ use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 use tempfile::TempDir;
 
 use crate::util::restart::{Daemon, PATIENCE, Restarts, products};
-use crate::util::{P, S, Scrape, eventually};
+use crate::util::{ALICE, BOB, CAROL, P, S, Scrape, eventually};
 
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
 const FAILED: &str = "saving the seat state failed; the previous file is kept";
 
 /// A tmpfs of `size` mounted on a fresh temporary directory, unmounted on

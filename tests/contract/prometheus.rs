@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::util::inventory::{NEW_FAMILIES, scrape_with_every_new_family};
 use crate::util::programs::{repo, run_promtool, text};
-use crate::util::{P, S, Served, Setup, eventually};
+use crate::util::{ALICE, BOB, CAROL, DAVE, P, S, Served, Setup, eventually};
 
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
@@ -85,10 +85,6 @@ async fn every_new_family_passes_promtool() {
     );
 }
 
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
-const DAVE: &str = "dave@contoso.com";
 const P2: &str = "9WZDNCRFJ3PS";
 const S2: &str = "0010";
 
