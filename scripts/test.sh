@@ -6,8 +6,8 @@
 # systemd-analyze the units, node the status page's script, chromium (headless,
 # driven by node) the status page's layout, python3-yaml the Kubernetes
 # manifests, kubectl their kustomization and openssl the client certificate
-# the README tells operators to make; the contract tests fail without
-# them. A venv under
+# the README tells operators to make, mount(8) a tmpfs filled under the
+# state file (as root); the contract tests fail without them. A venv under
 # target/ holds what Debian does not package: prometheus-client (a strict
 # OpenMetrics parser) and kubernetes-validate (the manifests against the
 # Kubernetes schemas).
@@ -23,6 +23,7 @@ python3 -c 'import yaml' >/dev/null 2>&1 || need+=(python3-yaml)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+{ command -v mount && command -v umount; } >/dev/null 2>&1 || need+=(mount)
 if [ "${#need[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -413,7 +413,8 @@ impl Exporter {
                     .with_label_values(&[] as &[&str])
                     .set(unix_now());
                 tracing::debug!(file = %path.display(), targets = report.targets,
-                    bytes = report.bytes, duration = ?report.duration, "seat state saved");
+                    bytes = report.bytes, duration = ?report.duration, cpu = ?report.cpu,
+                    "seat state saved");
             }
             Ok((path, Err(e))) => {
                 t.save_failures.inc();

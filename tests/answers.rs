@@ -6,10 +6,7 @@
 
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 
-use crate::util::{Harness, P, S, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
+use crate::util::{ALICE, BOB, Harness, P, S, product};
 
 /// A harness where alice held a seat at the last check.
 async fn alice_active(store_extra: &str) -> Harness {
@@ -38,10 +35,7 @@ async fn a_404_that_is_not_the_stores_json_changes_no_seat() {
         assert_eq!(m.success(ALICE), Some(0.0));
         assert_eq!(m.errors(ALICE, "404", "not_store"), Some((n + 1) as f64));
         assert_eq!(m.errors(ALICE, "404", "unknown"), None);
-        assert_eq!(
-            m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-            Some(0.0)
-        );
+        assert_eq!(m.lost(ALICE), Some(0.0));
     }
     // The Store's own JSON 404 without an item type stays conclusive.
     h.fake.clear_faults();

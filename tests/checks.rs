@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{Action, Casing, FakeSeat, Fault, Match, NotFoundShape};
 
-use crate::util::{Harness, P, S, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
+use crate::util::{ALICE, BOB, Harness, P, S, product, users};
 
 /// A harness with alice active and bob known but without a seat, after one
 /// clean cycle.
@@ -76,10 +73,7 @@ async fn an_unknown_state_is_no_seat() {
     let m = h.scrape().await;
     assert_eq!(m.active(ALICE), Some(0.0));
     assert_eq!(m.success(ALICE), Some(1.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]
@@ -167,10 +161,7 @@ async fn inconclusive_case(action: Action, code: &str, reason: &str, retried: bo
         "{action:?}: {}",
         m.text
     );
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(0.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(0.0));
     // bob (no fault) is unaffected.
     assert_eq!(m.success(BOB), Some(1.0));
     let expected = if retried { 3 + 1 } else { 1 + 1 };
@@ -182,10 +173,7 @@ async fn inconclusive_case(action: Action, code: &str, reason: &str, retried: bo
     let m = h.scrape().await;
     assert_eq!(m.success(ALICE), Some(1.0));
     assert_eq!(m.active(ALICE), Some(0.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]
@@ -310,12 +298,7 @@ async fn upns_with_special_characters_stay_one_path_segment() {
 
 #[tokio::test]
 async fn one_token_serves_every_check() {
-    let users: Vec<String> = (0..20).map(|i| format!("user{i}@contoso.com")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let h = Harness::new(&product(&refs), "max_concurrency = 8").await;
-    for u in &users {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
+    let h = Harness::with_seats(20, "max_concurrency = 8").await;
     h.cycle().await;
     h.cycle().await;
     let counts = h.fake.counts();
@@ -393,12 +376,7 @@ async fn a_failing_token_endpoint_leaves_seats_alone() {
 
 #[tokio::test]
 async fn at_most_max_concurrency_checks_are_in_flight() {
-    let users: Vec<String> = (0..12).map(|i| format!("user{i}@contoso.com")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let h = Harness::new(&product(&refs), "max_concurrency = 3").await;
-    for u in &users {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
+    let h = Harness::with_seats(12, "max_concurrency = 3").await;
     h.fake.add_fault(Fault::always(
         Match::AllSeats,
         Action::Delay(Duration::from_millis(150)),
@@ -413,7 +391,7 @@ async fn at_most_max_concurrency_checks_are_in_flight() {
 
 #[tokio::test]
 async fn requests_are_paced_to_max_requests_per_second() {
-    let users: Vec<String> = (0..11).map(|i| format!("user{i}@contoso.com")).collect();
+    let users = users(11);
     let refs: Vec<&str> = users.iter().map(String::as_str).collect();
     let h = Harness::new(&product(&refs), "max_concurrency = 8").await;
     // The harness config is unlimited; reload with 20 requests/s.

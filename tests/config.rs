@@ -219,44 +219,27 @@ fn defaults_users_files_and_duplicates() {
 
 #[test]
 fn secrets_from_the_environment_and_credentials_directory() {
-    let dir = temp_dir(&[("secret", "from-credentials\n")]);
-    let text = format!(
-        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"\n\n{PRODUCT}"
-    );
-    std::fs::write(dir.path().join("config.toml"), text).unwrap();
-    let creds = dir.path().display().to_string();
-    let c = load_with_env(
-        &dir.path().join("config.toml"),
-        &[("CREDENTIALS_DIRECTORY", &creds)],
-    )
-    .expect("valid");
     use secrecy::ExposeSecret as _;
-    assert_eq!(
-        c.auth
-            .credential
-            .client_secret()
-            .expect("a secret")
-            .expose_secret(),
-        "from-credentials"
-    );
-
-    let text = format!(
-        "[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_env = \"MY_SECRET\"\n\n{PRODUCT}"
-    );
-    std::fs::write(dir.path().join("config.toml"), text).unwrap();
-    let c = load_with_env(
-        &dir.path().join("config.toml"),
-        &[("MY_SECRET", "from-env")],
-    )
-    .expect("valid");
-    assert_eq!(
-        c.auth
-            .credential
-            .client_secret()
-            .expect("a secret")
-            .expose_secret(),
-        "from-env"
-    );
+    let dir = temp_dir(&[("secret", "from-credentials\n")]);
+    let creds = dir.path().display().to_string();
+    for (key, env, want) in [
+        (
+            "client_secret_file = \"$CREDENTIALS_DIRECTORY/secret\"",
+            ("CREDENTIALS_DIRECTORY", creds.as_str()),
+            "from-credentials",
+        ),
+        (
+            "client_secret_env = \"MY_SECRET\"",
+            ("MY_SECRET", "from-env"),
+            "from-env",
+        ),
+    ] {
+        let text = format!("[auth]\ntenant_id = \"t\"\nclient_id = \"c\"\n{key}\n\n{PRODUCT}");
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        let c = load_with_env(&dir.path().join("config.toml"), &[env]).expect("valid");
+        let secret = c.auth.credential.client_secret().expect("a secret");
+        assert_eq!(secret.expose_secret(), want, "{key}");
+    }
 }
 
 #[test]

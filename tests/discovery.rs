@@ -12,12 +12,9 @@ use msfb_seat_exporter::config::{self, LoadOptions};
 use msfb_seat_exporter::exporter::Exporter;
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 
-use crate::util::{Harness, P, S, Scrape, capture_info_lines, fast_options, request};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
-const DAVE: &str = "dave@contoso.com";
+use crate::util::{
+    ALICE, BOB, CAROL, DAVE, Harness, P, S, Scrape, capture_info_lines, fast_options, request,
+};
 
 /// A discovery product for `P`/`S` forgetting lost seats after an hour.
 fn discovered(extra: &str) -> String {

@@ -10,11 +10,8 @@ use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 
-use crate::util::{Harness, P, S, Scrape, product};
+use crate::util::{ALICE, BOB, CAROL, Harness, P, S, Scrape, product};
 
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
 const USERS: [&str; 3] = [ALICE, BOB, CAROL];
 
 /// alice and bob hold seats, carol is known without one; one clean cycle.
@@ -105,7 +102,7 @@ async fn fault_case(
     assert_eq!(m.active(ALICE), Some(1.0));
     assert_eq!(m.active(BOB), Some(0.0));
     assert_eq!(m.active(CAROL), Some(0.0));
-    assert_eq!(m.value("msfb_seat_lost_total", &[("user", BOB)]), Some(1.0));
+    assert_eq!(m.lost(BOB), Some(1.0));
     assert_eq!(lost_total(&m), 1.0);
     h
 }
@@ -424,12 +421,7 @@ async fn an_absurd_token_lifetime_is_no_crash() {
 
 #[tokio::test]
 async fn a_token_revoked_mid_cycle_is_replaced() {
-    let users: Vec<String> = (0..8).map(|i| format!("user{i}@contoso.com")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let h = Harness::new(&product(&refs), "max_concurrency = 1\nmax_retries = 0").await;
-    for u in &users {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
+    let h = Harness::with_seats(8, "max_concurrency = 1\nmax_retries = 0").await;
     h.fake.add_fault(Fault::always(
         Match::AllSeats,
         Action::Delay(Duration::from_millis(100)),
@@ -511,10 +503,7 @@ async fn a_seat_revoked_during_a_throttling_storm_is_reported_after_it() {
     let m = h.scrape().await;
     assert_eq!(m.active(ALICE), Some(0.0));
     assert_eq!(m.errors(ALICE, "404", "seat"), Some(1.0));
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", ALICE)]),
-        Some(1.0)
-    );
+    assert_eq!(m.lost(ALICE), Some(1.0));
 }
 
 #[tokio::test]

@@ -11,12 +11,8 @@ use std::time::Duration;
 use msfb_seat_exporter::fake_store::FakeSeat;
 
 use crate::util::daemon::Daemon;
-use crate::util::flood::{Flood, Tally, healthy, scrape};
-use crate::util::{P, S, product};
-
-fn users(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("user{i}@contoso.com")).collect()
-}
+use crate::util::flood::{Flood, Tally, chain, healthy, prober, scrape};
+use crate::util::{P, S, product, users};
 
 async fn checked_daemon(web: &str) -> Daemon {
     let users = users(20);
@@ -33,21 +29,19 @@ async fn checked_daemon(web: &str) -> Daemon {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slowloris_floods_do_not_lock_out_scrapes_or_probes() {
     let d = checked_daemon("").await;
-    let flood = Flood::default();
-    let mut tasks: Vec<_> = (0..600).map(|_| flood.idle(d.addr)).collect();
-    tasks.extend((0..200).map(|_| flood.slowloris(d.addr)));
+    let flood = Flood::start(d.addr, 600, 200);
     flood.until_connected(800).await;
 
-    let prometheus = reqwest::Client::new();
+    let (prober, prometheus) = (prober(), reqwest::Client::new());
     let (mut probes, mut scrapes) = (Tally::default(), Tally::default());
     for _ in 0..200 {
-        probes.add(healthy(d.addr).await);
+        probes.add(healthy(&prober, d.addr).await);
         scrapes.add(scrape(&prometheus, d.addr, None).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let made = flood.connected.load(Ordering::Relaxed);
+    let made = flood.connected();
     let rss = d.rss();
-    flood.stop(tasks).await;
+    drop(flood);
     eprintln!(
         "flood: {made} idle/slowloris connections, daemon RSS {} MiB; /-/healthy {:.1} % of {}, \
          /metrics {:.1} % of {}",
@@ -76,11 +70,18 @@ async fn password_guessing_does_not_starve_authenticated_scrapes() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let counts: Arc<[AtomicUsize; 3]> = Arc::default(); // 401, 429, other
-    let guessers: Vec<_> = (0..60)
-        .map(|i| {
+    // Each guesser has its own client (its own connection), built before
+    // any guess: building one loads the system's CA certificates, and 60
+    // of them built on the test's runtime delayed the guessers that had
+    // already connected past the daemon's 10 s header timeout, which
+    // closed their connections (counted as unanswered guesses).
+    let clients: Vec<_> = (0..60).map(|_| reqwest::Client::new()).collect();
+    let guessers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, http)| {
             let (stop, counts, addr) = (Arc::clone(&stop), Arc::clone(&counts), d.addr);
             tokio::spawn(async move {
-                let http = reqwest::Client::new();
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     n += 1;
@@ -92,7 +93,14 @@ async fn password_guessing_does_not_starve_authenticated_scrapes() {
                     let slot = match r.map(|r| r.status().as_u16()) {
                         Ok(401) => 0,
                         Ok(429) => 1,
-                        _ => 2,
+                        other => {
+                            let text = match other {
+                                Ok(status) => format!("status {status}"),
+                                Err(e) => chain(&e),
+                            };
+                            eprintln!("guess {i}-{n}: {text}");
+                            2
+                        }
                     };
                     counts[slot].fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::util::{Harness, product, temp_dir, write_private};
-
-const ALICE: &str = "alice@contoso.com";
+use crate::util::{ALICE, Harness, product, temp_dir, write_private};
 
 /// Runs the binary with `args`. A run that does not end within a minute is
 /// killed and fails the test as hung (the bug this module is about: a
@@ -173,12 +171,6 @@ async fn the_daemon_refuses_to_start_on_a_pipe_with_exit_2() {
     );
 }
 
-async fn reload_gauge(h: &Harness) -> Option<f64> {
-    h.scrape()
-        .await
-        .value("msfb_seat_exporter_config_last_reload_successful", &[])
-}
-
 #[tokio::test]
 async fn a_reload_refuses_a_pipe_at_once_and_the_next_good_reload_works() {
     let h = Harness::with_files(
@@ -204,14 +196,14 @@ async fn a_reload_refuses_a_pipe_at_once_and_the_next_good_reload_works() {
                 body.contains(&format!("is {what}, not a regular file")),
                 "{body}"
             );
-            assert_eq!(reload_gauge(&h).await, Some(0.0));
+            assert_eq!(h.reload_gauge().await, Some(0.0));
             assert_eq!(h.exporter.generation().table.len(), 2, "nothing changed");
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_dir_all(&path);
         }
         std::fs::write(&path, saved).unwrap();
         h.reload().await;
-        assert_eq!(reload_gauge(&h).await, Some(1.0));
+        assert_eq!(h.reload_gauge().await, Some(1.0));
     }
 }
 
@@ -227,11 +219,11 @@ async fn a_reload_that_cannot_read_its_files_fails_at_the_deadline() {
         let (status, body) = h.request("POST", "/-/reload").await;
         assert_eq!(status, 500, "{body}");
         assert_eq!(body, "the configuration could not be read within 200ms\n");
-        assert_eq!(reload_gauge(&h).await, Some(0.0));
+        assert_eq!(h.reload_gauge().await, Some(0.0));
     }
     gate.open();
     h.reload().await;
-    assert_eq!(reload_gauge(&h).await, Some(1.0));
+    assert_eq!(h.reload_gauge().await, Some(1.0));
 }
 
 #[tokio::test]

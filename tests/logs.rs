@@ -14,7 +14,7 @@ use msfb_seat_exporter::targets::hash_user;
 
 use crate::util::binary::{ALICE, BOB, CAROL, Event, Format, HASH_KEY, Running, parse};
 use crate::util::served::client;
-use crate::util::{P, S, eventually};
+use crate::util::{P, S, until_200};
 
 /// A plain password in the bad file of the failed reload: refused, never
 /// repeated.
@@ -45,12 +45,11 @@ async fn story(format: Format, level: &str, metrics: &str) -> (Vec<String>, Vec<
     let started = running.wait_for("msfb_seat_exporter started").await;
     let base = format!("http://{}", started["address"]);
     let http = client();
-    eventually("the first cycle", Duration::from_secs(60), || async {
-        match http.get(format!("{base}/-/ready")).send().await {
-            Ok(r) if r.status() == 200 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    until_200(
+        "the first cycle",
+        Duration::from_secs(60),
+        &format!("{base}/-/ready"),
+    )
     .await;
     running.fake.remove_seat(P, S, BOB);
     running.wait_for("seat lost").await;

@@ -13,33 +13,25 @@ use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
 
 use crate::util::restart::{Daemon, HASH_KEY, PATIENCE, Restarts, products};
-use crate::util::{P, S, Scrape, eventually};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
-
-fn lost(scrape: &Scrape, user: &str) -> Option<f64> {
-    scrape.value(
-        "msfb_seat_lost_total",
-        &[("product_id", P), ("sku_id", S), ("user", user)],
-    )
-}
+use crate::util::{ALICE, BOB, CAROL, P, S, Scrape, eventually};
 
 fn restored(scrape: &Scrape) -> Option<f64> {
     scrape.value("msfb_seat_exporter_persistence_restored_targets", &[])
 }
 
-fn seed(fake: &FakeStore) {
-    fake.set_seat(P, S, ALICE, FakeSeat::active());
-    fake.set_seat(P, S, BOB, FakeSeat::revoked());
-    fake.set_seat(P, S, CAROL, FakeSeat::active());
+/// Alice and carol held, bob revoked, each configured (`per_user`), with
+/// `metrics` in `[metrics]`.
+async fn three_users(metrics: &str) -> Restarts {
+    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), metrics).await;
+    s.fake.set_seat(P, S, ALICE, FakeSeat::active());
+    s.fake.set_seat(P, S, BOB, FakeSeat::revoked());
+    s.fake.set_seat(P, S, CAROL, FakeSeat::active());
+    s
 }
 
 #[tokio::test]
 async fn saved_values_are_served_at_once_after_a_restart() {
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
-    seed(&s.fake);
+    let s = three_users("").await;
     let first = s.start().await;
     first.wait_for_saves(1).await;
     let before = first.scrape().await;
@@ -79,17 +71,15 @@ async fn revoked_while_stopped(mode: &str) {
     s.fake.set_seat(P, S, ALICE, FakeSeat::active());
     s.fake.set_seat(P, S, BOB, FakeSeat::active());
     s.fake.add_user(CAROL);
-    let first = s.start().await;
-    first.wait_for_saves(1).await;
-    first.stop().await;
+    s.save_once().await;
     s.fake.remove_seat(P, S, BOB);
     let second = s.start().await;
     second.wait_for("seat lost", |e| e["user"] == BOB).await;
     let m = second.scrape().await;
     assert_eq!(m.active(BOB), Some(0.0));
-    assert_eq!(lost(&m, BOB), Some(1.0));
+    assert_eq!(m.lost(BOB), Some(1.0));
     assert_eq!(m.active(ALICE), Some(1.0));
-    assert_eq!(lost(&m, ALICE).unwrap_or(0.0), 0.0);
+    assert_eq!(m.lost(ALICE).unwrap_or(0.0), 0.0);
     let lines = second.stop().await;
     let losses = lines.iter().filter(|l| l.contains("\"seat lost\"")).count();
     assert_eq!(losses, 1, "{lines:#?}");
@@ -111,9 +101,7 @@ async fn discovered_seat_gone_while_stopped(metrics: &str, label: impl Fn(&str) 
     let s = Restarts::new(&products("list", None), metrics).await;
     s.fake.set_seat(P, S, ALICE, FakeSeat::active());
     s.fake.set_seat(P, S, BOB, FakeSeat::active());
-    let first = s.start().await;
-    first.wait_for_saves(1).await;
-    first.stop().await;
+    s.save_once().await;
     s.fake.remove_seat(P, S, BOB);
     // No listing completes until the restored values have been seen.
     s.fake.add_fault(Fault::always(
@@ -129,14 +117,14 @@ async fn discovered_seat_gone_while_stopped(metrics: &str, label: impl Fn(&str) 
         .await;
     let m = second.scrape().await;
     assert_eq!(m.active(&label(BOB)), Some(0.0));
-    assert_eq!(lost(&m, &label(BOB)), Some(1.0));
+    assert_eq!(m.lost(&label(BOB)), Some(1.0));
     assert_eq!(m.active(&label(ALICE)), Some(1.0));
     second.stop().await;
     // After a third start, bob is still there at 0, lost once.
     let third = s.start().await;
     let m = third.scrape().await;
     assert_eq!(m.active(&label(BOB)), Some(0.0));
-    assert_eq!(lost(&m, &label(BOB)), Some(1.0));
+    assert_eq!(m.lost(&label(BOB)), Some(1.0));
     third.stop().await;
 }
 
@@ -150,11 +138,8 @@ async fn hashed_labels_keep_upns_out_of_the_file() {
     let metrics = "user_label = \"hash\"\nuser_hash_key_file = \"hash_key\"";
     discovered_seat_gone_while_stopped(metrics, |u| hash_user(HASH_KEY, u).into()).await;
     // The same with configured users, whose file is greped too.
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), metrics).await;
-    seed(&s.fake);
-    let d = s.start().await;
-    d.wait_for_saves(1).await;
-    d.stop().await;
+    let s = three_users(metrics).await;
+    s.save_once().await;
     let bytes = std::fs::read(s.state()).unwrap();
     let text = String::from_utf8_lossy(&bytes).to_lowercase();
     for needle in ["alice", "bob", "carol", "contoso", "@"] {
@@ -165,11 +150,8 @@ async fn hashed_labels_keep_upns_out_of_the_file() {
 
 #[tokio::test]
 async fn targets_no_longer_configured_are_dropped() {
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
-    seed(&s.fake);
-    let first = s.start().await;
-    first.wait_for_saves(1).await;
-    first.stop().await;
+    let s = three_users("").await;
+    s.save_once().await;
     s.write_config(&products("per_user", Some(&[ALICE, CAROL])), "", "state");
     s.fake.add_fault(Fault::always(
         Match::AllSeats,
@@ -221,7 +203,7 @@ async fn unusable(s: &Restarts, case: &str, bytes: Option<&[u8]>) {
     d.wait_for_saves(1).await;
     let m = d.scrape().await;
     assert_eq!(m.active(ALICE), Some(1.0), "{case}");
-    assert_eq!(lost(&m, ALICE).unwrap_or(0.0), 0.0, "{case}");
+    assert_eq!(m.lost(ALICE).unwrap_or(0.0), 0.0, "{case}");
     d.stop().await;
     std::fs::set_permissions(s.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     let again = s.start().await;
@@ -235,11 +217,8 @@ async fn unusable(s: &Restarts, case: &str, bytes: Option<&[u8]>) {
 
 #[tokio::test]
 async fn unusable_files_are_moved_aside_and_the_exporter_starts_empty() {
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
-    seed(&s.fake);
-    let d = s.start().await;
-    d.wait_for_saves(1).await;
-    d.stop().await;
+    let s = three_users("").await;
+    s.save_once().await;
     let good = std::fs::read(s.state()).unwrap();
     let mut flipped = good.clone();
     let at = good.len() / 2;
@@ -271,8 +250,7 @@ async fn unusable_files_are_moved_aside_and_the_exporter_starts_empty() {
 
 #[tokio::test]
 async fn failed_saves_are_counted_and_the_exporter_goes_on() {
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
-    seed(&s.fake);
+    let s = three_users("").await;
     // A directory the exporter may not write: as root, run it as nobody.
     let state_dir = s.dir.path().join("ro");
     std::fs::create_dir(&state_dir).unwrap();
@@ -309,8 +287,7 @@ async fn failed_saves_are_counted_and_the_exporter_goes_on() {
 
 #[tokio::test]
 async fn a_reload_changing_the_file_takes_effect_at_the_next_save() {
-    let s = Restarts::new(&products("per_user", Some(&[ALICE, BOB, CAROL])), "").await;
-    seed(&s.fake);
+    let s = three_users("").await;
     let d = s.start().await;
     d.wait_for_saves(1).await;
     s.write_config(

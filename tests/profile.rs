@@ -5,11 +5,7 @@
 
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 
-use crate::util::{Harness, P, S, Scrape, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
+use crate::util::{ALICE, BOB, CAROL, Harness, P, S, Scrape, product};
 
 /// The `[metrics]` table that selects the compact profile.
 const COMPACT: &str = "\n[metrics]\nper_target = \"compact\"\n";

@@ -7,20 +7,10 @@ use std::time::{Duration, Instant};
 use msfb_seat_exporter::fake_store::{FakeSeat, Fault, Match};
 use tokio_util::sync::CancellationToken;
 
-use crate::util::{Harness, LoadGate, P, S, eventually, product};
-
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
+use crate::util::{ALICE, BOB, CAROL, Harness, LoadGate, P, S, eventually, product};
 
 async fn reload(h: &Harness) -> (u16, String) {
     h.request("POST", "/-/reload").await
-}
-
-async fn reload_gauge(h: &Harness) -> Option<f64> {
-    h.scrape()
-        .await
-        .value("msfb_seat_exporter_config_last_reload_successful", &[])
 }
 
 #[tokio::test]
@@ -92,7 +82,7 @@ async fn bad_files_change_nothing_and_name_the_problem() {
         let (status, body) = reload(&h).await;
         assert_eq!(status, 500, "{what}");
         assert!(body.contains(key), "{what}: {body}");
-        assert_eq!(reload_gauge(&h).await, Some(0.0), "{what}");
+        assert_eq!(h.reload_gauge().await, Some(0.0), "{what}");
         // The old configuration keeps serving.
         assert_eq!(h.exporter.generation().table.len(), 2, "{what}");
         let m = h.scrape().await;
@@ -190,10 +180,7 @@ async fn a_new_target_starts_unknown() {
     assert_eq!(reload(&h).await.0, 200);
     let m = h.scrape().await;
     assert_eq!(m.active(CAROL), None);
-    assert_eq!(
-        m.value("msfb_seat_lost_total", &[("user", CAROL)]),
-        Some(0.0)
-    );
+    assert_eq!(m.lost(CAROL), Some(0.0));
     assert_eq!(m.value("msfb_seats", &[("state", "unknown")]), Some(1.0));
     assert_eq!(m.value("msfb_seats", &[("state", "active")]), Some(1.0));
 }

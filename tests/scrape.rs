@@ -80,12 +80,8 @@ async fn golden_scenario(config: &str, golden: &str) {
     h.fake.add_product("9WZDNCRFJ3PS", "0010");
     h.cycle().await;
     // bob loses his seat; alice's check fails; carol is fine.
-    h.fake.remove_seat(P, S, "bob@contoso.com");
-    h.fake.add_fault(Fault::always(
-        Match::User("alice@contoso.com".into()),
-        Fault::status(503),
-    ));
-    h.cycle().await;
+    h.lose_and_fail("bob@contoso.com", "alice@contoso.com")
+        .await;
 
     let (status, body) = h.get("/metrics").await;
     assert_eq!(status, 200);

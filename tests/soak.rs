@@ -13,7 +13,7 @@ use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 
-use crate::util::{Harness, P, S, product};
+use crate::util::{Harness, P, S, users};
 
 /// Resident set size of this process, from /proc.
 fn rss_bytes() -> u64 {
@@ -67,12 +67,8 @@ async fn random_faults_keep_memory_and_series_flat() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20261124);
     let mut rng = StdRng::seed_from_u64(seed);
-    let users: Vec<String> = (0..50).map(|i| format!("user{i}@contoso.com")).collect();
-    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-    let h = Harness::new(&product(&refs), "max_retries = 1\nmax_concurrency = 16").await;
-    for u in &users {
-        h.fake.set_seat(P, S, u, FakeSeat::active());
-    }
+    let users = users(50);
+    let h = Harness::with_seats(users.len(), "max_retries = 1\nmax_concurrency = 16").await;
 
     let warmup = (cycles / 5).max(1);
     let mut baseline = None;

@@ -57,12 +57,8 @@ async fn status_page_lists_lost_and_failing_first() {
         h.fake.set_seat(P, S, u, FakeSeat::active());
     }
     h.cycle().await;
-    h.fake.remove_seat(P, S, "carol@contoso.com");
-    h.fake.add_fault(Fault::always(
-        Match::User("bob@contoso.com".into()),
-        Fault::status(503),
-    ));
-    h.cycle().await;
+    h.lose_and_fail("carol@contoso.com", "bob@contoso.com")
+        .await;
     let (status, json) = h.get("/status?format=json").await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -50,36 +50,15 @@ const NOT_FOR_MANAGED_IDENTITY: &[&str] = &["tenant_id", "token_url", "endpoint"
 pub(super) fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
     let kind = raw.credential;
     foreign_keys(&raw)?;
-    let env = |name: &str| (ctx.options.env)(name).filter(|v| !v.trim().is_empty());
-    let tenant_id = match (&raw.tenant_id, kind) {
-        (Some(t), _) => t.clone(),
-        (None, RawCredential::ManagedIdentity) => String::new(),
-        (None, RawCredential::WorkloadIdentity) => env("AZURE_TENANT_ID").ok_or_else(|| {
-            issue(
-                &key("tenant_id"),
-                "is required (or AZURE_TENANT_ID in the environment, as the workload identity \
-                 webhook sets it)",
-            )
-        })?,
-        (None, _) => return Err(issue(&key("tenant_id"), "missing field `tenant_id`")),
-    };
-    let client_id = match (&raw.client_id, kind) {
-        (Some(c), _) => c.clone(),
-        (None, RawCredential::ManagedIdentity) => String::new(),
-        (None, RawCredential::WorkloadIdentity) => env("AZURE_CLIENT_ID").ok_or_else(|| {
-            issue(
-                &key("client_id"),
-                "is required (or AZURE_CLIENT_ID in the environment, as the workload identity \
-                 webhook sets it)",
-            )
-        })?,
-        (None, _) => return Err(issue(&key("client_id"), "missing field `client_id`")),
-    };
-    if kind != RawCredential::ManagedIdentity || raw.tenant_id.is_some() {
-        non_empty(&key("tenant_id"), &tenant_id)?;
-    }
-    if kind != RawCredential::ManagedIdentity || raw.client_id.is_some() {
-        non_empty(&key("client_id"), &client_id)?;
+    let tenant_id = identity(&raw.tenant_id, "tenant_id", "AZURE_TENANT_ID", kind, ctx)?;
+    let client_id = identity(&raw.client_id, "client_id", "AZURE_CLIENT_ID", kind, ctx)?;
+    for (name, given, value) in [
+        ("tenant_id", &raw.tenant_id, &tenant_id),
+        ("client_id", &raw.client_id, &client_id),
+    ] {
+        if kind != RawCredential::ManagedIdentity || given.is_some() {
+            non_empty(&key(name), value)?;
+        }
     }
     let credential = match kind {
         RawCredential::Secret => Credential::Secret(secret(&raw, ctx)?),
@@ -101,6 +80,34 @@ pub(super) fn auth(raw: RawAuth, ctx: &mut Ctx<'_>) -> Checked<AuthConfig> {
         token_url,
         resource: raw.resource,
     })
+}
+
+/// `tenant_id` or `client_id` (`name`): as written; unwritten, from the
+/// environment variable `var` for a workload identity (the webhook sets
+/// it), empty for a managed identity (IMDS knows it), an error otherwise.
+fn identity(
+    given: &Option<String>,
+    name: &str,
+    var: &str,
+    kind: RawCredential,
+    ctx: &Ctx<'_>,
+) -> Checked<String> {
+    match (given, kind) {
+        (Some(v), _) => Ok(v.clone()),
+        (None, RawCredential::ManagedIdentity) => Ok(String::new()),
+        (None, RawCredential::WorkloadIdentity) => (ctx.options.env)(var)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| {
+                issue(
+                    &key(name),
+                    format!(
+                        "is required (or {var} in the environment, as the workload identity \
+                         webhook sets it)"
+                    ),
+                )
+            }),
+        (None, _) => Err(issue(&key(name), format!("missing field `{name}`"))),
+    }
 }
 
 /// Refuses every key set for a credential other than the chosen one.

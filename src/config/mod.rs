@@ -253,6 +253,24 @@ pub struct StoreConfig {
     pub non_json_404: NonJson404,
 }
 
+#[cfg(test)]
+impl StoreConfig {
+    /// The defaults of `[store]` against `base_url`, one request at a time
+    /// and no retries, for unit tests of the layers above.
+    pub(crate) fn for_tests(base_url: &str) -> StoreConfig {
+        StoreConfig {
+            base_url: base_url.to_owned(),
+            timeout: Duration::from_secs(10),
+            max_concurrency: 1,
+            max_requests_per_second: None,
+            max_retries: 0,
+            proxy: ProxyConfig::default(),
+            ca_file: None,
+            non_json_404: NonJson404::default(),
+        }
+    }
+}
+
 /// `[store] non_json_404`: what a 404 whose body is not a JSON object (an
 /// HTML page from a proxy, a wrong `base_url` path, an empty body) means
 /// (SPEC §17).
@@ -290,6 +308,22 @@ pub struct AuthConfig {
     pub token_url: String,
     /// Resource (audience) to ask a token for.
     pub resource: String,
+}
+
+#[cfg(test)]
+impl AuthConfig {
+    /// Tenant `t`, client `c` with secret `s`, the v1 endpoint at
+    /// `token_url` and resource `r`, for unit tests of the layers above.
+    pub(crate) fn for_tests(token_url: &str) -> AuthConfig {
+        AuthConfig {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            credential: Credential::Secret(SecretString::from("s")),
+            endpoint: Endpoint::V1,
+            token_url: token_url.into(),
+            resource: "r".into(),
+        }
+    }
 }
 
 /// `[poll]`: the schedule and this instance's shard.

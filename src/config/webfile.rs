@@ -364,6 +364,21 @@ fn tls_files(
             ),
         ));
     }
+    let (min_version, max_version) = tls_versions(&k)?;
+    Ok(Some(TlsFiles {
+        cert,
+        key,
+        client_auth,
+        client_ca,
+        min_version,
+        max_version,
+        prefer_server_cipher_suites: k.prefer_server.unwrap_or(true),
+    }))
+}
+
+/// `min_version` and `max_version`, TLS 1.2 and 1.3 when unset; a minimum
+/// above the maximum is refused naming `min_version`.
+fn tls_versions(k: &TlsKeys) -> Result<(TlsVersion, TlsVersion), Refusal> {
     let min_version = k
         .min_version
         .as_ref()
@@ -383,15 +398,7 @@ fn tls_files(
             "is above max_version",
         ));
     }
-    Ok(Some(TlsFiles {
-        cert,
-        key,
-        client_auth,
-        client_ca,
-        min_version,
-        max_version,
-        prefer_server_cipher_suites: k.prefer_server.unwrap_or(true),
-    }))
+    Ok((min_version, max_version))
 }
 
 fn client_auth(s: &str) -> Option<ClientAuth> {
@@ -588,6 +595,12 @@ mod tests {
         );
         assert!(err("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  client_auth_type: VerifyClientCertIfGiven\n").starts_with("DIR/web.yml:4: tls_server_config.client_auth_type: VerifyClientCertIfGiven needs client_ca_file"));
         assert!(err("tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  min_version: TLS11\n").starts_with("DIR/web.yml:4: tls_server_config.min_version: TLS11 is a value of the exporter-toolkit format that msfb_seat_exporter does not support"));
+        assert_eq!(
+            err(
+                "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n  max_version: TLS12\n  min_version: TLS13\n"
+            ),
+            "DIR/web.yml:5: tls_server_config.min_version: is above max_version"
+        );
         assert_eq!(
             err("tls_server_config:\n  cert_file: tls.crt\n"),
             "DIR/web.yml:1: tls_server_config.key_file: is required when TLS is configured"

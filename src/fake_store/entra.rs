@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::extract::{Form, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -174,24 +175,17 @@ fn verify_assertion(
     Ok(())
 }
 
-/// The v1 token endpoint: `resource=`.
-pub(crate) async fn token_v1(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    token(&shared, "v1", &uri, &headers, &form)
-}
-
-/// The v2 token endpoint: `scope=…/.default`.
-pub(crate) async fn token_v2(
-    State(shared): State<Arc<Shared>>,
-    uri: Uri,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    token(&shared, "v2", &uri, &headers, &form)
+/// The token endpoint of `endpoint`: `v1` takes `resource=`, `v2`
+/// `scope=…/.default`.
+pub(crate) fn token_endpoint(endpoint: &'static str) -> MethodRouter<Arc<Shared>> {
+    post(
+        move |State(shared): State<Arc<Shared>>,
+              uri: Uri,
+              headers: HeaderMap,
+              Form(form): Form<HashMap<String, String>>| async move {
+            token(&shared, endpoint, &uri, &headers, &form)
+        },
+    )
 }
 
 fn token(

@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -271,8 +271,11 @@ async fn route(router: Router, req: http::Request<Incoming>) -> Response {
 
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/{tenant}/oauth2/token", post(super::entra::token_v1))
-        .route("/{tenant}/oauth2/v2.0/token", post(super::entra::token_v2))
+        .route("/{tenant}/oauth2/token", super::entra::token_endpoint("v1"))
+        .route(
+            "/{tenant}/oauth2/v2.0/token",
+            super::entra::token_endpoint("v2"),
+        )
         .route(super::entra::IMDS_PATH, get(super::entra::imds))
         .route("/V1/Inventory/{product}/{sku}/Seats/{user}", get(seat))
         .route("/V1/Inventory/{product}/{sku}/Seats", get(list_seats))
@@ -280,17 +283,19 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-fn authorized(s: &FakeState, headers: &HeaderMap) -> bool {
-    let Some(token) = headers
+/// The fake's state, locked, for a request with a bearer token the fake
+/// issued and that has not expired; `None` calls for [`unauthorized`].
+fn authorized<'a>(shared: &'a Shared, headers: &HeaderMap) -> Option<MutexGuard<'a, FakeState>> {
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    s.tokens
+        .and_then(|v| v.strip_prefix("Bearer "))?;
+    let s = shared.lock();
+    let valid = s
+        .tokens
         .get(token)
-        .is_some_and(|expires| *expires > tokio::time::Instant::now())
+        .is_some_and(|expires| *expires > tokio::time::Instant::now());
+    valid.then_some(s)
 }
 
 fn unauthorized() -> Response {
@@ -351,10 +356,9 @@ async fn seat(
     headers: HeaderMap,
     Path((product, sku, user)): Path<(String, String, String)>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     if !s.products.contains(&(product.clone(), sku.clone())) {
         return not_found(s.not_found_shape, "Inventory", &format!("{product}/{sku}"));
     }
@@ -468,10 +472,9 @@ async fn list_seats(
     Path((product, sku)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     let key = (product.clone(), sku.clone());
     if !s.products.contains(&key) {
         return not_found(s.not_found_shape, "Inventory", &format!("{product}/{sku}"));
@@ -524,10 +527,9 @@ async fn inventory(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let s = shared.lock();
-    if !authorized(&s, &headers) {
+    let Some(s) = authorized(&shared, &headers) else {
         return unauthorized();
-    }
+    };
     let mut products: Vec<&(String, String)> = s.products.iter().collect();
     products.sort();
     let (range, next) = match page_slice(&s, &query, products.len(), 1000) {

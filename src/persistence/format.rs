@@ -18,6 +18,7 @@
 //! byte before it: a truncated file (even one cut at a line end) or a
 //! damaged one never loads as a smaller or different state.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use serde::{Deserialize, Serialize};
@@ -108,21 +109,10 @@ pub(super) struct ProductLine {
 /// `dateAssigned` (Unix seconds) when known; `msfb_seat_lost_total`; whether
 /// the latest check was conclusive (0/1); for a discovered seat that is
 /// gone, the Unix time it was first seen gone (its `forget_after` clock).
+/// A save borrows the id from its target; a load owns it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(super) struct Record(
-    pub String,
-    pub u8,
-    pub f64,
-    pub Option<f64>,
-    pub u64,
-    pub u8,
-    pub Option<f64>,
-);
-
-/// [`Record`] for writing, borrowing the id from the target.
-#[derive(Serialize)]
-pub(super) struct RecordRef<'a>(
-    pub &'a str,
+pub(super) struct Record<'a>(
+    pub Cow<'a, str>,
     pub u8,
     pub f64,
     pub Option<f64>,
@@ -145,7 +135,7 @@ struct Trailer {
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Decoded {
     pub header: Header,
-    pub products: Vec<(ProductLine, Vec<Record>)>,
+    pub products: Vec<(ProductLine, Vec<Record<'static>>)>,
 }
 
 /// Writes a file line by line into `w`, counting targets and summing the
@@ -190,7 +180,7 @@ impl<W: Write> Encoder<W> {
     ///
     /// # Errors
     /// Those of `w`.
-    pub fn record(&mut self, record: &RecordRef<'_>) -> io::Result<()> {
+    pub fn record(&mut self, record: &Record<'_>) -> io::Result<()> {
         self.targets += 1;
         self.line(record)
     }
@@ -283,7 +273,7 @@ fn lines(content: &[u8]) -> Result<Decoded, DecodeError> {
         let mut records = Vec::with_capacity(product.targets.min(1 << 20));
         for _ in 0..product.targets {
             let (text, n) = next("a target")?;
-            let record: Record = parse(text, n)?;
+            let record: Record<'static> = parse(text, n)?;
             if record.1 > 1 || record.5 > 1 {
                 return Err(bad(n, "a flag that is neither 0 nor 1".into()));
             }
@@ -330,9 +320,9 @@ mod tests {
             targets: 2,
         })
         .unwrap();
-        e.record(&RecordRef("a@x.y", 1, 10.25, Some(5.0), 2, 1, None))
+        e.record(&Record("a@x.y".into(), 1, 10.25, Some(5.0), 2, 1, None))
             .unwrap();
-        e.record(&RecordRef("b@x.y", 0, 11.0, None, 0, 0, Some(9.0)))
+        e.record(&Record("b@x.y".into(), 0, 11.0, None, 0, 0, Some(9.0)))
             .unwrap();
         e.finish().unwrap()
     }

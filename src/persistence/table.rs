@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use secrecy::ExposeSecret;
 
-use super::format::{Decoded, Encoder, FORMAT, Header, ProductLine, Record, RecordRef, VERSION};
+use super::format::{Decoded, Encoder, FORMAT, Header, ProductLine, Record, VERSION};
 use crate::config::{Config, UserLabel};
 use crate::targets::{
     ProductGroup, RestoredTarget, Seat, Target, TargetState, TargetTable, hash_user,
@@ -111,8 +111,8 @@ fn write_group(
         targets: rows.len(),
     })?;
     for (t, c, lost_for) in &rows {
-        enc.record(&RecordRef(
-            t.user_label(),
+        enc.record(&Record(
+            t.user_label().into(),
             u8::from(c.active),
             ms(c.at),
             c.assigned_at.map(ms),
@@ -154,7 +154,7 @@ pub struct Mismatch {
 /// then be a 1 → 0 the Store never gave. A stale 1 is harmless: it can
 /// only stand for a seat that was shown at 1 and has since gone, which the
 /// first check reports as the loss it is.
-fn state_of(r: &Record, clean: bool) -> TargetState {
+fn state_of(r: &Record<'_>, clean: bool) -> TargetState {
     let active = r.1 == 1;
     if !active && !clean {
         return TargetState {
@@ -208,7 +208,7 @@ pub(super) fn apply(
     let clean = file.header.clean;
     let same_shard = file.header.shard == [config.poll.shard_index, config.poll.shard_count];
     let total: usize = file.products.iter().map(|(_, r)| r.len()).sum();
-    let mut saved: HashMap<(String, String), (ProductLine, Vec<Record>)> = file
+    let mut saved: HashMap<(String, String), (ProductLine, Vec<Record<'static>>)> = file
         .products
         .into_iter()
         .map(|(p, r)| ((p.product_id.clone(), p.sku_id.clone()), (p, r)))
@@ -224,7 +224,7 @@ pub(super) fn apply(
             applied.complete &= g.targets.is_empty() && g.discovery.is_none();
             continue;
         };
-        let mut by_id: HashMap<String, Record> = records
+        let mut by_id: HashMap<String, Record<'static>> = records
             .into_iter()
             .map(|r| (match_key(&r.0, hashed), r))
             .collect();
@@ -250,7 +250,7 @@ pub(super) fn apply(
             .map(|r| RestoredTarget {
                 state: state_of(&r, clean),
                 lost_for: r.6.map(|at| lost_for(at).unwrap_or(Duration::ZERO)),
-                id: r.0,
+                id: r.0.into_owned(),
             })
             .collect();
         applied.restored += d.restore(&g.product, items, g.product.max_discovered, now);
@@ -266,7 +266,9 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::persistence::format::decode;
-    use crate::targets::{ErrorCode, Outcome, Reason, Sighting, Transition};
+    use crate::targets::{
+        Discovery, DiscoveryPlan, ErrorCode, Outcome, Reason, Sighting, Transition,
+    };
 
     const USERS: [&str; 3] = ["Alice@X.Y", "bob@x.y", "carol@x.y"];
 
@@ -339,20 +341,53 @@ mod tests {
         }
     }
 
-    fn save(table: &TargetTable, config: &Config, now: tokio::time::Instant) -> Vec<u8> {
-        save_as(table, config, now, true)
+    /// A table run as in [`run_before`] and saved (cleanly, or as a save
+    /// at the end of a cycle before a crash), with what it was built from.
+    struct Saved {
+        dir: tempfile::TempDir,
+        config: Config,
+        before: TargetTable,
+        bytes: Vec<u8>,
+        now: tokio::time::Instant,
     }
 
-    fn save_as(
-        table: &TargetTable,
-        config: &Config,
-        now: tokio::time::Instant,
-        clean: bool,
-    ) -> Vec<u8> {
+    fn saved(hash: Option<&str>, clean: bool) -> Saved {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), hash);
+        let before = TargetTable::build(&config, None);
+        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
+        run_before(&before, now);
         let mut bytes = Vec::new();
-        let n = write(&mut bytes, table, config, clean, 10_000.0, now).unwrap();
+        let n = write(&mut bytes, &before, &config, clean, 10_000.0, now).unwrap();
         assert_eq!(n, 4, "carol has nothing to save");
-        bytes
+        Saved {
+            dir,
+            config,
+            before,
+            bytes,
+            now,
+        }
+    }
+
+    impl Saved {
+        /// The file loaded into a fresh table built from `config`.
+        fn load(&self, config: &Config) -> (TargetTable, Result<Applied, Mismatch>) {
+            let after = TargetTable::build(config, None);
+            let file = decode(&self.bytes).unwrap();
+            let applied = apply(file, &after, config, 10_000.0, self.now);
+            (after, applied)
+        }
+    }
+
+    /// The plan of a listing at `now` that shows `held`.
+    fn relist(d: &Discovery, held: &[&str], now: tokio::time::Instant) -> DiscoveryPlan {
+        let forget_after = Duration::from_secs(86_400);
+        d.plan(&listing(held), &unlisted(), forget_after, 100, now)
+    }
+
+    /// How long each discovered seat has been gone at `now`.
+    fn loss_clocks(d: &Discovery, now: tokio::time::Instant) -> Vec<Option<Duration>> {
+        d.saved(now).into_iter().map(|(_, l)| l).collect()
     }
 
     fn seats(table: &TargetTable) -> Vec<(String, Option<bool>, u64)> {
@@ -371,16 +406,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_restart_restores_every_seat_counter_and_loss_clock() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), None);
-        let before = TargetTable::build(&config, None);
-        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
-        run_before(&before, now);
-        let bytes = save(&before, &config, now);
-        let after = TargetTable::build(&config, None);
-        let applied = apply(decode(&bytes).unwrap(), &after, &config, 10_000.0, now).unwrap();
+        let s = saved(None, true);
+        let (after, applied) = s.load(&s.config);
         assert_eq!(
-            applied,
+            applied.unwrap(),
             Applied {
                 restored: 4,
                 dropped: 0,
@@ -388,23 +417,19 @@ mod tests {
                 complete: false
             }
         );
-        assert_eq!(seats(&after), seats(&before));
+        assert_eq!(seats(&after), seats(&s.before));
         let alice = after.groups[0].targets[0].state().clone();
         assert_eq!(alice.last_success_at, Some(100.0));
         assert_eq!(alice.seat.unwrap().assigned_at, Some(1_700_000_000.25));
         assert!(alice.last_check_ok && alice.last_check_at.is_some());
         // y's seat went an hour ago: the clock goes on from there.
         let d = after.groups[1].discovery.as_ref().unwrap();
-        let lost: Vec<Option<Duration>> = d.saved(now).into_iter().map(|(_, l)| l).collect();
-        assert_eq!(lost, [None, Some(Duration::from_secs(3600))]);
-        // And x, saved held, gone from the first listing: a loss.
-        let plan = d.plan(
-            &listing(&[]),
-            &unlisted(),
-            Duration::from_secs(86_400),
-            100,
-            now,
+        assert_eq!(
+            loss_clocks(d, s.now),
+            [None, Some(Duration::from_secs(3600))]
         );
+        // And x, saved held, gone from the first listing: a loss.
+        let plan = relist(d, &[], s.now);
         let x = plan
             .record
             .iter()
@@ -416,31 +441,19 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn hashed_state_holds_no_upn_and_finds_its_seats_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), Some("k3y"));
-        let before = TargetTable::build(&config, None);
-        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
-        run_before(&before, now);
-        let bytes = save(&before, &config, now);
-        let text = String::from_utf8(bytes.clone()).unwrap().to_lowercase();
+        let s = saved(Some("k3y"), true);
+        let text = String::from_utf8(s.bytes.clone()).unwrap().to_lowercase();
         for upn in USERS.iter().chain(&["x@d.e", "y@d.e"]) {
             let local = upn.split('@').next().unwrap().to_lowercase();
             assert!(!text.contains(&format!("{local}@")), "{upn} in\n{text}");
         }
-        let after = TargetTable::build(&config, None);
-        let applied = apply(decode(&bytes).unwrap(), &after, &config, 10_000.0, now).unwrap();
-        assert_eq!(applied.restored, 4);
-        assert_eq!(seats(&after), seats(&before));
+        let (after, applied) = s.load(&s.config);
+        assert_eq!(applied.unwrap().restored, 4);
+        assert_eq!(seats(&after), seats(&s.before));
         // x is listed again: it gets its UPN back with its state; y, not
         // listed, stays lost without a second loss.
         let d = after.groups[1].discovery.as_ref().unwrap();
-        let plan = d.plan(
-            &listing(&["x@d.e"]),
-            &unlisted(),
-            Duration::from_secs(86_400),
-            100,
-            now,
-        );
+        let plan = relist(d, &["x@d.e"], s.now);
         for (t, o) in &plan.record {
             assert_eq!(t.state().record(o, 10_001.0), Transition::None);
         }
@@ -448,42 +461,30 @@ mod tests {
         let upns: Vec<String> = d.snapshot().iter().map(|t| t.upn().to_owned()).collect();
         assert_eq!(upns, ["x@d.e", ""]);
         // The same file under another key restores nothing.
-        let other = dir.path().join("other");
+        let other = s.dir.path().join("other");
         std::fs::create_dir(&other).unwrap();
-        let mut rekeyed = config.clone();
-        rekeyed.metrics = self::config(&other, Some("another")).metrics;
-        let fresh = TargetTable::build(&rekeyed, None);
-        assert!(apply(decode(&bytes).unwrap(), &fresh, &rekeyed, 10_000.0, now).is_err());
+        let mut rekeyed = s.config.clone();
+        rekeyed.metrics = config(&other, Some("another")).metrics;
+        assert!(s.load(&rekeyed).1.is_err());
     }
 
     #[tokio::test(start_paused = true)]
     async fn targets_no_longer_configured_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), None);
-        let before = TargetTable::build(&config, None);
-        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
-        run_before(&before, now);
-        let bytes = save(&before, &config, now);
-        let mut fewer = config.clone();
+        let s = saved(None, true);
+        let mut fewer = s.config.clone();
         fewer.products[0].users.retain(|u| u != "bob@x.y");
         fewer.products.truncate(1);
-        let after = TargetTable::build(&fewer, None);
-        let applied = apply(decode(&bytes).unwrap(), &after, &fewer, 10_000.0, now).unwrap();
+        let (after, applied) = s.load(&fewer);
+        let applied = applied.unwrap();
         assert_eq!((applied.restored, applied.dropped), (1, 3));
         assert_eq!(after.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn after_a_crash_only_held_seats_are_shown_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let config = config(dir.path(), None);
-        let before = TargetTable::build(&config, None);
-        let now = tokio::time::Instant::now() + Duration::from_secs(7200);
-        run_before(&before, now);
-        let bytes = save_as(&before, &config, now, false);
-        let after = TargetTable::build(&config, None);
-        let applied = apply(decode(&bytes).unwrap(), &after, &config, 10_000.0, now).unwrap();
-        assert_eq!(applied.restored, 4);
+        let s = saved(None, false);
+        let (after, applied) = s.load(&s.config);
+        assert_eq!(applied.unwrap().restored, 4);
         // bob and y were saved at 0: unknown until checked, losses kept.
         let want = [
             ("Alice@X.Y", Some(true), 0),
@@ -499,18 +500,14 @@ mod tests {
         assert_eq!(seats(&after), want);
         // y keeps its loss clock, and its first listing is no second loss.
         let d = after.groups[1].discovery.as_ref().unwrap();
-        let plan = d.plan(
-            &listing(&["x@d.e"]),
-            &unlisted(),
-            Duration::from_secs(86_400),
-            100,
-            now,
-        );
+        let plan = relist(d, &["x@d.e"], s.now);
         for (t, o) in &plan.record {
             let transition = t.state().record(o, 10_001.0);
             assert!(!matches!(transition, Transition::Lost), "{}", t.upn());
         }
-        let lost: Vec<Option<Duration>> = d.saved(now).into_iter().map(|(_, l)| l).collect();
-        assert_eq!(lost, [None, Some(Duration::from_secs(3600))]);
+        assert_eq!(
+            loss_clocks(d, s.now),
+            [None, Some(Duration::from_secs(3600))]
+        );
     }
 }

@@ -281,11 +281,10 @@ mod tests {
         use std::sync::atomic::{AtomicU32, Ordering};
         use std::time::Duration;
 
-        use secrecy::SecretString;
         use tokio::time::Instant;
 
         use super::super::*;
-        use crate::config::{AuthConfig, Credential, Endpoint, StoreConfig};
+        use crate::config::{AuthConfig, StoreConfig};
         use crate::metrics::Telemetry;
 
         fn failure(code: ErrorCode, retry_after: Option<Duration>) -> Failure {
@@ -304,24 +303,8 @@ mod tests {
 
         fn fixture() -> Fixture {
             let telemetry = Telemetry::new();
-            let store = StoreConfig {
-                base_url: "http://127.0.0.1:9".into(),
-                timeout: Duration::from_secs(10),
-                max_concurrency: 1,
-                max_requests_per_second: None,
-                max_retries: 0,
-                proxy: Default::default(),
-                ca_file: None,
-                non_json_404: Default::default(),
-            };
-            let auth = AuthConfig {
-                tenant_id: "t".into(),
-                client_id: "c".into(),
-                credential: Credential::Secret(SecretString::from("s")),
-                endpoint: Endpoint::V1,
-                token_url: "http://127.0.0.1:9/token".into(),
-                resource: "r".into(),
-            };
+            let store = StoreConfig::for_tests("http://127.0.0.1:9");
+            let auth = AuthConfig::for_tests("http://127.0.0.1:9/token");
             Fixture {
                 client: StoreClient::new(&store, telemetry.clone()).unwrap(),
                 tokens: TokenSource::preloaded("tok", auth, telemetry),

@@ -465,11 +465,7 @@ mod tests {
     fn the_tenant_fills_the_template_as_one_segment() {
         let config = AuthConfig {
             tenant_id: "contoso.onmicrosoft.com".into(),
-            client_id: "c".into(),
-            credential: crate::config::Credential::Secret(SecretString::from("s")),
-            endpoint: crate::config::Endpoint::V1,
-            token_url: "https://login.example/{tenant_id}/oauth2/token".into(),
-            resource: "r".into(),
+            ..AuthConfig::for_tests("https://login.example/{tenant_id}/oauth2/token")
         };
         assert_eq!(
             token_url(&config),

@@ -198,16 +198,7 @@ mod tests {
             "https://proxy.example/store/api",
             "http://[::1]:9",
         ] {
-            let config = StoreConfig {
-                base_url: base.to_owned(),
-                timeout: Duration::from_secs(1),
-                max_concurrency: 1,
-                max_requests_per_second: None,
-                max_retries: 0,
-                proxy: Default::default(),
-                ca_file: None,
-                non_json_404: Default::default(),
-            };
+            let config = StoreConfig::for_tests(base);
             let client = StoreClient::new(&config, Telemetry::new()).unwrap();
             for upn in upns {
                 let text = format!("{base}{}", seat_path("9NBLGGH4R315", "0016", upn));

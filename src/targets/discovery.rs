@@ -95,6 +95,11 @@ impl Entries {
     fn len(&self) -> usize {
         self.by_upn.len() + self.unresolved.len()
     }
+
+    /// Every target, in exposition order: by UPN, then the unresolved.
+    fn all(&self) -> impl Iterator<Item = &Discovered> {
+        self.by_upn.values().chain(self.unresolved.values())
+    }
 }
 
 /// A target restored from the state file (see [`Discovery::restore`]).
@@ -131,12 +136,7 @@ impl Discovery {
     /// The current targets, in order. The lock is released on return.
     pub fn snapshot(&self) -> Vec<Arc<Target>> {
         let entries = self.entries();
-        entries
-            .by_upn
-            .values()
-            .chain(entries.unresolved.values())
-            .map(|d| Arc::clone(&d.target))
-            .collect()
+        entries.all().map(|d| Arc::clone(&d.target)).collect()
     }
 
     /// The current targets with how long each one's seat has been gone at
@@ -144,9 +144,7 @@ impl Discovery {
     pub fn saved(&self, now: tokio::time::Instant) -> Vec<(Arc<Target>, Option<Duration>)> {
         let entries = self.entries();
         entries
-            .by_upn
-            .values()
-            .chain(entries.unresolved.values())
+            .all()
             .map(|d| {
                 let lost_for = d.inactive_since.map(|s| now.saturating_duration_since(s));
                 (Arc::clone(&d.target), lost_for)

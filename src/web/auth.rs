@@ -214,9 +214,9 @@ pub async fn require(State(state): State<AuthState>, req: Request, next: Next) -
         .verify(state.cache.check(users, &user, password))
         .await;
     if verified {
+        state.throttle.refund(client);
         next.run(req).await
     } else {
-        state.throttle.failed(client);
         tracing::debug!("request with wrong credentials refused");
         unauthorized()
     }

@@ -7,9 +7,12 @@
 //! Prometheus' and the liveness probe's among them, were closed on accept
 //! while the idle ones sat out their header timeout. So at the cap the
 //! *new* connection is kept and an old one goes instead: the connection
-//! that has waited longest without a request in flight — one that never
-//! finished its request headers (idle, slowloris) or a keep-alive
-//! connection between requests. A connection serving a request is never
+//! that has waited longest without a request in flight. Connections that
+//! have never been answered (idle, slowloris) go before keep-alive
+//! connections that have: under a flood that reconnects as fast as it is
+//! shed, an idle keep-alive connection (Prometheus' between two scrapes)
+//! was soon the oldest one and was shed just as the next scrape went out
+//! on it, which failed the scrape. A connection serving a request is never
 //! shed; when every connection is, the new one is closed.
 //!
 //! Each connection also watches its writes ([`Watched`]): an answer that
@@ -20,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -44,6 +47,9 @@ pub struct Conn {
     /// Milliseconds since `epoch` when the connection last became idle
     /// (accepted, or its last answer done): shedding order.
     idle_since: AtomicU64,
+    /// Whether an answer has been sent (or abandoned) on it: such
+    /// connections are shed after those that never had one.
+    answered: AtomicBool,
     /// Milliseconds since `epoch` since when a write has been waiting
     /// without progress, or [`NOT_STALLED`].
     stalled_since: AtomicU64,
@@ -111,6 +117,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let conn = &self.0;
         conn.idle_since.store(conn.now(), Ordering::SeqCst);
+        conn.answered.store(true, Ordering::SeqCst);
         conn.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -166,7 +173,8 @@ impl ConnTable {
     }
 
     /// Admits a new connection. At the cap, the connection idle the
-    /// longest is closed to make room; `None` when every open connection
+    /// longest is closed to make room (one never answered before one
+    /// that was); `None` when every open connection
     /// is serving a request (the new one is then closed).
     pub fn admit(self: &Arc<Self>) -> Option<Entry> {
         let mut open = self.lock();
@@ -174,7 +182,10 @@ impl ConnTable {
             let victim = open
                 .iter()
                 .filter(|(_, c)| c.in_flight.load(Ordering::SeqCst) == 0)
-                .min_by_key(|(id, c)| (c.idle_since.load(Ordering::SeqCst), **id))
+                .min_by_key(|(id, c)| {
+                    let answered = c.answered.load(Ordering::SeqCst);
+                    (answered, c.idle_since.load(Ordering::SeqCst), **id)
+                })
                 .map(|(id, _)| *id)?;
             if let Some(conn) = open.remove(&victim) {
                 conn.close.cancel();
@@ -185,6 +196,7 @@ impl ConnTable {
             epoch: self.epoch,
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            answered: AtomicBool::new(false),
             stalled_since: AtomicU64::new(NOT_STALLED),
             close: CancellationToken::new(),
         });
@@ -290,6 +302,28 @@ mod tests {
         drop(c);
         let _f = table.admit().unwrap();
         assert!(d.conn.close.is_cancelled() && !a.conn.close.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn connections_never_answered_go_before_answered_ones() {
+        let table = ConnTable::new(3);
+        // a has been answered once; b and c came later and never spoke.
+        let a = table.admit().unwrap();
+        drop(a.conn.begin());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let b = table.admit().unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let c = table.admit().unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let _d = table.admit().unwrap();
+        assert!(
+            b.conn.close.is_cancelled(),
+            "b shed, though a is idle longer"
+        );
+        assert!(!a.conn.close.is_cancelled());
+        drop(b);
+        let _e = table.admit().unwrap();
+        assert!(c.conn.close.is_cancelled() && !a.conn.close.is_cancelled());
     }
 
     #[tokio::test(start_paused = true)]

@@ -490,8 +490,22 @@ pub struct PlanCache {
 
 impl PlanCache {
     /// The order of `table`: the latest one if it is recent and of this
-    /// table, else a new one.
-    async fn plan(&self, table: Arc<TargetTable>) -> Result<Arc<Plan>, tokio::task::JoinError> {
+    /// table, else a new one. Made in a task of its own, so that a request
+    /// that gives up meanwhile (the request timeout, on a machine too busy
+    /// to order 100k targets in time) does not throw the order away: the
+    /// next request finds it instead of starting over.
+    async fn plan(
+        self: &Arc<Self>,
+        table: Arc<TargetTable>,
+    ) -> Result<Arc<Plan>, tokio::task::JoinError> {
+        let cache = Arc::clone(self);
+        tokio::spawn(async move { cache.latest_or_new(table).await }).await?
+    }
+
+    async fn latest_or_new(
+        &self,
+        table: Arc<TargetTable>,
+    ) -> Result<Arc<Plan>, tokio::task::JoinError> {
         let mut latest = self.latest.lock().await;
         if let Some((at, plan)) = &*latest
             && at.elapsed() < PLAN_REUSE

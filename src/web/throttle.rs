@@ -8,7 +8,11 @@
 //!
 //! - per client address, a leaky bucket of failures: [`BURST`] failures
 //!   pass, then one more per [`LEAK`] of time; an address over its budget
-//!   is answered 429 with `Retry-After` at once, without bcrypt. IPv6
+//!   is answered 429 with `Retry-After` at once, without bcrypt. An attempt
+//!   is charged when it is let through to bcrypt and refunded if the
+//!   credentials turn out good: counted only once bcrypt had refused them,
+//!   60 guesses sent at once from one address all passed the check (none
+//!   had failed yet) and queued 60 bcrypt runs, past the burst. IPv6
 //!   addresses count per /64 (one host usually holds a whole /64), and
 //!   IPv4-mapped IPv6 addresses as the IPv4 address;
 //! - across all addresses, at most [`VERIFYING`] bcrypt runs at once; more
@@ -100,7 +104,9 @@ impl Throttle {
     }
 
     /// `Err(wait)` when `client` has failed too often and must wait that
-    /// long before its next attempt is verified.
+    /// long before its next attempt is verified; else the attempt is
+    /// charged as a failure until [`Throttle::refund`] (so attempts in
+    /// flight count against the burst too).
     pub fn check(&self, client: Client) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = self.lock();
@@ -115,14 +121,6 @@ impl Throttle {
         if over > 0.0 {
             return Err(LEAK.mul_f64(over).max(Duration::from_millis(1)));
         }
-        Ok(())
-    }
-
-    /// Counts a failed attempt of `client`.
-    pub fn failed(&self, client: Client) {
-        let now = Instant::now();
-        let mut buckets = self.lock();
-        let level = buckets.get(&client).map_or(0.0, |b| b.level_at(now));
         buckets.insert(
             client,
             Bucket {
@@ -130,6 +128,20 @@ impl Throttle {
                 at: now,
             },
         );
+        Ok(())
+    }
+
+    /// Gives back the charge of an attempt of `client` whose credentials
+    /// were good.
+    pub fn refund(&self, client: Client) {
+        let now = Instant::now();
+        let mut buckets = self.lock();
+        if let Some(b) = buckets.get_mut(&client) {
+            *b = Bucket {
+                level: (b.level_at(now) - 1.0).max(0.0),
+                at: now,
+            };
+        }
     }
 
     /// Runs `verify` (a bcrypt check) once one of the [`VERIFYING`] places
@@ -174,12 +186,9 @@ mod tests {
         let t = Throttle::default();
         let a = Client::V4([10, 0, 0, 1]);
         let b = Client::V4([10, 0, 0, 2]);
-        for _ in 0..BURST - 1 {
+        for _ in 0..BURST {
             assert_eq!(t.check(a), Ok(()));
-            t.failed(a);
         }
-        assert_eq!(t.check(a), Ok(()));
-        t.failed(a);
         // Over budget: the next attempt must wait a second.
         assert_eq!(t.check(a), Err(LEAK));
         assert_eq!(t.check(b), Ok(()), "other addresses are not affected");
@@ -187,26 +196,49 @@ mod tests {
         assert_eq!(t.check(a), Err(LEAK / 2));
         tokio::time::advance(LEAK / 2).await;
         assert_eq!(t.check(a), Ok(()));
-        t.failed(a);
         assert!(t.check(a).is_err());
         // A long pause forgives everything.
         tokio::time::advance(LEAK * BURST).await;
         for _ in 0..BURST {
             assert_eq!(t.check(a), Ok(()));
-            t.failed(a);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_in_flight_count_and_good_ones_are_refunded() {
+        let t = Throttle::default();
+        let a = Client::V4([10, 0, 0, 1]);
+        // Ten attempts let through at once, none answered yet: the
+        // eleventh waits, though no failure has been counted.
+        for _ in 0..BURST {
+            assert_eq!(t.check(a), Ok(()));
+        }
+        assert!(t.check(a).is_err(), "a burst in flight is a burst");
+        // Two of them had good credentials: two more may go.
+        t.refund(a);
+        t.refund(a);
+        assert_eq!(t.check(a), Ok(()));
+        assert_eq!(t.check(a), Ok(()));
+        assert!(t.check(a).is_err());
+        // A refund never goes below nothing.
+        let b = Client::V4([10, 0, 0, 2]);
+        t.refund(b);
+        for _ in 0..BURST {
+            assert_eq!(t.check(b), Ok(()));
+        }
+        assert!(t.check(b).is_err());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_table_is_bounded() {
         let t = Throttle::default();
         for i in 0..MAX_ADDRESSES as u32 {
-            t.failed(Client::V4(i.to_be_bytes()));
+            assert_eq!(t.check(Client::V4(i.to_be_bytes())), Ok(()));
         }
         let new = Client::V4([255, 255, 255, 255]);
         assert!(t.check(new).is_err(), "full of failing addresses");
         tokio::time::advance(LEAK).await;
         assert_eq!(t.check(new), Ok(()), "emptied buckets make room");
-        assert_eq!(t.lock().len(), 0);
+        assert_eq!(t.lock().len(), 1, "only the new address, charged");
     }
 }

@@ -1,9 +1,11 @@
 //! Contract tests: the shipped artifacts and the exposition checked by the
 //! outside programs that consume them (promtool, prometheus,
-//! systemd-analyze, node, python3 with PyYAML). A second test binary, so
-//! that `cargo test --test tests` stays quick and needs nothing outside
-//! cargo; `cargo test --all-targets` (`scripts/test.sh`, which installs the
-//! programs from Debian) runs both. A missing program fails, never skips.
+//! systemd-analyze, node, python3 with PyYAML), and what needs root (a
+//! tmpfs mounted to be filled). A second test binary, so that
+//! `cargo test --test tests` stays quick and needs nothing outside cargo;
+//! `cargo test --all-targets` (`scripts/test.sh`, which installs the
+//! programs from Debian; CI runs as root) runs both. A missing program or
+//! privilege fails, never skips.
 
 #[path = "../util/mod.rs"]
 mod util;
@@ -23,5 +25,7 @@ mod credentials;
 mod browser;
 // OpenMetrics through prometheus_client's strict parser (test venv).
 mod openmetrics;
+// A full disk under the state file: a real tmpfs, filled (needs root).
+mod disk;
 // The alert rules are portable: severities, runbook links, job matchers.
 mod rules;

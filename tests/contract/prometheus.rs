@@ -17,8 +17,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::util::inventory::{NEW_FAMILIES, scrape_with_every_new_family};
+use crate::util::process::free_port;
 use crate::util::programs::{repo, run_promtool, text};
-use crate::util::{P, S, Served, Setup, eventually};
+use crate::util::{ALICE, BOB, CAROL, DAVE, P, S, Served, Setup, eventually};
 
 #[test]
 fn alert_rules_pass_promtool_check_and_unit_tests() {
@@ -85,10 +86,6 @@ async fn every_new_family_passes_promtool() {
     );
 }
 
-const ALICE: &str = "alice@contoso.com";
-const BOB: &str = "bob@contoso.com";
-const CAROL: &str = "carol@contoso.com";
-const DAVE: &str = "dave@contoso.com";
 const P2: &str = "9WZDNCRFJ3PS";
 const S2: &str = "0010";
 
@@ -254,11 +251,7 @@ impl Prometheus {
         // A free port is found by binding and releasing it; another process
         // may take it in between, so a bind failure is retried.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let log_path = dir.path().join("prometheus.log");
             let log = std::fs::File::create(&log_path).unwrap();
             let mut child = tokio::process::Command::new("prometheus")

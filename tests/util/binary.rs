@@ -3,20 +3,17 @@
 //! for tests of logs, signals and anything only the daemon does.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
-use tokio::io::AsyncBufReadExt as _;
 
 use super::harness::{product, temp_dir};
+use super::process::spawn_collecting;
 use super::wait::eventually;
 
 /// The three users the binary is started for.
-pub const ALICE: &str = "alice@contoso.com";
-pub const BOB: &str = "bob@contoso.com";
-pub const CAROL: &str = "carol@contoso.com";
+pub use super::harness::{ALICE, BOB, CAROL};
 /// The key in the `hash_key` file written next to the config.
 pub const HASH_KEY: &str = "log-test-key";
 
@@ -156,34 +153,20 @@ impl Running {
             ),
         )
         .unwrap();
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
-            .arg(format!("--config.file={}", config.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg(format!("--log.level={level}"))
-            .arg(format!(
-                "--log.format={}",
-                if format == Format::Json {
-                    "json"
-                } else {
-                    "logfmt"
-                }
-            ))
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        let reader = tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, lines, reader) = spawn_collecting(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_msfb_seat_exporter"))
+                .arg(format!("--config.file={}", config.display()))
+                .arg("--web.listen-address=127.0.0.1:0")
+                .arg(format!("--log.level={level}"))
+                .arg(format!(
+                    "--log.format={}",
+                    if format == Format::Json {
+                        "json"
+                    } else {
+                        "logfmt"
+                    }
+                )),
+        );
         Running {
             format,
             child,

@@ -9,7 +9,8 @@ use msfb_seat_exporter::fake_store::{self, FakeStore};
 use tempfile::TempDir;
 
 use super::harness::write_private;
-use super::wait::eventually;
+use super::process::{free_port, rss};
+use super::wait::until_200;
 
 /// The daemon (`msfb_seat_exporter` binary) against a fake Store.
 pub struct Daemon {
@@ -29,11 +30,7 @@ impl Daemon {
         for (name, text) in files {
             write_private(&dir.path().join(name), text);
         }
-        // A free port: bound and released (loopback, nobody else races).
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("config.toml");
         let text = format!(
             "[web]\nlisten_address = \"{addr}\"\n{web}\n\n{}",
@@ -50,16 +47,11 @@ impl Daemon {
             .kill_on_drop(true)
             .spawn()
             .expect("start the daemon");
-        let http = reqwest::Client::new();
-        eventually("the daemon listens", Duration::from_secs(60), || {
-            let http = http.clone();
-            async move {
-                match http.get(format!("http://{addr}/-/healthy")).send().await {
-                    Ok(r) if r.status() == 200 => Ok(()),
-                    other => Err(format!("{other:?}")),
-                }
-            }
-        })
+        until_200(
+            "the daemon listens",
+            Duration::from_secs(60),
+            &format!("http://{addr}/-/healthy"),
+        )
         .await;
         Daemon {
             child,
@@ -71,13 +63,6 @@ impl Daemon {
 
     /// Resident memory of the daemon process, in bytes.
     pub fn rss(&self) -> u64 {
-        let pid = self.child.id().expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        kib * 1024
+        rss(self.child.id().expect("running"))
     }
 }

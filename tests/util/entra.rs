@@ -12,7 +12,7 @@ use super::exposition::Scrape;
 use super::harness::{P, S, fast_options, load_with_env, product, request};
 
 /// The user every credential test checks.
-pub const ALICE: &str = "alice@contoso.com";
+pub use super::harness::ALICE;
 
 /// A self-signed RSA certificate and its PKCS#8 key valid for `days` more
 /// days (negative: expired), as PEM.

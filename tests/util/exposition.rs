@@ -86,6 +86,14 @@ impl Scrape {
         )
     }
 
+    /// `msfb_seat_lost_total` of user `u`.
+    pub fn lost(&self, u: &str) -> Option<f64> {
+        self.value(
+            "msfb_seat_lost_total",
+            &[("product_id", P), ("sku_id", S), ("user", u)],
+        )
+    }
+
     /// `msfb_seat_check_success` of user `u`.
     pub fn success(&self, u: &str) -> Option<f64> {
         self.value(

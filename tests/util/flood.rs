@@ -46,18 +46,38 @@ impl Tally {
     }
 }
 
-/// A liveness probe as the kubelet makes it: a new connection each time.
-pub async fn healthy(addr: SocketAddr) -> Result<(), String> {
-    let http = reqwest::Client::builder()
+/// An error with its causes, which say what failed (reqwest's own text
+/// only says "error sending request").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The liveness prober's client: a new connection for each probe, as the
+/// kubelet makes them. Built once: building a client loads the system's
+/// CA certificates, slow enough under load to starve the test's own
+/// requests when done for every probe.
+pub fn prober() -> reqwest::Client {
+    reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap();
-    let r = http
+        .unwrap()
+}
+
+/// A liveness probe through `prober()`'s client.
+pub async fn healthy(prober: &reqwest::Client, addr: SocketAddr) -> Result<(), String> {
+    let r = prober
         .get(format!("http://{addr}/-/healthy"))
         .send()
         .await
-        .map_err(|e| format!("healthy: {e}"))?;
+        .map_err(|e| format!("healthy: {}", chain(&e)))?;
     if r.status() == 200 {
         Ok(())
     } else {
@@ -79,9 +99,15 @@ pub async fn scrape(
     if let Some(password) = auth {
         req = req.basic_auth("prometheus", Some(password));
     }
-    let r = req.send().await.map_err(|e| format!("scrape: {e}"))?;
+    let r = req
+        .send()
+        .await
+        .map_err(|e| format!("scrape: {}", chain(&e)))?;
     let status = r.status();
-    let body = r.bytes().await.map_err(|e| format!("scrape body: {e}"))?;
+    let body = r
+        .bytes()
+        .await
+        .map_err(|e| format!("scrape body: {}", chain(&e)))?;
     if status == 200 && !body.is_empty() {
         Ok(())
     } else {
@@ -89,57 +115,53 @@ pub async fn scrape(
     }
 }
 
-/// Flood clients run until `stop`; `connected` counts connections made.
-#[derive(Clone, Default)]
+/// Idle and slowloris clients on a runtime (two threads) of their own, so
+/// that the attack's 800 tasks do not queue ahead of the probes and scrapes
+/// the test counts: a probe that waited behind them to send its request
+/// was the test starving itself, not the daemon failing it. Stops (its
+/// connections closed) when dropped.
 pub struct Flood {
-    pub stop: Arc<AtomicBool>,
-    pub connected: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    connected: Arc<AtomicUsize>,
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Flood {
-    /// A client that connects and sends nothing, and connects again a
-    /// quarter of a second after the server closes it.
-    pub fn idle(&self, addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-        let flood = self.clone();
-        tokio::spawn(async move {
-            while !flood.stop.load(Ordering::Relaxed) {
-                if let Ok(mut tcp) = TcpStream::connect(addr).await {
-                    flood.connected.fetch_add(1, Ordering::Relaxed);
-                    let mut buf = [0u8; 64];
-                    let closed = tcp.read(&mut buf);
-                    let _ = tokio::time::timeout(Duration::from_secs(30), closed).await;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
+    /// Starts `idle` idle clients and `slowloris` slowloris clients
+    /// against `addr`.
+    pub fn start(addr: SocketAddr, idle: usize, slowloris: usize) -> Flood {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flood")
+            .enable_all()
+            .build()
+            .expect("the flood's runtime");
+        let (stop, connected) = (Arc::default(), Arc::default());
+        for _ in 0..idle {
+            runtime.spawn(idle_client(addr, Arc::clone(&stop), Arc::clone(&connected)));
+        }
+        for _ in 0..slowloris {
+            runtime.spawn(slowloris_client(
+                addr,
+                Arc::clone(&stop),
+                Arc::clone(&connected),
+            ));
+        }
+        Flood {
+            stop,
+            connected,
+            runtime: Some(runtime),
+        }
     }
 
-    /// Slowloris: request headers one line a second, never finished.
-    pub fn slowloris(&self, addr: SocketAddr) -> tokio::task::JoinHandle<()> {
-        let flood = self.clone();
-        tokio::spawn(async move {
-            while !flood.stop.load(Ordering::Relaxed) {
-                if let Ok(mut tcp) = TcpStream::connect(addr).await {
-                    flood.connected.fetch_add(1, Ordering::Relaxed);
-                    let mut line = b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n".to_vec();
-                    for n in 0..60 {
-                        if flood.stop.load(Ordering::Relaxed) || tcp.write_all(&line).await.is_err()
-                        {
-                            break;
-                        }
-                        line = format!("X-Slow-{n}: {n}\r\n").into_bytes();
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
+    /// Connections made so far.
+    pub fn connected(&self) -> usize {
+        self.connected.load(Ordering::Relaxed)
     }
 
     pub async fn until_connected(&self, n: usize) {
-        let connected = Arc::clone(&self.connected);
         eventually("the flood connects", Duration::from_secs(60), || {
-            let seen = connected.load(Ordering::Relaxed);
+            let seen = self.connected();
             async move {
                 if seen >= n {
                     Ok(())
@@ -150,11 +172,46 @@ impl Flood {
         })
         .await;
     }
+}
 
-    pub async fn stop(self, tasks: Vec<tokio::task::JoinHandle<()>>) {
+impl Drop for Flood {
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.abort();
+        if let Some(runtime) = self.runtime.take() {
+            // Drops every client task and with it its connection.
+            runtime.shutdown_background();
         }
+    }
+}
+
+/// A client that connects and sends nothing, and connects again a quarter
+/// of a second after the server closes it.
+async fn idle_client(addr: SocketAddr, stop: Arc<AtomicBool>, connected: Arc<AtomicUsize>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut tcp) = TcpStream::connect(addr).await {
+            connected.fetch_add(1, Ordering::Relaxed);
+            let mut buf = [0u8; 64];
+            let closed = tcp.read(&mut buf);
+            let _ = tokio::time::timeout(Duration::from_secs(30), closed).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Slowloris: request headers one line a second, never finished.
+async fn slowloris_client(addr: SocketAddr, stop: Arc<AtomicBool>, connected: Arc<AtomicUsize>) {
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(mut tcp) = TcpStream::connect(addr).await {
+            connected.fetch_add(1, Ordering::Relaxed);
+            let mut line = b"GET /metrics HTTP/1.1\r\nHost: exporter\r\n".to_vec();
+            for n in 0..60 {
+                if stop.load(Ordering::Relaxed) || tcp.write_all(&line).await.is_err() {
+                    break;
+                }
+                line = format!("X-Slow-{n}: {n}\r\n").into_bytes();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use http_body_util::BodyExt as _;
 use msfb_seat_exporter::config::{self, Config, LoadOptions};
 use msfb_seat_exporter::exporter::{Exporter, Options};
-use msfb_seat_exporter::fake_store::{self, FakeStore};
+use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::poller::CycleReport;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,11 @@ use super::exposition::Scrape;
 pub const P: &str = "9NBLGGH4R315";
 /// Its SKU.
 pub const S: &str = "0016";
+/// The users most tests check.
+pub const ALICE: &str = "alice@contoso.com";
+pub const BOB: &str = "bob@contoso.com";
+pub const CAROL: &str = "carol@contoso.com";
+pub const DAVE: &str = "dave@contoso.com";
 
 /// Writes `files` into a fresh temporary directory, readable by their
 /// owner only, as an operator installs secrets (a secret others can read
@@ -48,6 +53,11 @@ pub fn fast_options() -> Options {
         retry_cap: Duration::from_millis(20),
         ..Options::default()
     }
+}
+
+/// `user0@contoso.com` up to `user{n-1}@contoso.com`.
+pub fn users(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("user{i}@contoso.com")).collect()
 }
 
 /// A `[[products]]` table for `P`/`S` with `users`.
@@ -130,6 +140,18 @@ impl Harness {
     /// TOML appended to the `[store]` table (e.g. "max_retries = 0").
     pub async fn new(products: &str, store_extra: &str) -> Harness {
         Self::with_files(products, store_extra, &[]).await
+    }
+
+    /// [`new`](Self::new) for the product `P`/`S` of [`users`]`(n)`, each
+    /// holding a seat.
+    pub async fn with_seats(n: usize, store_extra: &str) -> Harness {
+        let users = users(n);
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        let h = Harness::new(&product(&refs), store_extra).await;
+        for u in &users {
+            h.fake.set_seat(P, S, u, FakeSeat::active());
+        }
+        h
     }
 
     /// [`new`](Self::new) with extra files (say, a users file) written
@@ -226,6 +248,17 @@ impl Harness {
             .expect("cycle not cancelled")
     }
 
+    /// A cycle after `lost` lost the seat of `P`/`S` and while checks of
+    /// `failing` answer 503: one lost seat and one failing check to show.
+    pub async fn lose_and_fail(&self, lost: &str, failing: &str) {
+        self.fake.remove_seat(P, S, lost);
+        self.fake.add_fault(Fault::always(
+            Match::User(failing.into()),
+            Fault::status(503),
+        ));
+        self.cycle().await;
+    }
+
     /// GET `path` through the real router: status and body.
     pub async fn get(&self, path: &str) -> (u16, String) {
         self.request("GET", path).await
@@ -236,6 +269,13 @@ impl Harness {
         let (status, body) = self.get("/metrics").await;
         assert_eq!(status, 200, "scrape failed: {body}");
         Scrape::parse(&body)
+    }
+
+    /// `msfb_seat_exporter_config_last_reload_successful` now.
+    pub async fn reload_gauge(&self) -> Option<f64> {
+        self.scrape()
+            .await
+            .value("msfb_seat_exporter_config_last_reload_successful", &[])
     }
 }
 

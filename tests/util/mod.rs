@@ -29,6 +29,8 @@ pub mod inventory;
 pub mod openmetrics;
 /// The landing and status pages as a browser gets them.
 pub mod pages;
+/// The binary's process: its stderr lines, its resident memory.
+pub mod process;
 /// Outside programs: promtool, systemd-analyze, PyYAML.
 pub mod programs;
 /// The binary restarted over one state file (persistence).
@@ -41,8 +43,8 @@ pub mod wait;
 pub use capture::capture_info_lines;
 pub use exposition::{Sample, Scrape};
 pub use harness::{
-    Harness, LoadGate, P, S, fast_options, load_with_env, product, request, send, temp_dir,
-    testdata, write_private,
+    ALICE, BOB, CAROL, DAVE, Harness, LoadGate, P, S, fast_options, load_with_env, product,
+    request, send, temp_dir, testdata, users, write_private,
 };
 pub use served::{Served, Setup};
-pub use wait::eventually;
+pub use wait::{eventually, until_200};

@@ -4,14 +4,13 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use msfb_seat_exporter::fake_store::{self, FakeStore};
 use tempfile::TempDir;
-use tokio::io::AsyncBufReadExt as _;
 
+use super::process::spawn_collecting;
 use super::{P, S, Scrape, eventually};
 
 /// The key of `hash_key`, for `user_hash_key_file = "hash_key"`.
@@ -73,9 +72,23 @@ impl Restarts {
         self.start_as(None).await
     }
 
+    /// Starts the binary, lets it save once and stops it: a state file to
+    /// restart from.
+    pub async fn save_once(&self) {
+        let d = self.start().await;
+        d.wait_for_saves(1).await;
+        d.stop().await;
+    }
+
     /// [`start`](Self::start) as another user (`setpriv`), for permission
     /// cases that root would not see.
     pub async fn start_as(&self, uid: Option<u32>) -> Daemon {
+        self.start_with(uid, &[]).await
+    }
+
+    /// [`start_as`](Self::start_as) with `args` added to the command line
+    /// (say `--persistence.file=…`, which overrides the config's file).
+    pub async fn start_with(&self, uid: Option<u32>, args: &[String]) -> Daemon {
         let exe = env!("CARGO_BIN_EXE_msfb_seat_exporter");
         let mut command = match uid {
             Some(uid) => {
@@ -94,30 +107,17 @@ impl Restarts {
             }
             None => tokio::process::Command::new(exe),
         };
-        let mut child = command
-            .arg(format!(
-                "--config.file={}",
-                self.dir.path().join("config.toml").display()
-            ))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.level=debug")
-            .arg("--log.format=json")
-            .env_remove("CREDENTIALS_DIRECTORY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start the exporter");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        let (child, lines, _) = spawn_collecting(
+            command
+                .arg(format!(
+                    "--config.file={}",
+                    self.dir.path().join("config.toml").display()
+                ))
+                .arg("--web.listen-address=127.0.0.1:0")
+                .arg("--log.level=debug")
+                .arg("--log.format=json")
+                .args(args),
+        );
         let mut d = Daemon {
             child,
             lines,

@@ -23,3 +23,21 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
+
+/// Polls `url` with GETs until it answers 200 (see [`eventually`]); the
+/// last state is the status and body, or the error.
+pub async fn until_200(what: &str, deadline: std::time::Duration, url: &str) {
+    let http = reqwest::Client::new();
+    eventually(what, deadline, || async {
+        match http.get(url).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(format!(
+                "{}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+}

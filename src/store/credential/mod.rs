@@ -119,12 +119,10 @@ mod tests {
 
     fn auth(credential: Credential, endpoint: Endpoint) -> AuthConfig {
         AuthConfig {
-            tenant_id: "t".into(),
-            client_id: "c".into(),
             credential,
             endpoint,
-            token_url: URL.into(),
             resource: "https://onestore.microsoft.com/".into(),
+            ..AuthConfig::for_tests(URL)
         }
     }
 

@@ -153,43 +153,53 @@ fn integer(obj: &Map<String, Value>, name: &str) -> Option<i64> {
     }
 }
 
+/// A result set `what`: each item of its `items` list, which must be an
+/// object, made into a `T` by `item` (given the object and how to say what
+/// is wrong with it), and the continuation token.
+fn result_set<T>(
+    body: &[u8],
+    what: &str,
+    items: &str,
+    mut item: impl FnMut(&Map<String, Value>, &dyn Fn(&str) -> String) -> Result<T, String>,
+) -> Result<(Vec<T>, Option<String>), String> {
+    let obj = object(body, what)?;
+    let mut out = Vec::new();
+    for (i, value) in list(&obj, items, what)?.iter().enumerate() {
+        let bad = |why: &str| format!("response is not {what}: {items}[{i}] {why}");
+        let Value::Object(entry) = value else {
+            return Err(bad("is not an object"));
+        };
+        out.push(item(entry, &bad)?);
+    }
+    Ok((out, continuation(&obj, what)?))
+}
+
 impl Page for SeatPage {
     fn decode(body: &[u8]) -> Result<SeatPage, String> {
-        const WHAT: &str = "SeatDetailsResultSet";
-        let obj = object(body, WHAT)?;
-        let mut seats = Vec::new();
-        for (i, item) in list(&obj, "seats", WHAT)?.iter().enumerate() {
-            let Value::Object(seat) = item else {
-                return Err(format!(
-                    "response is not {WHAT}: seats[{i}] is not an object"
-                ));
-            };
-            // Trimmed like the state: padding must not make a listed user
-            // look unlisted, which would read as a lost seat.
-            let assigned_to = string(seat, "assignedTo")
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| format!("response is not {WHAT}: seats[{i}] has no assignedTo"))?;
-            let state = unique_string(seat, "state")
-                .map_err(|()| {
-                    format!("response is not {WHAT}: seats[{i}] names state twice, differently")
-                })?
-                .as_deref()
-                .and_then(SeatState::parse)
-                .ok_or_else(|| {
-                    format!("response is not {WHAT}: seats[{i}] has no state or a blank one")
-                })?;
-            seats.push(ListedSeat {
-                assigned_to,
-                state,
-                date_assigned: string(seat, "dateAssigned")
+        let (seats, continuation) =
+            result_set(body, "SeatDetailsResultSet", "seats", |seat, bad| {
+                // Trimmed like the state: padding must not make a listed user
+                // look unlisted, which would read as a lost seat.
+                let assigned_to = string(seat, "assignedTo")
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| bad("has no assignedTo"))?;
+                let state = unique_string(seat, "state")
+                    .map_err(|()| bad("names state twice, differently"))?
                     .as_deref()
-                    .and_then(parse_datetime),
-            });
-        }
+                    .and_then(SeatState::parse)
+                    .ok_or_else(|| bad("has no state or a blank one"))?;
+                Ok(ListedSeat {
+                    assigned_to,
+                    state,
+                    date_assigned: string(seat, "dateAssigned")
+                        .as_deref()
+                        .and_then(parse_datetime),
+                })
+            })?;
         Ok(SeatPage {
             seats,
-            continuation: continuation(&obj, WHAT)?,
+            continuation,
         })
     }
 
@@ -200,14 +210,8 @@ impl Page for SeatPage {
 
 impl Page for InventoryPage {
     fn decode(body: &[u8]) -> Result<InventoryPage, String> {
-        const WHAT: &str = "InventoryResultSet";
-        let obj = object(body, WHAT)?;
-        let mut entries = Vec::new();
-        for (i, item) in list(&obj, "inventoryEntries", WHAT)?.iter().enumerate() {
-            let bad = |why: &str| format!("response is not {WHAT}: inventoryEntries[{i}] {why}");
-            let Value::Object(entry) = item else {
-                return Err(bad("is not an object"));
-            };
+        let what = "InventoryResultSet";
+        let (entries, continuation) = result_set(body, what, "inventoryEntries", |entry, bad| {
             let Some(Value::Object(key)) = field(entry, "productKey") else {
                 return Err(bad("has no productKey"));
             };
@@ -215,7 +219,7 @@ impl Page for InventoryPage {
             else {
                 return Err(bad("has no productKey.productId or productKey.skuId"));
             };
-            entries.push(InventoryEntry {
+            Ok(InventoryEntry {
                 product_id,
                 sku_id,
                 seat_capacity: integer(entry, "seatCapacity"),
@@ -223,11 +227,11 @@ impl Page for InventoryPage {
                 license_type: string(entry, "licenseType"),
                 distribution_policy: string(entry, "distributionPolicy"),
                 status: string(entry, "status"),
-            });
-        }
+            })
+        })?;
         Ok(InventoryPage {
             entries,
-            continuation: continuation(&obj, WHAT)?,
+            continuation,
         })
     }
 

@@ -1,0 +1,77 @@
+//! What the tests that run a real program need around its process: a free
+//! port to give it, its stderr lines as they come (the log), and its
+//! resident memory (the load tests' measure).
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncBufReadExt as _;
+
+/// A loopback port nobody listens on: bound and released, so another
+/// process may take it before the program does (callers that can, retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// Spawns `command` (the binary with its arguments) as the tests run it:
+/// no inherited credentials directory, no stdin, stdout dropped, killed
+/// when dropped; its stderr collected by [`collect_stderr`].
+pub fn spawn_collecting(
+    command: &mut tokio::process::Command,
+) -> (
+    tokio::process::Child,
+    Arc<Mutex<Vec<String>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let mut child = command
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the binary");
+    let (lines, reader) = collect_stderr(&mut child);
+    (child, lines, reader)
+}
+
+/// Takes `child`'s piped stderr and collects it line by line into the
+/// returned list until the pipe closes; the task ends when the process
+/// does (await it to have every line).
+pub fn collect_stderr(
+    child: &mut tokio::process::Child,
+) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    let reader = tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    (lines, reader)
+}
+
+/// Resident memory of process `pid` in bytes, from `/proc/PID/status`.
+pub fn rss(pid: u32) -> u64 {
+    memory(pid).0
+}
+
+/// `VmRSS` and `VmHWM` (the peak) of process `pid` in bytes, from
+/// `/proc/PID/status`.
+pub fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
+    let field = |name: &str| -> u64 {
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"));
+        kib * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
