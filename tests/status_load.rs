@@ -20,6 +20,7 @@ use std::time::Duration;
 use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Paging};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
+use crate::util::process::memory;
 use crate::util::{P, S, eventually, temp_dir};
 
 const TARGETS: usize = 100_000;
@@ -78,20 +79,6 @@ const CASES: [Case; 5] = [
         stalls: false,
     },
 ];
-
-/// `VmRSS` and `VmHWM` of process `pid`, from `/proc/PID/status`.
-fn memory(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc");
-    let field = |name: &str| -> u64 {
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"));
-        kib * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
 
 /// RSS once it has stopped growing (three samples a second apart within
 /// 1 MiB of each other), or the last sample after 30 tries.
