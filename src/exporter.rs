@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, ConfigError, LoadOptions};
 use crate::metrics::format::Format;
+use crate::metrics::snapshot::Snapshots;
 use crate::metrics::{Telemetry, exposition};
 use crate::persistence::{self, Saver};
 use crate::poller::request::CheckContext;
@@ -127,6 +128,9 @@ struct Inner {
     changed: watch::Sender<u64>,
     /// Writes the state file, one save at a time.
     saver: Saver,
+    /// The table snapshots scrapes in progress hold, shared between them
+    /// (`metrics::snapshot`).
+    snapshots: Snapshots,
 }
 
 /// A handle on the running exporter; cheap to clone.
@@ -172,6 +176,7 @@ impl Exporter {
                 reload_tickets: std::sync::atomic::AtomicU64::new(0),
                 changed,
                 saver: Saver::default(),
+                snapshots: Snapshots::default(),
             }),
         })
     }
@@ -408,7 +413,8 @@ impl Exporter {
                     .with_label_values(&[] as &[&str])
                     .set(unix_now());
                 tracing::debug!(file = %path.display(), targets = report.targets,
-                    bytes = report.bytes, duration = ?report.duration, "seat state saved");
+                    bytes = report.bytes, duration = ?report.duration, cpu = ?report.cpu,
+                    "seat state saved");
             }
             Ok((path, Err(e))) => {
                 t.save_failures.inc();
@@ -566,7 +572,9 @@ impl Exporter {
         t.shard_index.set(f64::from(poll.shard_index));
         t.shard_count.set(f64::from(poll.shard_count));
         let mut out = exposition::Out::new(chunk, format, emit);
-        exposition::render(&generation.table, &mut out);
+        let snapshot = self.inner.snapshots.take(&generation.table);
+        exposition::render_snapshot(&snapshot, &mut out);
+        drop(snapshot);
         if !out.is_closed() {
             t.encode_to(&mut out);
             out.finish();

@@ -12,11 +12,7 @@ use msfb_seat_exporter::fake_store::FakeSeat;
 
 use crate::util::daemon::Daemon;
 use crate::util::flood::{Flood, Tally, chain, healthy, prober, scrape};
-use crate::util::{P, S, product};
-
-fn users(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("user{i}@contoso.com")).collect()
-}
+use crate::util::{P, S, product, users};
 
 async fn checked_daemon(web: &str) -> Daemon {
     let users = users(20);

@@ -266,3 +266,92 @@ async fn secret_and_key_files_others_can_read_are_used_with_a_warning() {
 fn stdout_ok(out: &Output) -> bool {
     text(&out.stdout).starts_with("config OK: ")
 }
+
+/// The state file (`[persistence] file`, `--persistence.file`) goes through
+/// the same check as every other file: a pipe, a socket, a device or a
+/// directory at its path stops `--config.check` and the start at once with
+/// exit 2 naming the key (or the flag), and one that appears there while
+/// the exporter runs fails each save — counted, logged, the thing left in
+/// place — without blocking the exporter or its shutdown; once it is gone
+/// the next save works.
+#[tokio::test]
+async fn a_state_file_that_is_not_regular_is_refused_at_start_and_fails_saves() {
+    use crate::util::restart::{Restarts, products};
+    let s = Restarts::new(&products("per_user", Some(&[ALICE])), "").await;
+    let config = s.dir.path().join("config.toml");
+    let flag = format!("--config.file={}", config.display());
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("file = "))
+        .unwrap()
+        + 1;
+    let elsewhere = s.dir.path().join("elsewhere");
+    for kind in KINDS {
+        let (_socket, what) = make(kind, &s.state());
+        let out = run(&["--config.check", &flag]).await;
+        let expected = format!(
+            "{}:{line}: persistence.file: {}: is {what}, not a regular file",
+            config.display(),
+            s.state().display()
+        );
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&expected),
+            "{}",
+            text(&out.stderr)
+        );
+        // The daemon itself, and the flag in place of the key.
+        let out = run(&[&flag, "--web.listen-address=127.0.0.1:0"]).await;
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
+        let (_socket2, _) = make(kind, &elsewhere);
+        let by_flag = format!("--persistence.file={}", elsewhere.display());
+        let out = run(&["--config.check", &flag, &by_flag]).await;
+        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
+        let expected = format!(
+            "--persistence.file: {}: is {what}, not a regular file",
+            elsewhere.display()
+        );
+        assert!(
+            text(&out.stderr).contains(&expected),
+            "{}",
+            text(&out.stderr)
+        );
+        for path in [s.state(), elsewhere.clone()] {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+
+    let failures = |m: &crate::util::Scrape| {
+        m.value("msfb_seat_exporter_persistence_save_failures_total", &[])
+            .unwrap_or(0.0)
+    };
+    let d = s.start().await;
+    d.wait_for_saves(1).await;
+    for (n, kind) in ["fifo", "device"].into_iter().enumerate() {
+        let (_, what) = make(kind, &s.state());
+        let seen = d
+            .wait_for(
+                "saving the seat state failed; the previous file is kept",
+                |e| e["error"].as_str().is_some_and(|e| e.contains(what)),
+            )
+            .await;
+        assert_eq!(seen["level"], "WARN");
+        let m = d.scrape().await;
+        assert!(failures(&m) > n as f64, "{kind}: {}", failures(&m));
+        assert!(m.active(ALICE).is_some(), "still checking");
+        assert_eq!(d.get("/-/healthy").await.0, 200);
+        let meta = std::fs::symlink_metadata(s.state()).unwrap();
+        assert!(!meta.is_file(), "{kind}: left in place, not replaced");
+    }
+    // Shutdown saves once more; the pipe there must not hold it.
+    let (_, _) = make("fifo", &s.state());
+    d.stop().await;
+    std::fs::remove_file(s.state()).unwrap();
+    let d = s.start().await;
+    let saves = d.count("seat state saved");
+    d.wait_for_saves(saves + 1).await;
+    assert!(std::fs::metadata(s.state()).unwrap().is_file());
+    d.stop().await;
+}

@@ -1,6 +1,6 @@
 //! Reading the files a configuration names — the configuration itself,
-//! users files, secret and key files, the TLS certificate and key — so that
-//! no read can ever block (SPEC §17).
+//! users files, secret and key files, the TLS certificate and key, the
+//! state file — so that no read can ever block (SPEC §17).
 //!
 //! `open(2)` of a named pipe waits for a writer, and a read of a character
 //! device may wait forever: a `users_file` that was a FIFO used to hang
@@ -56,9 +56,28 @@ fn check_regular(meta: &Metadata) -> io::Result<()> {
     }
 }
 
+/// Checks a path the exporter writes by replacing it (the state file):
+/// nothing there yet, or a regular file (a symlink to one is fine). A pipe,
+/// a device or a directory there is refused rather than read or replaced.
+///
+/// # Errors
+/// A message for a path that is not a regular file, or what the operating
+/// system says when the path cannot be examined.
+pub(crate) fn regular_or_missing(path: &Path) -> io::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) => check_regular(&meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens `path` for reading if it is a regular file, without blocking
 /// whatever it is.
-fn open_regular(path: &Path) -> io::Result<File> {
+///
+/// # Errors
+/// What the operating system says (`NotFound` for a missing file), or a
+/// message for a path that is not a regular file.
+pub(crate) fn open_regular(path: &Path) -> io::Result<File> {
     // stat follows symlinks: a link to a regular file passes.
     check_regular(&std::fs::metadata(path)?)?;
     let file = std::fs::OpenOptions::new()

@@ -506,10 +506,8 @@ fn persistence(raw: super::raw::RawPersistence, ctx: &Ctx<'_>) -> Checked<Persis
         (None, Some(written)) => ctx.resolve(&key, &written)?,
         (None, None) => return Ok(PersistenceConfig::default()),
     };
-    if let Ok(meta) = std::fs::metadata(&file)
-        && !meta.is_file()
-    {
-        let message = format!("{} exists and is not a regular file", file.display());
+    if let Err(e) = super::files::regular_or_missing(&file) {
+        let message = format!("{}: {e}", file.display());
         return Err(issue_from(&key, flag, message));
     }
     let dir = match file.parent() {

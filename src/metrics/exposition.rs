@@ -21,9 +21,10 @@
 //! switches the next scrape, and the old profile's series are simply not
 //! written any more.
 //!
-//! A scrape first copies what it shows of every target into a compact
-//! [`Row`] under that target's lock, once (one lock per target, not one per
-//! family, and every family of the scrape agrees with `msfb_seats`). It then
+//! A scrape first takes a snapshot of every target (`metrics::snapshot`:
+//! compact rows copied under each target's lock, once, and shared with
+//! the other scrapes in progress), so every family of the scrape agrees
+//! with `msfb_seats`. It then
 //! writes the families one after another, each by its own pass over the
 //! rows, so that every family's samples are contiguous as the format
 //! requires. A family's `# HELP`/`# TYPE` lines are written with its first
@@ -41,11 +42,14 @@
 //! group's targets is taken per scrape and every family is written from it:
 //! a target never appears in one family and not the next.
 
+use std::sync::Arc;
+
 use super::CACHED;
 use super::format::Format;
+use super::snapshot::{GroupRows, Row, TableSnapshot};
 use crate::config::{Mode, PerTarget};
 use crate::targets::{
-    ErrorCount, InventoryView, ProductGroup, ProductStatus, Seat, TargetTable, escape_label_value,
+    ErrorCount, InventoryView, ProductGroup, ProductStatus, TargetTable, escape_label_value,
 };
 
 /// One metric family's name (as in the text format: counters end in
@@ -420,157 +424,19 @@ fn write_float(out: &mut String, v: f64) {
     }
 }
 
-/// `product_id="…",sku_id="…"` for a group.
-fn product_labels(group: &ProductGroup) -> String {
-    let mut s = String::with_capacity(48);
-    s.push_str("product_id=\"");
-    escape_label_value(&mut s, &group.product.product_id);
-    s.push_str("\",sku_id=\"");
-    escape_label_value(&mut s, &group.product.sku_id);
-    s.push('"');
-    s
-}
-
-/// What one scrape shows of one target, copied under its lock. Absent
-/// timestamps are NaN and the user label lives in its group's `users`
-/// string, so a row is 40 bytes and a 100k-target scrape copies about 4 MB
-/// plus the labels. Each family's pass then reads rows and labels in order
-/// instead of chasing a pointer to every target (cache misses on the
-/// targets were half the time of a 100k-target render).
-#[derive(Clone, Copy)]
-struct Row {
-    /// `msfb_seat_last_success_timestamp_seconds`.
-    last_success_at: f64,
-    /// `msfb_seat_assigned_timestamp_seconds` (active seats only).
-    assigned_at: f64,
-    /// `msfb_seat_lost_total`.
-    lost_total: u64,
-    /// The escaped user label: `users[user_start..user_end]` of the
-    /// snapshot with [`Row::OWN_LABEL`], else of the group's `user_labels`.
-    user_start: u32,
-    user_end: u32,
-    /// This target's error series: `errors[first..first + len]` of the
-    /// scrape's shared error list (no allocation per target).
-    first_error: u32,
-    error_count: u16,
-    /// [`Row::SEAT_KNOWN`] and friends.
-    flags: u8,
-}
-
-impl Row {
-    const SEAT_KNOWN: u8 = 1;
-    const SEAT_ACTIVE: u8 = 2;
-    const CHECKED: u8 = 4;
-    const CHECK_OK: u8 = 8;
-    /// A discovered target: its label was copied into the snapshot.
-    const OWN_LABEL: u8 = 16;
-
-    fn has(self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-}
-
-/// One group's labels and rows, fixed for one scrape.
+/// One group of a shared [`TableSnapshot`], as the family writers read it.
 struct Snapshot<'a> {
     group: &'a ProductGroup,
     /// `product_id="…",sku_id="…"`.
-    labels: String,
-    /// The escaped user labels of discovered targets, back to back
-    /// (configured targets' labels are the group's `user_labels`).
-    users: String,
-    rows: Vec<Row>,
+    labels: &'a str,
+    rows: &'a [Row],
+    data: &'a GroupRows,
 }
 
 impl Snapshot<'_> {
     fn user(&self, row: Row) -> &str {
-        let arena = if row.has(Row::OWN_LABEL) {
-            self.users.as_str()
-        } else {
-            self.group.user_labels.text()
-        };
-        arena
-            .get(row.user_start as usize..row.user_end as usize)
-            .unwrap_or("")
+        self.data.user(self.group, row)
     }
-}
-
-/// Copies every target's state, once, under its lock.
-fn snapshot<'a>(table: &'a TargetTable, errors: &mut Vec<ErrorCount>) -> Vec<Snapshot<'a>> {
-    table
-        .groups
-        .iter()
-        .map(|group| {
-            // Configured targets are read in place; discovered ones are a
-            // snapshot, since the set changes under its own lock.
-            let discovered = group
-                .discovery
-                .as_ref()
-                .map(|d| d.snapshot())
-                .unwrap_or_default();
-            let count = group.targets.len() + discovered.len();
-            let mut users = String::new();
-            let mut rows = Vec::with_capacity(count);
-            let configured = group.targets.iter().map(|t| (t, None));
-            let found = discovered.iter().map(|t| (t, Some(t.user_label())));
-            for (i, (t, own)) in configured.chain(found).enumerate() {
-                let mut flags = 0;
-                let (user_start, user_end) = match own {
-                    None => group.user_labels.span(i),
-                    Some(label) => {
-                        flags |= Row::OWN_LABEL;
-                        let start = offset(&users);
-                        escape_label_value(&mut users, label);
-                        (start, offset(&users))
-                    }
-                };
-                let s = t.state();
-                let mut assigned_at = f64::NAN;
-                match s.seat {
-                    Some(Seat {
-                        active: true,
-                        assigned_at: a,
-                    }) => {
-                        flags |= Row::SEAT_KNOWN | Row::SEAT_ACTIVE;
-                        assigned_at = a.unwrap_or(f64::NAN);
-                    }
-                    Some(Seat { active: false, .. }) => flags |= Row::SEAT_KNOWN,
-                    None => {}
-                }
-                if s.last_check_at.is_some() {
-                    flags |= Row::CHECKED;
-                    if s.last_check_ok {
-                        flags |= Row::CHECK_OK;
-                    }
-                }
-                // At most one series per (code, reason): a handful.
-                let first_error = u32::try_from(errors.len()).unwrap_or(u32::MAX);
-                let error_count = u16::try_from(s.errors.len()).unwrap_or(u16::MAX);
-                errors.extend(s.errors.iter().take(usize::from(error_count)));
-                rows.push(Row {
-                    last_success_at: s.last_success_at.unwrap_or(f64::NAN),
-                    assigned_at,
-                    lost_total: s.lost_total,
-                    user_start,
-                    user_end,
-                    first_error,
-                    error_count,
-                    flags,
-                });
-            }
-            Snapshot {
-                group,
-                labels: product_labels(group),
-                users,
-                rows,
-            }
-        })
-        .collect()
-}
-
-/// A position in a group's label string (which stays far below 4 GiB: a
-/// target's label is bounded by the config file size limit).
-fn offset(s: &str) -> u32 {
-    u32::try_from(s.len()).unwrap_or(u32::MAX)
 }
 
 /// The value a per-target family shows for a row, if any.
@@ -589,7 +455,7 @@ fn per_target(
 ) {
     let mut w = Writer::new(out, family);
     for g in groups {
-        for row in &g.rows {
+        for row in g.rows {
             let Some(value) = sample(*row) else {
                 continue;
             };
@@ -608,17 +474,33 @@ fn per_target(
 /// `product_id="…",sku_id="…",user="…"` of one target.
 #[inline]
 fn user_labels(buf: &mut String, g: &Snapshot<'_>, row: Row) {
-    buf.push_str(&g.labels);
+    buf.push_str(g.labels);
     buf.push_str(",user=\"");
     buf.push_str(g.user(row));
     buf.push('"');
 }
 
-/// Appends every table-derived family to `out`, in the table's profile
-/// (`[metrics] per_target`).
-pub fn render(table: &TargetTable, out: &mut Out<'_>) {
-    let mut errors = Vec::new();
-    let groups = snapshot(table, &mut errors);
+/// Appends every table-derived family to `out` from a fresh snapshot of
+/// `table`, in the table's profile (`[metrics] per_target`).
+pub fn render(table: &Arc<TargetTable>, out: &mut Out<'_>) {
+    render_snapshot(&TableSnapshot::take(table), out);
+}
+
+/// Appends every table-derived family to `out` from `snapshot` (which
+/// other scrapes may share: see `metrics::snapshot`), in its table's
+/// profile.
+pub fn render_snapshot(snapshot: &TableSnapshot, out: &mut Out<'_>) {
+    let table = snapshot.table();
+    let errors = snapshot.errors();
+    let groups: Vec<Snapshot<'_>> = snapshot
+        .groups()
+        .map(|(group, data)| Snapshot {
+            group,
+            labels: &data.labels,
+            rows: &data.rows,
+            data,
+        })
+        .collect();
     let flag = |row: Row, f: u8| if row.has(f) { 1.0 } else { 0.0 };
     per_target(&groups, out, &SEAT_ACTIVE, |r| {
         r.has(Row::SEAT_KNOWN)
@@ -637,19 +519,14 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
         });
         per_target(&groups, out, &LOST, |r| Some(Value::Count(r.lost_total)));
     }
-    render_errors(&groups, &errors, out);
+    render_errors(&groups, errors, out);
     render_seats(&groups, out);
 
-    // One copy of each product's status, so the families below agree.
-    let statuses: Vec<(&str, ProductStatus, Mode)> = groups
+    // Each product's status was copied with its rows, so the families
+    // below agree with the ones above.
+    let statuses: Vec<(&str, &ProductStatus, Mode)> = groups
         .iter()
-        .map(|g| {
-            (
-                g.labels.as_str(),
-                g.group.state.status().clone(),
-                g.group.product.mode,
-            )
-        })
+        .map(|g| (g.labels, &g.data.status, g.group.product.mode))
         .collect();
     if table.per_target == PerTarget::Compact {
         render_compact(&groups, &statuses, out);
@@ -665,7 +542,7 @@ pub fn render(table: &TargetTable, out: &mut Out<'_>) {
 fn render_errors(groups: &[Snapshot<'_>], errors: &[ErrorCount], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &ERRORS);
     for g in groups {
-        for row in &g.rows {
+        for row in g.rows {
             let first = row.first_error as usize;
             for e in &errors[first..first + usize::from(row.error_count)] {
                 let line = w.begin();
@@ -686,7 +563,7 @@ fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &SEATS);
     for g in groups {
         let (mut active, mut inactive, mut unknown) = (0u64, 0u64, 0u64);
-        for row in &g.rows {
+        for row in g.rows {
             match (row.has(Row::SEAT_KNOWN), row.has(Row::SEAT_ACTIVE)) {
                 (true, true) => active += 1,
                 (true, false) => inactive += 1,
@@ -699,7 +576,7 @@ fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
             ("unknown", unknown),
         ] {
             let line = w.begin();
-            line.push_str(&g.labels);
+            line.push_str(g.labels);
             line.push_str(",state=\"");
             line.push_str(state);
             line.push('"');
@@ -710,7 +587,7 @@ fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
     let mut w = Writer::new(out, &PRODUCT_INFO);
     for g in groups {
         let line = w.begin();
-        line.push_str(&g.labels);
+        line.push_str(g.labels);
         line.push_str(",name=\"");
         escape_label_value(line, g.group.product.name.as_deref().unwrap_or(""));
         line.push('"');
@@ -723,7 +600,7 @@ fn render_seats(groups: &[Snapshot<'_>], out: &mut Out<'_>) {
 /// `statuses` is in the order of `groups`.
 fn render_compact(
     groups: &[Snapshot<'_>],
-    statuses: &[(&str, ProductStatus, Mode)],
+    statuses: &[(&str, &ProductStatus, Mode)],
     out: &mut Out<'_>,
 ) {
     let mut w = Writer::new(out, &CHECKS_FAILING);
@@ -733,7 +610,7 @@ fn render_compact(
             .iter()
             .filter(|r| r.has(Row::CHECKED) && !r.has(Row::CHECK_OK))
             .count();
-        w.begin().push_str(&g.labels);
+        w.begin().push_str(g.labels);
         w.count(failing as u64);
     }
     let mut w = Writer::new(out, &OLDEST_SUCCESS);
@@ -746,7 +623,7 @@ fn render_compact(
             .filter(|t| !t.is_nan())
             .min_by(f64::total_cmp);
         if let Some(t) = oldest {
-            w.begin().push_str(&g.labels);
+            w.begin().push_str(g.labels);
             w.value(t);
         }
     }
@@ -759,7 +636,7 @@ fn render_compact(
 
 /// A product-level gauge: one sample per product that has a value.
 fn per_product(
-    statuses: &[(&str, ProductStatus, Mode)],
+    statuses: &[(&str, &ProductStatus, Mode)],
     out: &mut Out<'_>,
     family: &'static Family<'static>,
     sample: impl Fn(&ProductStatus, Mode) -> Option<f64>,
@@ -775,7 +652,7 @@ fn per_product(
 
 /// The listing health of list-mode products (absent before their first
 /// listing, and for per-user products).
-fn render_listing(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>) {
+fn render_listing(statuses: &[(&str, &ProductStatus, Mode)], out: &mut Out<'_>) {
     let list = |mode: Mode| mode == Mode::List;
     per_product(statuses, out, &LISTING_SUCCESS, |s, m| {
         let ok = if s.listing.ok { 1.0 } else { 0.0 };
@@ -804,7 +681,7 @@ fn render_listing(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>) {
 }
 
 /// The inventory families (absent before the first complete inventory).
-fn render_inventory(statuses: &[(&str, ProductStatus, Mode)], out: &mut Out<'_>) {
+fn render_inventory(statuses: &[(&str, &ProductStatus, Mode)], out: &mut Out<'_>) {
     let facts = |s: &ProductStatus| match &s.inventory {
         Some(InventoryView::Listed(f)) => Some(f.clone()),
         _ => None,
@@ -960,7 +837,7 @@ mod tests {
     use crate::targets::{ErrorCode, Outcome, Reason};
 
     /// A table of one product with `users`; each got one check.
-    fn table(users: &[&str]) -> TargetTable {
+    fn table(users: &[&str]) -> Arc<TargetTable> {
         let t = unchecked_table(users, "full");
         for (i, (_, t)) in t.iter().enumerate() {
             t.state().record(&outcome(i), 1_700_000_000.25);
@@ -988,7 +865,7 @@ mod tests {
 
     /// A table of product `P` with `users` and of product `Q` with none, in
     /// profile `per_target`, nothing checked yet.
-    fn unchecked_table(users: &[&str], per_target: &str) -> TargetTable {
+    fn unchecked_table(users: &[&str], per_target: &str) -> Arc<TargetTable> {
         let list: Vec<String> = users.iter().map(|u| format!("{u:?}")).collect();
         let config = config::for_tests(&format!(
             "[metrics]\nper_target = \"{per_target}\"\n\n\
@@ -996,10 +873,10 @@ mod tests {
              [[products]]\nproduct_id = \"Q\"\nsku_id = \"0001\"\nmode = \"list\"\nusers = \"all\"\n",
             list.join(", ")
         ));
-        TargetTable::build(&config, None)
+        Arc::new(TargetTable::build(&config, None))
     }
 
-    fn chunks(table: &TargetTable, size: usize) -> Vec<String> {
+    fn chunks(table: &Arc<TargetTable>, size: usize) -> Vec<String> {
         let mut chunks = Vec::new();
         let mut emit = |c: String| {
             chunks.push(c);
@@ -1080,7 +957,7 @@ mod tests {
 
     /// u0 holds a seat (checked at 100), u1 got a 404 (at 200), u2's only
     /// check timed out (at 300), u3 held a seat at 50 and timed out at 400.
-    fn checked_table(per_target: &str) -> TargetTable {
+    fn checked_table(per_target: &str) -> Arc<TargetTable> {
         let t = unchecked_table(&["u0@x.y", "u1@x.y", "u2@x.y", "u3@x.y"], per_target);
         let timeout = Outcome::Inconclusive(crate::targets::Inconclusive {
             code: ErrorCode::Timeout,

@@ -11,6 +11,9 @@
 //!   object per series would cost more memory than the table itself; writing
 //!   the text directly also means a target removed by a reload is simply not
 //!   written any more.
+//! - `snapshot`: what a scrape shows of every target, copied once and
+//!   shared by the scrapes in progress, so that clients that stop reading
+//!   cannot make the exporter hold one copy of the table each.
 //! - `format`: which exposition format a scrape gets (text 0.0.4 or
 //!   OpenMetrics 1.0.0, by the `Accept` header); both sources above write
 //!   either.
@@ -18,6 +21,7 @@
 pub mod exposition;
 pub mod format;
 mod persistence;
+pub mod snapshot;
 
 pub use persistence::PersistenceMetrics;
 

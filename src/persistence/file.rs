@@ -6,6 +6,12 @@
 //! atomically, so after a crash or power loss at any instant `FILE` is the
 //! previous complete file or the new complete one; at worst a stale
 //! `FILE.tmp` is left, which the next save replaces and a load never reads.
+//!
+//! `FILE` must be a regular file or absent, as every file the configuration
+//! names (SPEC §17, `config::files`): a load opens it without blocking and
+//! refuses anything else, and a save refuses to replace a pipe, a device or
+//! a directory that appeared at its path — the operator put it there, and a
+//! FIFO read would otherwise wait for a writer forever.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -50,6 +56,7 @@ fn write_then_rename(
     tmp: &Path,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<u64> {
+    crate::config::files::regular_or_missing(path)?;
     // A stale temporary file from a crash may have any mode: start afresh
     // so that `create_new` applies 0600.
     match fs::remove_file(tmp) {
@@ -75,9 +82,10 @@ fn write_then_rename(
 /// Reads the whole file; `Ok(None)` when there is none (a first start).
 ///
 /// # Errors
-/// Any other I/O error (permissions, a directory in its place, …).
+/// Any other I/O error (permissions, …), and a path that is not a regular
+/// file (a directory, a pipe, a device: see the module header).
 pub(super) fn read(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let mut file = match File::open(path) {
+    let mut file = match crate::config::files::open_regular(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -101,7 +109,7 @@ pub(super) fn move_aside(path: &Path) -> io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 
     #[test]
     fn a_replaced_file_is_private_and_complete() {
@@ -134,5 +142,25 @@ mod tests {
         assert_eq!(read(&dir.path().join("none")).unwrap(), None);
         assert_eq!(move_aside(&path).unwrap(), sibling(&path, ".corrupt"));
         assert_eq!(read(&path).unwrap(), None);
+    }
+
+    #[test]
+    fn nothing_but_a_regular_file_is_read_or_replaced_and_nothing_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let sub = dir.path().join("dir");
+        fs::create_dir(&sub).unwrap();
+        for (path, kind) in [(&fifo, "a named pipe (FIFO)"), (&sub, "a directory")] {
+            let err = read(path).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert_eq!(err.to_string(), format!("is {kind}, not a regular file"));
+            let err = replace(path, |w: &mut dyn Write| w.write_all(b"new")).unwrap_err();
+            assert_eq!(err.to_string(), format!("is {kind}, not a regular file"));
+            assert!(!sibling(path, ".tmp").exists());
+        }
+        assert!(fs::metadata(&fifo).unwrap().file_type().is_fifo(), "left");
     }
 }

@@ -234,13 +234,14 @@ async fn add_headers(
 /// chunk (`metrics::exposition`) into a small channel, and the response
 /// sends each chunk as it comes (gzipped on the way when asked), so a
 /// 100k-target scrape neither waits for the whole text nor holds it twice.
-/// A scrape in flight holds its copy of the table's rows (about 40 bytes a
-/// target) and at most [`CHUNKS_IN_FLIGHT`] + 1 chunks; [`MAX_SCRAPES`]
-/// bounds how many there are. A scraper that stops reading keeps its scrape
-/// until its connection is closed (by the connection age limit of
-/// `serve::Limits`, or at shutdown), which drops the body and ends the
-/// render. No lock is shared between scrapes, so a slow scraper never
-/// delays another.
+/// A scrape in flight holds a snapshot of the table's rows (about 40 bytes
+/// a target), shared with the other scrapes in progress within a memory
+/// budget (`metrics::snapshot`), and at most [`CHUNKS_IN_FLIGHT`] + 1
+/// chunks; [`MAX_SCRAPES`] bounds how many there are. A scraper that stops
+/// reading keeps its scrape until its connection is closed (by the
+/// write-stall limit of `serve::Limits`, 30 s, or at shutdown), which drops
+/// the body and ends the render. Scrapes share no lock while they write,
+/// so a slow scraper never delays another.
 async fn metrics_or_404(State(site): State<SharedSite>, req: Request) -> Response {
     let path = site.generation().config.web.telemetry_path.clone();
     if req.uri().path() != path {

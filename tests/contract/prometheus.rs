@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::util::inventory::{NEW_FAMILIES, scrape_with_every_new_family};
+use crate::util::process::free_port;
 use crate::util::programs::{repo, run_promtool, text};
 use crate::util::{ALICE, BOB, CAROL, DAVE, P, S, Served, Setup, eventually};
 
@@ -250,11 +251,7 @@ impl Prometheus {
         // A free port is found by binding and releasing it; another process
         // may take it in between, so a bind failure is retried.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = free_port();
             let log_path = dir.path().join("prometheus.log");
             let log = std::fs::File::create(&log_path).unwrap();
             let mut child = tokio::process::Command::new("prometheus")

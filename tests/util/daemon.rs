@@ -9,7 +9,7 @@ use msfb_seat_exporter::fake_store::{self, FakeStore};
 use tempfile::TempDir;
 
 use super::harness::write_private;
-use super::process::rss;
+use super::process::{free_port, rss};
 use super::wait::until_200;
 
 /// The daemon (`msfb_seat_exporter` binary) against a fake Store.
@@ -30,11 +30,7 @@ impl Daemon {
         for (name, text) in files {
             write_private(&dir.path().join(name), text);
         }
-        // A free port: bound and released (loopback, nobody else races).
-        let addr = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("config.toml");
         let text = format!(
             "[web]\nlisten_address = \"{addr}\"\n{web}\n\n{}",

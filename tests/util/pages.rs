@@ -97,11 +97,11 @@ pub fn table_rows(html: &str) -> (Vec<String>, Vec<Vec<String>>) {
 /// The users of [`story`], one per thing a row can say.
 pub mod story_users {
     /// Holds a seat throughout.
-    pub const ALICE: &str = "alice@contoso.com";
+    pub use crate::util::harness::ALICE;
     /// Held one, lost it: `lost`.
-    pub const BOB: &str = "bob@contoso.com";
+    pub use crate::util::harness::BOB;
     /// Holds one; the latest checks fail: `active` and `failing`.
-    pub const DAVE: &str = "dave@contoso.com";
+    pub use crate::util::harness::DAVE;
     /// Never had one: `no seat`.
     pub const ERIN: &str = "erin@contoso.com";
     /// Lost one and got it back: `active`, with a past error.

@@ -1,11 +1,20 @@
-//! What the tests that run the real binary read from its process: its
-//! stderr lines as they come (the log), and its resident memory (the load
-//! tests' measure).
+//! What the tests that run a real program need around its process: a free
+//! port to give it, its stderr lines as they come (the log), and its
+//! resident memory (the load tests' measure).
 
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncBufReadExt as _;
+
+/// A loopback port nobody listens on: bound and released, so another
+/// process may take it before the program does (callers that can, retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
 
 /// Spawns `command` (the binary with its arguments) as the tests run it:
 /// no inherited credentials directory, no stdin, stdout dropped, killed
