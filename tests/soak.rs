@@ -6,6 +6,12 @@
 //! ```sh
 //! MSFB_SOAK_CYCLES=2000 cargo test --test tests soak -- --ignored --nocapture
 //! ```
+//!
+//! Two products hold the same users: `P`/`S` checked per user, where seats
+//! change and faults hit single checks, and a list-mode product whose seats
+//! never change while its listing answers with faults now and then
+//! (SPEC §17's page without a seat list among them): it must never show a
+//! seat lost.
 
 use std::time::Duration;
 
@@ -13,7 +19,11 @@ use msfb_seat_exporter::fake_store::{Action, FakeSeat, Fault, Match};
 use rand::rngs::StdRng;
 use rand::{RngExt as _, SeedableRng as _};
 
-use crate::util::{Harness, P, S, users};
+use crate::util::{Harness, P, S, product, users};
+
+/// The list-mode product: its seats stay active all along.
+const LISTED: &str = "9NLISTED0001";
+const LISTED_SKU: &str = "0001";
 
 /// Resident set size of this process, from /proc.
 fn rss_bytes() -> u64 {
@@ -55,6 +65,20 @@ fn random_fault(rng: &mut StdRng) -> Action {
     }
 }
 
+/// What a listing answers instead of its page, now and then.
+fn random_listing_fault(rng: &mut StdRng) -> Action {
+    match rng.random_range(0..8) {
+        0 => Action::Body(r#"{"seats":null}"#.into()),
+        1 => Action::Body("{}".into()),
+        2 => Fault::status(500),
+        3 => Fault::not_found_body("<html><body>404 Not Found</body></html>"),
+        4 => Action::Malformed,
+        5 => Action::CutMidBody,
+        6 => Action::Drop,
+        _ => Action::Body(r#"{"seats":{}}"#.into()),
+    }
+}
+
 #[tokio::test]
 #[ignore = "long; run with --ignored (CI does, with a short MSFB_SOAK_CYCLES)"]
 async fn random_faults_keep_memory_and_series_flat() {
@@ -68,7 +92,17 @@ async fn random_faults_keep_memory_and_series_flat() {
         .unwrap_or(20261124);
     let mut rng = StdRng::seed_from_u64(seed);
     let users = users(50);
-    let h = Harness::with_seats(users.len(), "max_retries = 1\nmax_concurrency = 16").await;
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let listed = product(&refs).replace(P, LISTED).replace(
+        &format!("sku_id = \"{S}\""),
+        &format!("sku_id = \"{LISTED_SKU}\""),
+    ) + "mode = \"list\"\n";
+    let products = format!("{}{listed}", product(&refs));
+    let h = Harness::new(&products, "max_retries = 1\nmax_concurrency = 16").await;
+    for u in &users {
+        h.fake.set_seat(P, S, u, FakeSeat::active());
+        h.fake.set_seat(LISTED, LISTED_SKU, u, FakeSeat::active());
+    }
 
     let warmup = (cycles / 5).max(1);
     let mut baseline = None;
@@ -80,6 +114,12 @@ async fn random_faults_keep_memory_and_series_flat() {
             h.fake.add_fault(Fault::always(
                 Match::User(user.clone()),
                 random_fault(&mut rng),
+            ));
+        }
+        if rng.random_bool(0.2) {
+            h.fake.add_fault(Fault::always(
+                Match::AllListings,
+                random_listing_fault(&mut rng),
             ));
         }
         if rng.random_bool(0.05) {
@@ -112,6 +152,15 @@ async fn random_faults_keep_memory_and_series_flat() {
             eprintln!("cycle {cycle}: {:?} {:?}", t0.elapsed(), rep.failures);
         }
         let m = h.scrape().await;
+        // The listed seats never change: no fault may show one lost.
+        for u in &users {
+            let active = m.value("msfb_seat_active", &[("product_id", LISTED), ("user", u)]);
+            assert_ne!(
+                active,
+                Some(0.0),
+                "cycle {cycle}: {u} shown lost in the listing"
+            );
+        }
         max_series = max_series.max(m.samples.len());
         if cycle + 1 == warmup {
             baseline = Some((rss_bytes(), m.samples.len()));
@@ -143,20 +192,20 @@ async fn random_faults_keep_memory_and_series_flat() {
         "msfb_seat_lost_total",
     ] {
         let n = m.samples.iter().filter(|s| s.name == family).count();
-        assert_eq!(n, users.len(), "{family}: {n} series");
+        assert_eq!(n, 2 * users.len(), "{family}: {n} series");
     }
     let errors = m
         .samples
         .iter()
         .filter(|s| s.name == "msfb_seat_check_errors_total")
         .count();
-    assert!(errors <= users.len() * 14, "{errors} error series");
+    assert!(errors <= 2 * users.len() * 14, "{errors} error series");
     assert!(
-        m.samples.len() <= series_then + users.len() * 14,
+        m.samples.len() <= series_then + 2 * users.len() * 14,
         "{} series at the end, {series_then} after warm-up",
         m.samples.len()
     );
-    let per_target_bound = users.len() * (5 + 14);
+    let per_target_bound = 2 * users.len() * (5 + 14);
     let fixed = m
         .samples
         .iter()
