@@ -532,9 +532,10 @@ cat >"$work/saves.py" <<'EOF'
 """Scrapes URL back to back on one keep-alive connection until LOG holds
 WANT more "seat state saved" lines than at the start, or for at most
 SECONDS. Each save line gives its end (timestamp) and wall time (duration),
-so its window, and its CPU (cpu). Each body carries the poller's get_seat request counter: a
-scrape is "quiet" when the counter did not move from the end of the scrape
-before it to the end of the one after it (no check during it). Quiet scrapes
+so its window, and its CPU (cpu). Each body carries the poller's get_seat request counter,
+copied as the scrape starts: a scrape is "quiet" when the counter did not move from its
+copy to the next scrape's (no check while it ran; a save follows a cycle's last check at
+once, so asking more would leave no scrape beside a save at 100k targets). Quiet scrapes
 overlapping a save window are "with save", the other quiet ones "without".
 Prints: with_p99_ms without_p99_ms with_n without_n saves median_cpu_s
 max_cpu_s median_wall_s."""
@@ -580,8 +581,8 @@ while time.monotonic() < start + seconds:
         break
 windows = saves()[first:]
 with_save, without = [], []
-for i in range(1, len(rows) - 1):
-    if not rows[i - 1][3] == rows[i][3] == rows[i + 1][3]:
+for i in range(len(rows) - 1):
+    if rows[i][3] != rows[i + 1][3]:
         continue
     w0, w1, took, _ = rows[i]
     overlaps = any(s < w1 and w0 < e for s, e, _, _ in windows)
