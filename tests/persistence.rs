@@ -441,29 +441,41 @@ async fn kill_9_at_random_moments_never_yields_a_false_loss() {
             );
             restores += 1;
         }
-        let kill_at = if run % 2 == 0 {
-            Some(Duration::from_millis(rng.random_range(0..1500)))
-        } else {
-            None
+        // A third of the kills at a random moment, a third just after a
+        // cycle (so inside its save), a third once a save has completed
+        // (so that, however slow the machine, later starts have a file to
+        // restore — on a loaded machine the second kind alone may never
+        // let a save finish).
+        let kill = match run % 3 {
+            0 => Kill::At(Duration::from_millis(rng.random_range(0..1500))),
+            1 => Kill::AfterCycle,
+            _ => Kill::AfterSave,
         };
         let started = tokio::time::Instant::now();
         loop {
             observe(&d, &mut watch, seed, run).await;
-            let due = match kill_at {
-                Some(at) => started.elapsed() >= at,
-                None => {
+            let due = match kill {
+                Kill::At(at) => started.elapsed() >= at,
+                Kill::AfterCycle => {
                     d.count("poll cycle finished")
                         + d.count("poll cycle finished with inconclusive checks")
                         > 0
                 }
+                Kill::AfterSave => d.count("seat state saved") > 0,
             };
             if due || started.elapsed() > PATIENCE {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(rng.random_range(1..30))).await;
         }
-        if kill_at.is_none() {
-            tokio::time::sleep(Duration::from_micros(rng.random_range(0..3000))).await;
+        match kill {
+            Kill::At(_) => {}
+            Kill::AfterCycle => {
+                tokio::time::sleep(Duration::from_micros(rng.random_range(0..3000))).await
+            }
+            Kill::AfterSave => {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(0..300))).await
+            }
         }
         d.kill().await;
         mid_save += usize::from(PathBuf::from(format!("{}.tmp", s.state().display())).exists());
@@ -485,6 +497,17 @@ async fn kill_9_at_random_moments_never_yields_a_false_loss() {
     // Every run after the first save restored; some kills hit a save.
     eprintln!("seed {seed}: {restores} of 30 starts restored, {mid_save} kills during a save");
     assert!(restores > 0, "seed {seed}: no save ever completed");
+}
+
+/// When the crash suite kills the exporter in one run.
+#[derive(Clone, Copy)]
+enum Kill {
+    /// This long after the start.
+    At(Duration),
+    /// Within 3 ms of the first cycle's end, as its save runs.
+    AfterCycle,
+    /// Within 300 ms of the first completed save.
+    AfterSave,
 }
 
 fn set(fake: &FakeStore, product: &str, sku: &str, user: &str, active: bool) {
