@@ -25,7 +25,7 @@ use crate::metrics::{Telemetry, exposition};
 use crate::persistence::{self, Saver};
 use crate::poller::request::CheckContext;
 use crate::poller::{
-    self, CycleReport, Generation, InventoryReport, Pacer, RetryPolicy, Scope, unix_now,
+    self, CycleReport, Generation, InventoryReport, Lanes, Pacer, RetryPolicy, Scope, unix_now,
 };
 use crate::store::{StoreClient, TokenSource};
 use crate::targets::TargetTable;
@@ -96,6 +96,9 @@ pub struct Options {
     /// Longest a reload may take to read and validate the files before it
     /// fails like a bad file ([`RELOAD_DEADLINE`]; tests shorten it).
     pub reload_deadline: Duration,
+    /// The threads a cycle's checks run on (`poller::lanes`); by default
+    /// the runtime that runs the cycle.
+    pub lanes: Lanes,
 }
 
 /// How long a reload may read files (SPEC §17): files are never FIFOs or
@@ -111,6 +114,7 @@ impl Default for Options {
             retry_base: p.base,
             retry_cap: p.cap,
             reload_deadline: RELOAD_DEADLINE,
+            lanes: Lanes::here(),
         }
     }
 }
@@ -148,7 +152,8 @@ impl Exporter {
     pub fn new(config: Config, options: Options) -> Result<Exporter, StartError> {
         let telemetry = Telemetry::new();
         let config = Arc::new(config);
-        let client = StoreClient::new(&config.store, telemetry.clone())?;
+        let client =
+            StoreClient::with_lanes(&config.store, telemetry.clone(), options.lanes.len())?;
         let tokens = Arc::new(TokenSource::new(
             client.token_http(&config.auth).clone(),
             config.auth.clone(),
@@ -191,6 +196,11 @@ impl Exporter {
             .read()
             .unwrap_or_else(|p| p.into_inner());
         Arc::clone(&guard)
+    }
+
+    /// The threads cycles run their checks on.
+    pub fn lanes(&self) -> &Lanes {
+        &self.inner.options.lanes
     }
 
     /// The exporter's own instruments.
@@ -238,6 +248,7 @@ impl Exporter {
             Arc::clone(&self.inner.pacer),
             retry,
             scope,
+            &self.inner.options.lanes,
             cancel,
         )
         .await?;
@@ -502,7 +513,7 @@ impl Exporter {
         let client = if config.store == old.config.store {
             old.client.clone()
         } else {
-            StoreClient::new(&config.store, t.clone())?
+            StoreClient::with_lanes(&config.store, t.clone(), self.inner.options.lanes.len())?
         };
         let tokens = if config.store == old.config.store && config.auth == *old.tokens.config() {
             Arc::clone(&old.tokens)

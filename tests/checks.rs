@@ -420,3 +420,48 @@ async fn requests_are_paced_to_max_requests_per_second() {
         Some(20.0)
     );
 }
+
+/// The daemon runs a cycle's checks on poll lanes (one thread and one
+/// connection pool each): every answer is recorded exactly as on the
+/// calling runtime, with `max_concurrency` still the bound on requests in
+/// flight.
+#[tokio::test]
+async fn checks_on_poll_lanes_record_every_answer_as_on_one_runtime() {
+    let lane_threads = msfb_seat_exporter::poller::LaneThreads::start(3, || {}).expect("lanes");
+    let names = users(40);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut options = crate::util::fast_options();
+    options.lanes = lane_threads.lanes();
+    let store = "max_concurrency = 5\nmax_retries = 0";
+    let on_lanes = Harness::with_options(&product(&refs), store, options).await;
+    let here = Harness::new(&product(&refs), store).await;
+    for h in [&on_lanes, &here] {
+        for (i, u) in names.iter().enumerate() {
+            match i % 4 {
+                0 => h.fake.set_seat(P, S, u, FakeSeat::active()),
+                1 => h.fake.set_seat(P, S, u, FakeSeat::revoked()),
+                2 => h.fake.add_user(u),
+                _ => {
+                    h.fake.set_seat(P, S, u, FakeSeat::active());
+                    h.fake
+                        .add_fault(Fault::always(Match::User(u.clone()), Fault::status(503)));
+                }
+            }
+        }
+    }
+    let (lanes_report, here_report) = (on_lanes.cycle().await, here.cycle().await);
+    assert_eq!(
+        (lanes_report.checked, lanes_report.conclusive),
+        (40, 30),
+        "{lanes_report:?}"
+    );
+    assert_eq!(lanes_report.failures, here_report.failures);
+    assert!(on_lanes.fake.counts().max_in_flight <= 5);
+    let (m, expected) = (on_lanes.scrape().await, here.scrape().await);
+    for (i, u) in names.iter().enumerate() {
+        let want = [Some(1.0), Some(0.0), Some(0.0), None][i % 4];
+        assert_eq!(m.active(u), want, "{u}");
+        assert_eq!(m.active(u), expected.active(u), "{u}");
+        assert_eq!(m.success(u), expected.success(u), "{u}");
+    }
+}

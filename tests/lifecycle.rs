@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use msfb_seat_exporter::fake_store::{self, Action, FakeSeat, Fault, Match};
 
 use crate::util::binary::{Format, Running};
+use crate::util::daemon::Daemon;
+use crate::util::process::threads;
 
 use crate::util::{P, S, eventually};
 
@@ -135,4 +137,55 @@ async fn secrets_and_tokens_never_reach_logs_or_pages() {
         assert!(!text.contains("fake-token-"), "token in {what}");
         assert!(!text.contains("Bearer"), "authorization header in {what}");
     }
+}
+
+/// The daemon checks on one poll lane per core (at most eight), each a
+/// thread of its own at nice +19, so a scrape gets a core first; the
+/// threads that serve HTTP keep the process's priority (docs/design.md).
+/// A persistence file makes the lane save after each cycle, so the lanes'
+/// blocking threads (`msfb-poll-io`) are seen too.
+#[tokio::test]
+async fn the_daemon_polls_on_one_lane_per_core_at_the_lowest_priority() {
+    let products = crate::util::product(&USERS) + "\n[persistence]\nfile = \"state\"\n";
+    let d = Daemon::start("", &products, &[]).await;
+    let pid = d.child.id().expect("running");
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let expected: Vec<String> = (0..cores.min(8))
+        .map(|i| format!("msfb-poll-{i}"))
+        .collect();
+    let all = eventually(
+        "a save on a lane's blocking thread",
+        Duration::from_secs(30),
+        || async {
+            let all = threads(pid);
+            if all.iter().any(|(name, _)| name == "msfb-poll-io") {
+                Ok(all)
+            } else {
+                Err(format!("{all:?}"))
+            }
+        },
+    )
+    .await;
+    let lanes: Vec<&(String, i32)> = all
+        .iter()
+        .filter(|(name, _)| name.starts_with("msfb-poll-") && name != "msfb-poll-io")
+        .collect();
+    assert_eq!(
+        lanes
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect::<Vec<_>>(),
+        expected,
+        "{all:?}"
+    );
+    // The daemon inherits this test's priority (CI may run it niced).
+    let own = rustix::process::getpriority_process(None).expect("own priority");
+    for (name, nice) in &all {
+        let polling = name.starts_with("msfb-poll");
+        assert_eq!(*nice, if polling { 19 } else { own }, "{name}: {all:?}");
+    }
+    assert!(
+        all.iter().any(|(name, _)| name.starts_with("tokio-rt")),
+        "{all:?}"
+    );
 }

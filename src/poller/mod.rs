@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod inventory;
+pub mod lanes;
 pub mod listing;
 pub mod pacer;
 pub mod plan;
@@ -31,6 +32,7 @@ use crate::store::{StoreClient, TokenSource};
 use crate::targets::{ErrorCode, Outcome, ProductGroup, Target, TargetTable, Transition};
 
 pub use inventory::InventoryReport;
+pub use lanes::{LaneThreads, Lanes, MAX_LANES};
 pub use pacer::Pacer;
 use plan::Work;
 pub use plan::{Scope, cycle_fit_warning};
@@ -98,6 +100,7 @@ pub async fn run_cycle(
     pacer: Arc<Pacer>,
     retry: RetryPolicy,
     scope: Scope,
+    lanes: &Lanes,
     cancel: &CancellationToken,
 ) -> Option<CycleReport> {
     let started = Instant::now();
@@ -105,14 +108,17 @@ pub async fn run_cycle(
     let cursor = Arc::new(AtomicUsize::new(0));
     let workers = generation.config.store.max_concurrency.min(work.len());
     let mut set = JoinSet::new();
-    for _ in 0..workers {
-        set.spawn(worker(
+    for i in 0..workers {
+        let lane = lanes.lane_of(i);
+        let task = worker(
+            generation.client.for_lane(lane),
             Arc::clone(&generation),
             Arc::clone(&pacer),
             retry,
             Arc::clone(&work),
             Arc::clone(&cursor),
-        ));
+        );
+        lanes.spawn_on(&mut set, lane, task);
     }
     let mut total = join(set, cancel).await?;
     total.duration = started.elapsed();
@@ -120,8 +126,10 @@ pub async fn run_cycle(
 }
 
 /// One worker of the pool: takes the next unit of work from the shared
-/// cursor until there is none, and reports what it did.
+/// cursor until there is none, and reports what it did. `client` is the
+/// Store client of the lane the worker runs on.
 async fn worker(
+    client: StoreClient,
     generation: Arc<Generation>,
     pacer: Arc<Pacer>,
     retry: RetryPolicy,
@@ -130,7 +138,7 @@ async fn worker(
 ) -> CycleReport {
     let mut report = CycleReport::default();
     let ctx = request::CheckContext {
-        client: &generation.client,
+        client: &client,
         tokens: &generation.tokens,
         pacer: &pacer,
         retry,
@@ -309,6 +317,7 @@ mod tests {
             Arc::new(Pacer::new(None)),
             RetryPolicy::new(0),
             Scope::Unchecked,
+            &Lanes::here(),
             &CancellationToken::new(),
         )
         .await

@@ -5,6 +5,7 @@
 //! (SPEC §5). The request goes through `http::exchange`, which bounds,
 //! counts and classifies every answer alike.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -61,11 +62,26 @@ fn http_builder(config: &StoreConfig) -> Result<reqwest::ClientBuilder, reqwest:
     Ok(builder)
 }
 
+/// A client with a connection pool as large as the concurrency and the
+/// proxies of `config`.
+fn pooled_client(config: &StoreConfig) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = http_builder(config)?.pool_max_idle_per_host(config.max_concurrency);
+    for proxy in config.proxy.proxies()? {
+        builder = builder.proxy(proxy);
+    }
+    builder.build()
+}
+
 /// The HTTP side of the Store API: a pooled client with timeouts.
 #[derive(Clone)]
 pub struct StoreClient {
     // Visible to `list`, which adds the paged calls beside Get seat.
     pub(super) http: reqwest::Client,
+    /// One client (and so one connection pool) per poll lane
+    /// (`poller::lanes`), the first being `http`: a check on a lane then
+    /// uses only connections whose tasks run on that lane's thread, instead
+    /// of waking another lane for every request.
+    lanes: Arc<[reqwest::Client]>,
     /// The same without a proxy (managed identity requests).
     direct: reqwest::Client,
     pub(super) base_url: String,
@@ -86,13 +102,25 @@ impl StoreClient {
     /// # Errors
     /// When the TLS backend cannot be initialised.
     pub fn new(config: &StoreConfig, telemetry: Telemetry) -> Result<StoreClient, reqwest::Error> {
-        let mut builder = http_builder(config)?.pool_max_idle_per_host(config.max_concurrency);
-        for proxy in config.proxy.proxies()? {
-            builder = builder.proxy(proxy);
-        }
-        let http = builder.build()?;
+        StoreClient::with_lanes(config, telemetry, 1)
+    }
+
+    /// [`new`](Self::new) with a client for each of `lanes` poll lanes
+    /// (at least one); see [`for_lane`](Self::for_lane).
+    ///
+    /// # Errors
+    /// When the TLS backend cannot be initialised.
+    pub fn with_lanes(
+        config: &StoreConfig,
+        telemetry: Telemetry,
+        lanes: usize,
+    ) -> Result<StoreClient, reqwest::Error> {
+        let clients = (0..lanes.max(1))
+            .map(|_| pooled_client(config))
+            .collect::<Result<Arc<[_]>, _>>()?;
         Ok(StoreClient {
-            http,
+            http: clients[0].clone(),
+            lanes: clients,
             direct: http_builder(config)?.build()?,
             base_url: config.base_url.clone(),
             base: reqwest::Url::parse(&config.base_url).ok(),
@@ -109,6 +137,16 @@ impl StoreClient {
         match auth.credential {
             crate::config::Credential::ManagedIdentity => &self.direct,
             _ => &self.http,
+        }
+    }
+
+    /// This client for the checks that run on poll lane `lane`: the same
+    /// configuration, telemetry and base URL, with that lane's connection
+    /// pool.
+    pub fn for_lane(&self, lane: usize) -> StoreClient {
+        StoreClient {
+            http: self.lanes[lane % self.lanes.len()].clone(),
+            ..self.clone()
         }
     }
 
@@ -180,6 +218,54 @@ mod tests {
             seat_path("P", "S", "a b%@x"),
             "/V1/Inventory/P/S/Seats/a%20b%25@x"
         );
+    }
+
+    /// A keep-alive HTTP server answering every request with an empty JSON
+    /// object; returns its URL and the number of connections it accepted.
+    async fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                        request.extend_from_slice(&buf[..n]);
+                        if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                            request.clear();
+                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if stream.write_all(answer).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[tokio::test]
+    async fn each_lane_has_its_own_connection_pool() {
+        let (url, accepted) = counting_server().await;
+        let config = StoreConfig::for_tests(&url);
+        for (lanes, connections) in [(1, 1), (2, 2), (3, 3)] {
+            let before = accepted.load(std::sync::atomic::Ordering::SeqCst);
+            let client = StoreClient::with_lanes(&config, Telemetry::new(), lanes).unwrap();
+            // One request after another: a lane reuses its idle connection,
+            // and lane 4 is lane 4 % lanes.
+            for lane in 0..5 {
+                let answer = client.for_lane(lane).http().get(&url).send().await.unwrap();
+                assert_eq!(answer.text().await.unwrap(), "{}");
+            }
+            let opened = accepted.load(std::sync::atomic::Ordering::SeqCst) - before;
+            assert_eq!(opened, connections, "{lanes} lanes");
+        }
     }
 
     #[test]

@@ -154,6 +154,12 @@ impl Harness {
         h
     }
 
+    /// [`new`](Self::new) with `options` (say, poll lanes).
+    pub async fn with_options(products: &str, store_extra: &str, options: Options) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::build(products, store_extra, &[], dir, "secret", options).await
+    }
+
     /// [`new`](Self::new) with extra files (say, a users file) written
     /// next to the config before it is loaded.
     pub async fn with_files(products: &str, store_extra: &str, files: &[(&str, &str)]) -> Harness {

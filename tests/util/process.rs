@@ -56,6 +56,30 @@ pub fn collect_stderr(
     (lines, reader)
 }
 
+/// The threads of process `pid`: each one's name and nice value, from
+/// `/proc/PID/task/*/stat`.
+pub fn threads(pid: u32) -> Vec<(String, i32)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+    let mut threads: Vec<(String, i32)> = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // "TID (NAME) STATE ...": the name may hold spaces, the fields
+            // after it do not; nice is field 19, the 17th after the name.
+            let (head, rest) = stat.rsplit_once(") ").expect("stat");
+            let name = head.split_once(" (").expect("stat").1.to_owned();
+            let nice = rest
+                .split(' ')
+                .nth(16)
+                .expect("nice")
+                .parse()
+                .expect("nice");
+            (name, nice)
+        })
+        .collect();
+    threads.sort();
+    threads
+}
+
 /// Resident memory of process `pid` in bytes, from `/proc/PID/status`.
 pub fn rss(pid: u32) -> u64 {
     memory(pid).0

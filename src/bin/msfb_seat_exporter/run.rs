@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use msfb_seat_exporter::config::{self, Config, LoadOptions};
 use msfb_seat_exporter::exporter::{self, Exporter};
+use msfb_seat_exporter::poller::{LaneThreads, MAX_LANES};
 use msfb_seat_exporter::{daemon, demo, web};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -52,10 +53,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tracing::warn!(warning = %w, "configuration");
     }
 
+    // `--once` is a batch run at normal priority; the daemon's checks yield
+    // the cores to scrapes (see `lower_priority`).
+    let on_start: fn() = if args.once { || {} } else { lower_priority };
+    let threads =
+        LaneThreads::start(poll_lanes(), on_start).context("cannot start the polling threads")?;
     let exporter = Exporter::new(
         config,
         exporter::Options {
             load: options,
+            lanes: threads.lanes(),
             ..exporter::Options::default()
         },
     )?;
@@ -64,6 +71,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     serve(exporter, transport, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// One poll lane per core the process may use (up to `MAX_LANES`): the
+/// lanes together can use every core, and each keeps its checks' wake-ups
+/// on one thread (`poller::lanes`).
+fn poll_lanes() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_LANES))
 }
 
 /// `--demo`: the fake Store and the exporter in one process.
@@ -171,38 +185,11 @@ async fn serve(
         hangup,
         stops,
     ));
-    let background = background_runtime().context("cannot start the polling runtime")?;
-    daemon::run_on(
-        &exporter,
-        background.handle(),
-        listener,
-        transport,
-        shutdown,
-    )
-    .await;
-    // The loops have stopped (or were given their second); do not wait for
-    // anything left on that runtime.
-    background.shutdown_background();
+    let lanes = exporter.lanes();
+    daemon::run_on(&exporter, &lanes.first(), listener, transport, shutdown).await;
     signals.abort();
     tracing::info!("msfb_seat_exporter stopped");
     Ok(())
-}
-
-/// The runtime the pollers run on, apart from the one that serves HTTP, with
-/// its threads at a lower CPU priority (nice + [`BACKGROUND_NICE`]). Polling
-/// is batch work that may take its time; a scrape is waited for. On one
-/// runtime a poll cycle at full speed queues scrape tasks behind dozens of
-/// checks, and on a busy host the OS shares the cores evenly between them:
-/// scrape p99 tripled while a 10k-target cycle ran (scripts/bench.sh).
-/// With the pollers niced, the scrape's threads (and the client's) get the
-/// cores first, and polling takes what is left, which on an idle host is
-/// everything.
-fn background_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_name("msfb-poll")
-        .on_thread_start(lower_priority)
-        .enable_all()
-        .build()
 }
 
 /// How much lower the pollers' priority is than the rest of the process:
@@ -212,7 +199,15 @@ fn background_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// Prometheus, gets the cores first (docs/performance.md: +10 against +19).
 const BACKGROUND_NICE: i32 = 19;
 
-/// Lowers the calling thread's CPU priority. On Linux `setpriority` with
+/// Lowers the calling thread's CPU priority: the daemon's poll lanes run
+/// apart from the runtime that serves HTTP, and below its priority.
+/// Polling is batch work that may take its time; a scrape is waited for. On
+/// one runtime a poll cycle at full speed queued scrape tasks behind dozens
+/// of checks, and on a busy host the OS shares the cores evenly between
+/// them: scrape p99 tripled while a 10k-target cycle ran (scripts/bench.sh).
+/// With the pollers niced, the scrape's threads (and the client's) get the
+/// cores first, and polling takes what is left, which on an idle host is
+/// everything. On Linux `setpriority` with
 /// `PRIO_PROCESS` and no pid applies to the calling thread only. Lowering
 /// is always permitted; where a sandbox forbids the call (systemd's
 /// `SystemCallFilter=~@resources` does, unless the unit allows
