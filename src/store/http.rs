@@ -177,16 +177,29 @@ async fn read_body(mut response: reqwest::Response) -> Result<Bytes, Failure> {
     {
         return Err(too_large());
     }
-    let mut buf = BytesMut::new();
+    // A Store answer nearly always comes in one chunk: keep it as it is,
+    // and copy into a buffer only when a second one follows.
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
     loop {
         match response.chunk().await {
             Ok(Some(chunk)) => {
-                if buf.len() + chunk.len() > MAX_BODY_BYTES {
+                let held = joined.as_ref().map_or(first.len(), BytesMut::len);
+                if held + chunk.len() > MAX_BODY_BYTES {
                     return Err(too_large());
                 }
-                buf.extend_from_slice(&chunk);
+                match &mut joined {
+                    Some(buf) => buf.extend_from_slice(&chunk),
+                    None if first.is_empty() => first = chunk,
+                    None => {
+                        let mut buf = BytesMut::with_capacity(first.len() + chunk.len());
+                        buf.extend_from_slice(&first);
+                        buf.extend_from_slice(&chunk);
+                        joined = Some(buf);
+                    }
+                }
             }
-            Ok(None) => return Ok(buf.freeze()),
+            Ok(None) => return Ok(joined.map_or(first, BytesMut::freeze)),
             Err(e) => {
                 let mut failure = transport_failure(&e);
                 if failure.code == ErrorCode::Connect {
@@ -215,6 +228,56 @@ pub(crate) fn parse_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    /// Answers one request on a fresh port with `answer` (raw HTTP) and
+    /// returns the body as [`read_body`] reads it.
+    async fn read_answer(answer: Vec<u8>) -> Result<Bytes, Failure> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(&answer).await;
+        });
+        read_body(reqwest::get(url).await.unwrap()).await
+    }
+
+    /// A chunked answer of `chunks`: each becomes a chunk of the body.
+    fn chunked(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for chunk in chunks {
+            answer.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            answer.extend_from_slice(chunk);
+            answer.extend_from_slice(b"\r\n");
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        answer
+    }
+
+    #[tokio::test]
+    async fn bodies_in_any_number_of_chunks_are_read_whole_up_to_the_limit() {
+        let body = read_answer(chunked(&[b"{\"a\":"])).await.unwrap();
+        assert_eq!(&body[..], b"{\"a\":");
+        let body = read_answer(chunked(&[b"{\"a\"", b":", b"1}"]))
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"{\"a\":1}");
+        let empty = read_answer(chunked(&[])).await.unwrap();
+        assert!(empty.is_empty());
+        let half = vec![b'x'; MAX_BODY_BYTES / 2];
+        let whole = read_answer(chunked(&[&half, &half])).await.unwrap();
+        assert_eq!(whole.len(), MAX_BODY_BYTES);
+        let over = read_answer(chunked(&[&half, &half, b"x"]))
+            .await
+            .unwrap_err();
+        assert_eq!(over.code, ErrorCode::Body);
+        let over = read_answer(chunked(&[&half, b"x", &half]))
+            .await
+            .unwrap_err();
+        assert_eq!(over.code, ErrorCode::Body);
+    }
 
     #[test]
     fn retry_after_seconds_dates_and_cap() {
