@@ -5,6 +5,7 @@ use std::process::Output;
 
 use msfb_seat_exporter::fake_store::{self, FakeSeat, FakeStore, Fault, Match};
 
+use crate::util::process::{assert_refused, assert_refused_exactly};
 use crate::util::programs::text;
 use crate::util::{P, S, product, temp_dir};
 
@@ -49,26 +50,16 @@ async fn config_check_rejects_an_invalid_file_with_exit_2() {
         &config.display().to_string(),
     ])
     .await;
-    assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
-    assert!(
-        err.contains(&format!(
-            "{}:1: auth: missing field `auth`",
-            config.display()
-        )),
-        "{err}"
+    assert_refused(
+        &out,
+        &format!("{}:1: auth: missing field `auth`", config.display()),
     );
 }
 
 #[tokio::test]
 async fn a_missing_config_file_exits_2() {
     let out = run(&["--config.file=/nonexistent/msfb.toml"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("/nonexistent/msfb.toml: cannot read"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "/nonexistent/msfb.toml: cannot read");
 }
 
 /// The bare binary in a directory without `config.toml`: the message says
@@ -81,14 +72,13 @@ async fn the_missing_config_message_points_at_the_flag_the_example_and_the_demo(
         .output()
         .await
         .expect("run the binary");
-    assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert_eq!(
-        text(&out.stderr),
+    assert_refused_exactly(
+        &out,
         "msfb_seat_exporter: config.toml: cannot read the configuration file: \
          No such file or directory (os error 2)\n  name the file with --config.file=PATH; \
          start one from config.toml.example (in the repository, every key with its default); \
-         or try the exporter without one: --demo\n"
+         or try the exporter without one: --demo\n",
     );
 }
 
@@ -121,15 +111,13 @@ async fn a_bad_listen_address_flag_blames_the_flag_once_with_exit_2() {
         let mut args = args.clone();
         args.push("--web.listen-address=localhost");
         let out = run(&args).await;
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert_eq!(text(&out.stderr), expected, "{args:?}");
+        assert_refused_exactly(&out, expected);
     }
     let without_key = valid_config(&dir, &fake, "");
     let out = run(&[&without_key, "--web.listen-address=:99999"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "msfb_seat_exporter: --web.listen-address: must be \"host:port\" or \":port\" (got \":99999\")\n"
+    assert_refused_exactly(
+        &out,
+        "msfb_seat_exporter: --web.listen-address: must be \"host:port\" or \":port\" (got \":99999\")\n",
     );
 }
 
@@ -146,16 +134,14 @@ async fn a_bad_shard_flag_blames_the_flag() {
         "--shard.count=2",
     ])
     .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "msfb_seat_exporter: --shard.index: must be between 0 and shard_count - 1 = 1 (got 3)\n"
+    assert_refused_exactly(
+        &out,
+        "msfb_seat_exporter: --shard.index: must be between 0 and shard_count - 1 = 1 (got 3)\n",
     );
     let out = run(&[&config, "--config.check", "--shard.count=0"]).await;
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        text(&out.stderr),
-        "msfb_seat_exporter: --shard.count: must be at least 1 (got 0)\n"
+    assert_refused_exactly(
+        &out,
+        "msfb_seat_exporter: --shard.count: must be at least 1 (got 0)\n",
     );
 }
 
@@ -175,15 +161,14 @@ async fn an_unquoted_string_value_is_shown_quoted() {
     ] {
         let flag = valid_config(&dir, &fake, web);
         let out = run(&[&flag, "--config.check"]).await;
-        assert_eq!(out.status.code(), Some(2), "{value}");
         let file = dir.path().join("config.toml");
-        assert_eq!(
-            text(&out.stderr),
-            format!(
+        assert_refused_exactly(
+            &out,
+            &format!(
                 "msfb_seat_exporter: {}:2: web.listen_address: {value} is not quoted; \
                  a string value needs quotes: listen_address = \"{value}\"\n",
                 file.display()
-            )
+            ),
         );
     }
 }

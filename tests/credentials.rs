@@ -16,6 +16,7 @@ use msfb_seat_exporter::store::credential::assertion;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::util::entra::{ALICE, certificate_auth, cycle, exporter, fake, rsa_pair, scrape, write};
+use crate::util::process::assert_refused;
 use crate::util::{P, S, Scrape, load_with_env, product};
 
 #[tokio::test]
@@ -651,14 +652,17 @@ fn error_of(auth: &str, store: &str, env: &[(&str, &str)]) -> String {
 
 const IDS: &str = "tenant_id = \"t\"\nclient_id = \"c\"\n";
 
-/// Each case: the `[auth]` body, the `[store]` lines and the environment,
-/// then the whole message, or its beginning followed by `starts` (for
+/// Each case, one row: its name, the `[auth]` body (a format string, so
+/// `{IDS}` stands for the tenant and client lines), then, where the case
+/// needs them, `store` lines for `[store]` and an `env` variable; after
+/// `=>` the whole message, or its beginning followed by `starts` (for
 /// messages that go on with a thumbprint or a date).
 macro_rules! auth_rejected {
-    ($($name:ident: ($auth:expr, $store:expr, $env:expr) => $message:expr $(, $starts:ident)?;)*) => {$(
+    ($($name:ident: $auth:literal $(, store $store:literal)? $(, env $env:expr)?
+        => $message:literal $(, $starts:ident)?;)*) => {$(
         #[test]
         fn $name() {
-            let error = error_of(&$auth, $store, $env);
+            let error = error_of(&format!($auth), concat!($($store)?), &[$($env)?]);
             auth_rejected!(@check error, $message $(, $starts)?);
         }
     )*};
@@ -669,59 +673,59 @@ macro_rules! auth_rejected {
 }
 
 auth_rejected! {
-    certificate_key_with_the_secret_credential: (format!("{IDS}client_secret_file = \"secret.txt\"\nclient_certificate_file = \"cert.pem\""), "", &[]) =>
+    certificate_key_with_the_secret_credential: "{IDS}client_secret_file = \"secret.txt\"\nclient_certificate_file = \"cert.pem\"" =>
         "config.toml:8: auth.client_certificate_file: belongs to credential = \"certificate\", but this [auth] uses credential = \"secret\"";
-    secret_with_the_certificate_credential: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_secret_file = \"secret.txt\""), "", &[]) =>
+    secret_with_the_certificate_credential: "credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_secret_file = \"secret.txt\"" =>
         "config.toml:9: auth.client_secret_file: belongs to credential = \"secret\", but this [auth] uses credential = \"certificate\"";
-    federated_file_with_managed_identity: ("credential = \"managed_identity\"\nfederated_token_file = \"token\"", "", &[]) =>
+    federated_file_with_managed_identity: "credential = \"managed_identity\"\nfederated_token_file = \"token\"" =>
         "config.toml:6: auth.federated_token_file: belongs to credential = \"workload_identity\", but this [auth] uses credential = \"managed_identity\"";
-    imds_endpoint_with_workload_identity: (format!("credential = \"workload_identity\"\n{IDS}federated_token_file = \"token\"\nmanaged_identity_endpoint = \"http://169.254.169.254/x\""), "", &[]) =>
+    imds_endpoint_with_workload_identity: "credential = \"workload_identity\"\n{IDS}federated_token_file = \"token\"\nmanaged_identity_endpoint = \"http://169.254.169.254/x\"" =>
         "config.toml:9: auth.managed_identity_endpoint: belongs to credential = \"managed_identity\", but this [auth] uses credential = \"workload_identity\"";
-    tenant_with_managed_identity: ("credential = \"managed_identity\"\ntenant_id = \"t\"", "", &[]) =>
+    tenant_with_managed_identity: "credential = \"managed_identity\"\ntenant_id = \"t\"" =>
         "config.toml:6: auth.tenant_id: does not apply to credential = \"managed_identity\": the identity endpoint knows the tenant and issues the token (see managed_identity_endpoint)";
-    endpoint_with_managed_identity: ("credential = \"managed_identity\"\nendpoint = \"v2\"", "", &[]) =>
+    endpoint_with_managed_identity: "credential = \"managed_identity\"\nendpoint = \"v2\"" =>
         "config.toml:6: auth.endpoint: does not apply to credential = \"managed_identity\": the identity endpoint knows the tenant and issues the token (see managed_identity_endpoint)";
-    token_url_and_authority_host: (format!("{IDS}client_secret_file = \"secret.txt\"\ntoken_url = \"https://a/t\"\nauthority_host = \"https://login.microsoftonline.us\""), "", &[]) =>
+    token_url_and_authority_host: "{IDS}client_secret_file = \"secret.txt\"\ntoken_url = \"https://a/t\"\nauthority_host = \"https://login.microsoftonline.us\"" =>
         "config.toml:9: auth.authority_host: set either token_url or authority_host, not both (token_url is the whole URL)";
-    unknown_credential: ("credential = \"password\"", "", &[]) =>
+    unknown_credential: "credential = \"password\"" =>
         "config.toml:5: auth.credential: unknown variant `password`, expected one of `secret`, `certificate`, `workload_identity`, `managed_identity`";
-    unknown_endpoint: (format!("endpoint = \"v3\"\n{IDS}client_secret_file = \"secret.txt\""), "", &[]) =>
+    unknown_endpoint: "endpoint = \"v3\"\n{IDS}client_secret_file = \"secret.txt\"" =>
         "config.toml:5: auth.endpoint: unknown variant `v3`, expected `v1` or `v2`";
-    bad_authority_host: (format!("{IDS}client_secret_file = \"secret.txt\"\nauthority_host = \"login.microsoftonline.us\""), "", &[]) =>
+    bad_authority_host: "{IDS}client_secret_file = \"secret.txt\"\nauthority_host = \"login.microsoftonline.us\"" =>
         "config.toml:8: auth.authority_host: is not a valid URL (relative URL without a base): \"login.microsoftonline.us\"";
-    bad_authority_host_from_the_environment: (format!("{IDS}client_secret_file = \"secret.txt\""), "", &[("AZURE_AUTHORITY_HOST", "ftp://x")]) =>
+    bad_authority_host_from_the_environment: "{IDS}client_secret_file = \"secret.txt\"", env ("AZURE_AUTHORITY_HOST", "ftp://x") =>
         "config.toml:4: auth.authority_host: must be an http:// or https:// URL with a host (got \"ftp://x\")";
-    certificate_file_missing_setting: (format!("credential = \"certificate\"\n{IDS}"), "", &[]) =>
+    certificate_file_missing_setting: "credential = \"certificate\"\n{IDS}" =>
         "config.toml:4: auth.client_certificate_file: is required for credential = \"certificate\" (a PEM file with the certificate uploaded to the app registration)";
-    certificate_file_missing: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"nope.pem\""), "", &[]) =>
+    certificate_file_missing: "credential = \"certificate\"\n{IDS}client_certificate_file = \"nope.pem\"" =>
         "config.toml:8: auth.client_certificate_file: cannot read nope.pem: No such file or directory (os error 2)";
-    key_file_missing: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"nope.key\""), "", &[]) =>
+    key_file_missing: "credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"nope.key\"" =>
         "config.toml:9: auth.client_key_file: cannot read nope.key: No such file or directory (os error 2)";
-    certificate_without_its_key: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\""), "", &[]) =>
+    certificate_without_its_key: "credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"" =>
         "config.toml:8: auth.client_certificate_file: cert.pem: no PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----) found (set client_key_file when the key is in a file of its own)";
-    not_a_certificate: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"key.pem\""), "", &[]) =>
+    not_a_certificate: "credential = \"certificate\"\n{IDS}client_certificate_file = \"key.pem\"" =>
         "config.toml:8: auth.client_certificate_file: key.pem: no PEM certificate (-----BEGIN CERTIFICATE-----) found";
-    key_of_another_certificate: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"other.key\""), "", &[]) =>
+    key_of_another_certificate: "credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"other.key\"" =>
         "config.toml:9: auth.client_key_file: the private key in other.key does not belong to the certificate in cert.pem (thumbprint ", starts;
-    not_an_rsa_key: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"ec.key\""), "", &[]) =>
+    not_an_rsa_key: "credential = \"certificate\"\n{IDS}client_certificate_file = \"cert.pem\"\nclient_key_file = \"ec.key\"" =>
         "config.toml:9: auth.client_key_file: ec.key: the private key is not an RSA key in PKCS#8 or PKCS#1 form";
-    expired_certificate: (format!("credential = \"certificate\"\n{IDS}client_certificate_file = \"expired.pem\""), "", &[]) =>
+    expired_certificate: "credential = \"certificate\"\n{IDS}client_certificate_file = \"expired.pem\"" =>
         "config.toml:8: auth.client_certificate_file: the certificate CN=msfb-seat-exporter (thumbprint ", starts;
-    federated_file_unset: ("credential = \"workload_identity\"\ntenant_id = \"t\"\nclient_id = \"c\"", "", &[]) =>
+    federated_file_unset: "credential = \"workload_identity\"\ntenant_id = \"t\"\nclient_id = \"c\"" =>
         "config.toml:4: auth.federated_token_file: is required for credential = \"workload_identity\" (or AZURE_FEDERATED_TOKEN_FILE in the environment, as the workload identity webhook sets it)";
-    federated_file_unreadable: (format!("credential = \"workload_identity\"\n{IDS}federated_token_file = \"nope\""), "", &[]) =>
+    federated_file_unreadable: "credential = \"workload_identity\"\n{IDS}federated_token_file = \"nope\"" =>
         "config.toml:8: auth.federated_token_file: cannot read the federated token file nope: No such file or directory (os error 2)";
-    federated_file_empty: (format!("credential = \"workload_identity\"\n{IDS}federated_token_file = \"empty\""), "", &[]) =>
+    federated_file_empty: "credential = \"workload_identity\"\n{IDS}federated_token_file = \"empty\"" =>
         "config.toml:8: auth.federated_token_file: the federated token file empty is empty";
-    workload_identity_without_client_id: ("credential = \"workload_identity\"\ntenant_id = \"t\"\nfederated_token_file = \"token\"", "", &[]) =>
+    workload_identity_without_client_id: "credential = \"workload_identity\"\ntenant_id = \"t\"\nfederated_token_file = \"token\"" =>
         "config.toml:4: auth.client_id: is required (or AZURE_CLIENT_ID in the environment, as the workload identity webhook sets it)";
-    missing_client_id: ("tenant_id = \"t\"\nclient_secret_file = \"secret.txt\"", "", &[]) =>
+    missing_client_id: "tenant_id = \"t\"\nclient_secret_file = \"secret.txt\"" =>
         "config.toml:4: auth.client_id: missing field `client_id`";
-    bad_proxy_url: (format!("{IDS}client_secret_file = \"secret.txt\""), "proxy_url = \"socks5://proxy:1080\"", &[]) =>
+    bad_proxy_url: "{IDS}client_secret_file = \"secret.txt\"", store "proxy_url = \"socks5://proxy:1080\"" =>
         "config.toml:3: store.proxy_url: proxy_url must be an http:// or https:// proxy URL with a host (got socks5://proxy:1080)";
-    bad_proxy_environment: (format!("{IDS}client_secret_file = \"secret.txt\""), "", &[("HTTPS_PROXY", "ftp://proxy")]) =>
+    bad_proxy_environment: "{IDS}client_secret_file = \"secret.txt\"", env ("HTTPS_PROXY", "ftp://proxy") =>
         "config.toml:1: store.proxy_url: the environment variable HTTPS_PROXY must be an http:// or https:// proxy URL with a host (got ftp://proxy)";
-    ca_file_without_certificates: (format!("{IDS}client_secret_file = \"secret.txt\""), "ca_file = \"secret.txt\"", &[]) =>
+    ca_file_without_certificates: "{IDS}client_secret_file = \"secret.txt\"", store "ca_file = \"secret.txt\"" =>
         "config.toml:3: store.ca_file: secret.txt holds no PEM certificate (-----BEGIN CERTIFICATE-----)";
 }
 
@@ -937,13 +941,8 @@ async fn an_expired_certificate_fails_config_check_and_reload() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("config.toml:")
-            && stderr.contains("auth.client_certificate_file: the certificate"),
-        "{stderr}"
-    );
+    let stderr = assert_refused(&out, "auth.client_certificate_file: the certificate");
+    assert!(stderr.contains("config.toml:"), "{stderr}");
 }
 
 /// A token that expires at once (`expires_in` 0) is refreshed before the

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
+use crate::util::process::assert_refused;
+use crate::util::programs::text;
 use crate::util::{ALICE, Harness, product, temp_dir, write_private};
 
 /// Runs the binary with `args`. A run that does not end within a minute is
@@ -25,10 +27,6 @@ async fn run(args: &[&str]) -> Output {
         .await
         .unwrap_or_else(|_| panic!("msfb_seat_exporter {args:?} hung"))
         .expect("run the binary")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Creates a named pipe (mkfifo(3) itself: nothing outside cargo).
@@ -116,17 +114,12 @@ async fn config_check_refuses_every_file_that_is_not_regular_at_once() {
             let path = dir.path().join(file);
             let (_socket, what) = make(kind, &path);
             let out = run(&["--config.check", &flag]).await;
-            let stderr = text(&out.stderr);
-            assert_eq!(out.status.code(), Some(2), "{key} as {kind}: {stderr}");
             let expected = format!(
                 "{}:{line}: {key}: cannot read {}: is {what}, not a regular file",
                 config.display(),
                 path.display()
             );
-            assert!(
-                stderr.contains(&expected),
-                "{kind}: {stderr}\nwanted {expected}"
-            );
+            assert_refused(&out, &expected);
             // Back to the regular file for the next key.
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_dir_all(&path);
@@ -135,16 +128,11 @@ async fn config_check_refuses_every_file_that_is_not_regular_at_once() {
         // The configuration file itself.
         let (_socket, what) = make(kind, &config);
         let out = run(&["--config.check", &flag]).await;
-        assert_eq!(out.status.code(), Some(2), "{kind}");
         let expected = format!(
             "{}: cannot read the configuration file: is {what}, not a regular file",
             config.display()
         );
-        assert!(
-            text(&out.stderr).contains(&expected),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_refused(&out, &expected);
         let _ = std::fs::remove_file(&config);
         let _ = std::fs::remove_dir_all(&config);
         full_config(dir.path());
@@ -163,12 +151,7 @@ async fn the_daemon_refuses_to_start_on_a_pipe_with_exit_2() {
         "--web.listen-address=127.0.0.1:0",
     ])
     .await;
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stderr).contains("products[0].users_file: cannot read"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_refused(&out, "products[0].users_file: cannot read");
 }
 
 #[tokio::test]
@@ -295,28 +278,18 @@ async fn a_state_file_that_is_not_regular_is_refused_at_start_and_fails_saves() 
             config.display(),
             s.state().display()
         );
-        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
-        assert!(
-            text(&out.stderr).contains(&expected),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_refused(&out, &expected);
         // The daemon itself, and the flag in place of the key.
         let out = run(&[&flag, "--web.listen-address=127.0.0.1:0"]).await;
-        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
+        assert_refused(&out, &expected);
         let (_socket2, _) = make(kind, &elsewhere);
         let by_flag = format!("--persistence.file={}", elsewhere.display());
         let out = run(&["--config.check", &flag, &by_flag]).await;
-        assert_eq!(out.status.code(), Some(2), "{kind}: {}", text(&out.stderr));
         let expected = format!(
             "--persistence.file: {}: is {what}, not a regular file",
             elsewhere.display()
         );
-        assert!(
-            text(&out.stderr).contains(&expected),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_refused(&out, &expected);
         for path in [s.state(), elsewhere.clone()] {
             let _ = std::fs::remove_file(&path);
             let _ = std::fs::remove_dir_all(&path);

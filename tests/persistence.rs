@@ -12,6 +12,7 @@ use std::time::Duration;
 use msfb_seat_exporter::fake_store::{Action, FakeSeat, FakeStore, Fault, Match};
 use msfb_seat_exporter::targets::hash_user;
 
+use crate::util::process::assert_refused_exactly;
 use crate::util::restart::{Daemon, HASH_KEY, PATIENCE, Restarts, products};
 use crate::util::{ALICE, BOB, CAROL, P, S, Scrape, eventually};
 
@@ -354,25 +355,23 @@ fn a_state_file_in_a_missing_directory_is_a_config_error() {
             .unwrap()
     };
     let out = check(&[]);
-    assert_eq!(out.status.code(), Some(2));
     let want = format!(
         "msfb_seat_exporter: {}:7: persistence.file: {}: the directory {} does not exist\n",
         path.display(),
         dir.path().join("nowhere/state").display(),
         dir.path().join("nowhere").display()
     );
-    assert_eq!(String::from_utf8_lossy(&out.stderr), want);
+    assert_refused_exactly(&out, &want);
     // The flag overrides the file, relative to the working directory.
     let state = dir.path().join("state");
     let out = check(&[&format!("--persistence.file={}", state.display())]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     // A bad flag is blamed on the flag, not on a line of the file.
     let out = check(&["--persistence.file=/nonexistent-dir/state"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+    assert_refused_exactly(
+        &out,
         "msfb_seat_exporter: --persistence.file: /nonexistent-dir/state: \
-         the directory /nonexistent-dir does not exist\n"
+         the directory /nonexistent-dir does not exist\n",
     );
 }
 

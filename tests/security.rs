@@ -10,6 +10,7 @@ use msfb_seat_exporter::exporter::Exporter;
 use msfb_seat_exporter::fake_store::FakeSeat;
 use tower::ServiceExt as _;
 
+use crate::util::process::assert_refused;
 use crate::util::{P, S, Served, Setup, product};
 
 /// A self-signed certificate for `localhost` and its key, as PEM.
@@ -315,14 +316,10 @@ async fn unusable_tls_files_are_a_configuration_error() {
             .output()
             .await
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{mode:?}: {stderr}");
-        assert!(
-            stderr.contains(&format!(
-                "{}: no PEM certificate found",
-                dir.path().join("tls.crt").display()
-            )),
-            "{stderr}"
+        let expected = format!(
+            "{}: no PEM certificate found",
+            dir.path().join("tls.crt").display()
         );
+        assert_refused(&out, &expected);
     }
 }

@@ -6,9 +6,12 @@
 //! rcgen.
 
 use std::path::Path;
+use std::process::Output;
 
 use msfb_seat_exporter::fake_store::FakeSeat;
 
+use crate::util::process::assert_refused;
+use crate::util::programs::text;
 use crate::util::{P, S, Served, Setup, product};
 
 /// A CA, and certificates it signs.
@@ -338,11 +341,9 @@ async fn a_reload_swaps_the_certificate_and_adds_a_user_without_a_restart() {
 }
 
 /// Runs `--config.check` on a config for a fake Store with `web` in its
-/// `[web]` table and `web_yml` as the web configuration file.
-async fn config_check(
-    web: &str,
-    web_yml: &str,
-) -> (Option<i32>, String, String, std::path::PathBuf) {
+/// `[web]` table and `web_yml` as the web configuration file: its output,
+/// with the directory written `DIR`, and the directory (kept).
+async fn config_check(web: &str, web_yml: &str) -> (Output, std::path::PathBuf) {
     let fake = msfb_seat_exporter::fake_store::FakeStore::start()
         .await
         .unwrap();
@@ -373,14 +374,17 @@ async fn config_check(
         .output()
         .await
         .unwrap();
-    let text =
-        |b: &[u8]| String::from_utf8_lossy(b).replace(&dir.path().display().to_string(), "DIR");
-    (
-        out.status.code(),
-        text(&out.stdout),
-        text(&out.stderr),
-        dir.keep(),
-    )
+    let dir_as_dir = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .replace(&dir.path().display().to_string(), "DIR")
+            .into_bytes()
+    };
+    let out = Output {
+        status: out.status,
+        stdout: dir_as_dir(&out.stdout),
+        stderr: dir_as_dir(&out.stderr),
+    };
+    (out, dir.keep())
 }
 
 /// What a fleet's web-config.yml typically holds (the toolkit's keys, as
@@ -399,9 +403,12 @@ fn fleet_web_config() -> String {
 
 #[tokio::test]
 async fn a_fleet_web_config_is_accepted_unchanged_and_an_unsupported_key_refused_by_name() {
-    let (code, stdout, stderr, dir) = config_check("", &fleet_web_config()).await;
-    assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(stdout, "config OK: 1 target (1 product, 1 user)\n");
+    let (out, dir) = config_check("", &fleet_web_config()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "config OK: 1 target (1 product, 1 user)\n"
+    );
     let _ = std::fs::remove_dir_all(dir);
 
     // The same file with a toolkit key this exporter does not implement.
@@ -409,21 +416,19 @@ async fn a_fleet_web_config_is_accepted_unchanged_and_an_unsupported_key_refused
         "  prefer_server_cipher_suites: true\n",
         "  prefer_server_cipher_suites: true\n  cipher_suites:\n    - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\n",
     );
-    let (code, _, stderr, dir) = config_check("", &with_suites).await;
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("DIR/web-config.yml:10: tls_server_config.cipher_suites: is a key of the exporter-toolkit format that msfb_seat_exporter does not support"),
-        "{stderr}"
+    let (out, dir) = config_check("", &with_suites).await;
+    assert_refused(
+        &out,
+        "DIR/web-config.yml:10: tls_server_config.cipher_suites: is a key of the exporter-toolkit format that msfb_seat_exporter does not support",
     );
     let _ = std::fs::remove_dir_all(dir);
 
     // A key the toolkit does not know either.
     let typo = fleet_web_config().replace("  client_ca_file:", "  client_ca_files:");
-    let (code, _, stderr, dir) = config_check("", &typo).await;
-    assert_eq!(code, Some(2));
-    assert!(
-        stderr.contains("DIR/web-config.yml:6: tls_server_config.client_ca_files: unknown key"),
-        "{stderr}"
+    let (out, dir) = config_check("", &typo).await;
+    assert_refused(
+        &out,
+        "DIR/web-config.yml:6: tls_server_config.client_ca_files: unknown key",
     );
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -442,17 +447,16 @@ async fn the_web_config_file_and_web_tls_or_users_in_the_toml_do_not_mix() {
             2,
         ),
     ] {
-        let (code, _, stderr, dir) = config_check(
+        let (out, dir) = config_check(
             web,
             "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
         )
         .await;
-        assert_eq!(code, Some(2), "{web}");
-        assert!(
-            stderr.contains(&format!(
+        assert_refused(
+            &out,
+            &format!(
                 "DIR/config.toml:{line}: {key}: cannot be used together with --web.config.file (DIR/web-config.yml)"
-            )),
-            "{stderr}"
+            ),
         );
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -29,7 +29,7 @@ pub mod inventory;
 pub mod openmetrics;
 /// The landing and status pages as a browser gets them.
 pub mod pages;
-/// The binary's process: its stderr lines, its resident memory.
+/// The binary's process: its stderr lines, its resident memory, a refusal.
 pub mod process;
 /// Outside programs: promtool, systemd-analyze, PyYAML.
 pub mod programs;

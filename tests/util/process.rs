@@ -1,8 +1,10 @@
 //! What the tests that run a real program need around its process: a free
-//! port to give it, its stderr lines as they come (the log), and its
-//! resident memory (the load tests' measure).
+//! port to give it, its stderr lines as they come (the log), its resident
+//! memory (the load tests' measure), and how it refused a mistake (exit 2
+//! and the message, SPEC §2), checked in one place so that every refusal
+//! test fails the same way: with the whole stderr in view.
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncBufReadExt as _;
@@ -98,4 +100,37 @@ pub fn memory(pid: u32) -> (u64, u64) {
         kib * 1024
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Asserts that the run in `output` was refused as SPEC §2 refuses a
+/// mistake: exit code 2, and `expected` (a config mistake's file, line and
+/// key, or a flag's name, and what is wrong) in its stderr. A failure shows
+/// the whole stderr. Returns the stderr, for a caller's further checks.
+#[track_caller]
+pub fn assert_refused(output: &Output, expected: &str) -> String {
+    let stderr = exited_2(output);
+    assert!(
+        stderr.contains(expected),
+        "stderr:\n{stderr}\nwanted in it:\n{expected}"
+    );
+    stderr
+}
+
+/// [`assert_refused`] where the whole stderr is known: exit code 2, and
+/// stderr exactly `whole`.
+#[track_caller]
+pub fn assert_refused_exactly(output: &Output, whole: &str) {
+    assert_eq!(exited_2(output), whole, "the whole stderr");
+}
+
+/// The stderr of `output`, once its exit code is asserted to be 2.
+#[track_caller]
+fn exited_2(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "the exit code of a refusal; stderr:\n{stderr}"
+    );
+    stderr
 }
