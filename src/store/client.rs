@@ -220,39 +220,10 @@ mod tests {
         );
     }
 
-    /// A keep-alive HTTP server answering every request with an empty JSON
-    /// object; returns its URL and the number of connections it accepted.
-    async fn counting_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut request = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                        request.extend_from_slice(&buf[..n]);
-                        if request.windows(4).any(|w| w == b"\r\n\r\n") {
-                            request.clear();
-                            let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-                            if stream.write_all(answer).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        (url, accepted)
-    }
-
     #[tokio::test]
     async fn each_lane_has_its_own_connection_pool() {
-        let (url, accepted) = counting_server().await;
+        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}".to_vec();
+        let (url, accepted) = crate::store::canned_server(answer).await;
         let config = StoreConfig::for_tests(&url);
         for (lanes, connections) in [(1, 1), (2, 2), (3, 3)] {
             let before = accepted.load(std::sync::atomic::Ordering::SeqCst);

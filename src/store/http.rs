@@ -229,18 +229,9 @@ mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
 
-    /// Answers one request on a fresh port with `answer` (raw HTTP) and
-    /// returns the body as [`read_body`] reads it.
+    /// The body of `answer` (raw HTTP) as [`read_body`] reads it.
     async fn read_answer(answer: Vec<u8>) -> Result<Bytes, Failure> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request).await;
-            let _ = stream.write_all(&answer).await;
-        });
+        let (url, _) = crate::store::canned_server(answer).await;
         read_body(reqwest::get(url).await.unwrap()).await
     }
 

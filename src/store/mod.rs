@@ -36,3 +36,41 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Longest `Retry-After` we honour (SPEC §5).
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A keep-alive HTTP server on a fresh loopback port that answers every
+/// request with `answer` (raw HTTP, so a test controls the framing); its
+/// URL and the number of connections it accepted. For the client's own
+/// tests, where the fake Store's framing and pooling are not the point.
+#[cfg(test)]
+pub(crate) async fn canned_server(
+    answer: Vec<u8>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let answer: Arc<[u8]> = answer.into();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answer = Arc::clone(&answer);
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    request.extend_from_slice(&buf[..n]);
+                    if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        request.clear();
+                        if stream.write_all(&answer).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
