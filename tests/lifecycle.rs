@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use msfb_seat_exporter::fake_store::{self, Action, FakeSeat, Fault, Match};
+use msfb_seat_exporter::poller::MAX_LANES;
 
 use crate::util::binary::{Format, Running};
 use crate::util::daemon::Daemon;
@@ -139,7 +140,7 @@ async fn secrets_and_tokens_never_reach_logs_or_pages() {
     }
 }
 
-/// The daemon checks on one poll lane per core (at most eight), each a
+/// The daemon checks on one poll lane per core (at most `MAX_LANES`), each a
 /// thread of its own at nice +19, so a scrape gets a core first; the
 /// threads that serve HTTP keep the process's priority (docs/design.md).
 /// A persistence file makes the lane save after each cycle, so the lanes'
@@ -150,7 +151,7 @@ async fn the_daemon_polls_on_one_lane_per_core_at_the_lowest_priority() {
     let d = Daemon::start("", &products, &[]).await;
     let pid = d.child.id().expect("running");
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let expected: Vec<String> = (0..cores.min(8))
+    let expected: Vec<String> = (0..cores.min(MAX_LANES))
         .map(|i| format!("msfb-poll-{i}"))
         .collect();
     let all = eventually(
@@ -166,18 +167,12 @@ async fn the_daemon_polls_on_one_lane_per_core_at_the_lowest_priority() {
         },
     )
     .await;
-    let lanes: Vec<&(String, i32)> = all
+    let lanes: Vec<&str> = all
         .iter()
-        .filter(|(name, _)| name.starts_with("msfb-poll-") && name != "msfb-poll-io")
+        .map(|(name, _)| name.as_str())
+        .filter(|name| name.starts_with("msfb-poll-") && *name != "msfb-poll-io")
         .collect();
-    assert_eq!(
-        lanes
-            .iter()
-            .map(|(name, _)| name.clone())
-            .collect::<Vec<_>>(),
-        expected,
-        "{all:?}"
-    );
+    assert_eq!(lanes, expected, "{all:?}");
     // The daemon inherits this test's priority (CI may run it niced).
     let own = rustix::process::getpriority_process(None).expect("own priority");
     for (name, nice) in &all {
