@@ -1,7 +1,7 @@
 //! The HTTP side (SPEC §7): `router(site) -> Router` with the landing
-//! page, the metrics, the status page, health, readiness and reload; `serve`
-//! runs it with connection limits and graceful shutdown, over plain TCP or
-//! TLS (`tls`); `auth` checks basic-auth credentials.
+//! page, the metrics (`scrape`), the status page, health, readiness and
+//! reload; `serve` runs it with connection limits and graceful shutdown,
+//! over plain TCP or TLS (`tls`); `auth` checks basic-auth credentials.
 //!
 //! The endpoints see the running exporter only through [`Site`]: the
 //! generation in force, readiness, reload and the exposition. Every handler
@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod conns;
 pub mod pages;
+pub mod scrape;
 pub mod serve;
 pub mod status;
 pub mod throttle;
@@ -29,16 +30,13 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::CompressionLevel;
 use tower_http::compression::CompressionLayer;
 
-use crate::metrics::exposition;
 use crate::metrics::format::Format;
 use crate::poller::Generation;
 
@@ -68,13 +66,6 @@ pub type SharedSite = Arc<dyn Site>;
 pub const MAX_SCRAPES: usize = 40;
 /// Longest a handler may take before the client gets a 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Chunks of a scrape rendered ahead of the client (1 MiB): enough that the
-/// render runs on without waiting for each write, few enough to stay small.
-/// Every time the channel is full the render thread sleeps and must be woken
-/// for the next chunk, and on a busy host each wake-up waits for a core
-/// (docs/performance.md: two chunks against more).
-const CHUNKS_IN_FLIGHT: usize = 8;
 
 /// Prometheus text format 0.0.4.
 pub const TEXT_FORMAT: &str = crate::metrics::format::TEXT_CONTENT_TYPE;
@@ -177,7 +168,12 @@ fn router_shared(site: SharedSite) -> Router {
         })
         .route("/-/ready", get(ready))
         .route("/-/reload", axum::routing::post(reload).put(reload))
-        .fallback(metrics_or_404)
+        .fallback({
+            let scrapes = Arc::new(scrape::Scrapes::default());
+            move |State(site): State<SharedSite>, request| {
+                scrape::metrics_or_404(site, Arc::clone(&scrapes), request)
+            }
+        })
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async move {
@@ -225,90 +221,6 @@ async fn add_headers(
         }
     }
     response
-}
-
-/// The metrics path is configurable and may change on reload, so it is
-/// matched here rather than as a fixed route.
-///
-/// The body is streamed: a blocking task renders the exposition chunk by
-/// chunk (`metrics::exposition`) into a small channel, and the response
-/// sends each chunk as it comes (gzipped on the way when asked), so a
-/// 100k-target scrape neither waits for the whole text nor holds it twice.
-/// A scrape in flight holds a snapshot of the table's rows (about 40 bytes
-/// a target), shared with the other scrapes in progress within a memory
-/// budget (`metrics::snapshot`), and at most [`CHUNKS_IN_FLIGHT`] + 1
-/// chunks; [`MAX_SCRAPES`] bounds how many there are. A scraper that stops
-/// reading keeps its scrape until its connection is closed (by the
-/// write-stall limit of `serve::Limits`, 30 s, or at shutdown), which drops
-/// the body and ends the render. Scrapes share no lock while they write,
-/// so a slow scraper never delays another.
-async fn metrics_or_404(State(site): State<SharedSite>, req: Request) -> Response {
-    let path = site.generation().config.web.telemetry_path.clone();
-    if req.uri().path() != path {
-        return (StatusCode::NOT_FOUND, "not found\n").into_response();
-    }
-    if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-        return (StatusCode::METHOD_NOT_ALLOWED, "use GET\n").into_response();
-    }
-    let format = Format::negotiate(
-        req.headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
-    );
-    let (tx, mut rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    // Rendering 100k targets takes a while; keep it off the async workers
-    // so that polling and other requests carry on meanwhile. Returns
-    // whether every chunk was handed on (a send fails once the body, and
-    // with it the receiver, is dropped).
-    let render = tokio::task::spawn_blocking(move || {
-        site.stream_metrics(exposition::CHUNK_BYTES, format, &mut |chunk| {
-            tx.blocking_send(Bytes::from(chunk)).is_ok()
-        })
-    });
-    let failed = || {
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "rendering metrics failed\n",
-        )
-            .into_response()
-    };
-    // The first chunk decides the status: a render that fails before
-    // writing anything is a 500.
-    let Some(first) = rx.recv().await else {
-        if let Err(e) = render.await {
-            tracing::error!(error = %e, "rendering metrics failed");
-        }
-        return failed();
-    };
-    // After the last chunk, a render that did not finish ends the body with
-    // an error, so the scraper sees a failed scrape and not a short one.
-    let rest = futures::stream::unfold(Some((rx, render)), |state| async move {
-        let (mut rx, render) = state?;
-        match rx.recv().await {
-            Some(chunk) => Some((Ok(chunk), Some((rx, render)))),
-            None => match render.await {
-                Ok(true) => None,
-                Ok(false) => Some((Err(std::io::Error::other("scrape abandoned")), None)),
-                Err(e) => {
-                    tracing::error!(error = %e, "rendering metrics failed");
-                    Some((Err(std::io::Error::other("rendering metrics failed")), None))
-                }
-            },
-        }
-    });
-    // Fused: the body may be polled once more after its end.
-    let body = futures::stream::once(std::future::ready(Ok(first)))
-        .chain(rest)
-        .fuse();
-    (
-        [
-            (header::CONTENT_TYPE, format.content_type()),
-            // Caches must not hand one scraper's format to another.
-            (header::VARY, "Accept, Accept-Encoding"),
-        ],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
 }
 
 async fn ready(State(site): State<SharedSite>) -> Response {
