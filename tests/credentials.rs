@@ -15,16 +15,16 @@ use msfb_seat_exporter::fake_store::{self, CredentialKind, FakeSeat, FakeStore, 
 use msfb_seat_exporter::store::credential::assertion;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::util::entra::{ALICE, certificate_auth, cycle, exporter, fake, rsa_pair, scrape, write};
+use crate::util::entra::{
+    ALICE, ENDPOINT_AUDIENCES, certificate_auth, cycle, exporter, fake, rsa_pair, scrape,
+    workload_identity_auth, write,
+};
 use crate::util::process::assert_refused;
 use crate::util::{P, S, Scrape, load_with_env, product};
 
 #[tokio::test]
 async fn certificate_on_v1_and_v2_gets_a_token_and_exports_its_expiry() {
-    for (endpoint, audience) in [
-        ("v1", "https://onestore.microsoft.com"),
-        ("v2", "https://onestore.microsoft.com/.default"),
-    ] {
+    for (endpoint, audience) in ENDPOINT_AUDIENCES {
         let fake = fake().await;
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = rsa_pair(90);
@@ -200,10 +200,7 @@ async fn certificate_rotated_on_disk_is_used_at_the_next_fetch() {
 
 #[tokio::test]
 async fn workload_identity_from_the_webhook_environment_rereads_the_token_file() {
-    for (endpoint, audience) in [
-        ("v1", "https://onestore.microsoft.com"),
-        ("v2", "https://onestore.microsoft.com/.default"),
-    ] {
+    for (endpoint, audience) in ENDPOINT_AUDIENCES {
         let fake = fake().await;
         let dir = tempfile::tempdir().unwrap();
         let token_file = write(dir.path(), "azure-identity-token", "eyJfederated-one\n");
@@ -345,13 +342,7 @@ async fn every_refused_credential_counts_a_failure_and_keeps_the_seat() {
             CredentialKind::WorkloadIdentity => {
                 write(dir.path(), "token", "eyJfederated");
                 fake.accept_federated_token("eyJfederated");
-                format!(
-                    "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
-                     authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
-                    fake.authority_host(),
-                    fake_store::TENANT,
-                    fake_store::CLIENT_ID
-                )
+                workload_identity_auth(&fake)
             }
             CredentialKind::ManagedIdentity => format!(
                 "credential = \"managed_identity\"\nmanaged_identity_endpoint = \"{}\"",
@@ -397,13 +388,7 @@ async fn an_unreadable_federated_token_file_at_fetch_time_is_a_credential_failur
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "token", "eyJfederated");
     fake.accept_federated_token("eyJfederated");
-    let auth = format!(
-        "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
-         authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
-        fake.authority_host(),
-        fake_store::TENANT,
-        fake_store::CLIENT_ID
-    );
+    let auth = workload_identity_auth(&fake);
     let e = exporter(&fake.base_url(), dir.path(), &auth, "", &[]).unwrap();
     cycle(&e).await;
     std::fs::remove_file(dir.path().join("token")).unwrap();
@@ -805,13 +790,7 @@ async fn key_assertion_federated_token_and_access_token_never_leave_the_process(
     let both = write(dir.path(), "both.pem", &format!("{cert}{key}"));
     write(dir.path(), "token", FEDERATED);
     let key_line = key.lines().nth(5).unwrap().to_owned();
-    let workload = format!(
-        "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
-         authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
-        fake.authority_host(),
-        fake_store::TENANT,
-        fake_store::CLIENT_ID
-    );
+    let workload = workload_identity_auth(&fake);
     let leaked = |text: &str| -> Option<&'static str> {
         [
             (key_line.as_str(), "the key"),

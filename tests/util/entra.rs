@@ -66,6 +66,24 @@ pub async fn fake() -> FakeStore {
     fake
 }
 
+/// The token endpoints and the Store audience each asks for.
+pub const ENDPOINT_AUDIENCES: [(&str, &str); 2] = [
+    ("v1", "https://onestore.microsoft.com"),
+    ("v2", "https://onestore.microsoft.com/.default"),
+];
+
+/// `[auth]` for workload identity at the fake as authority host, with the
+/// federated token in the file `token` next to the configuration.
+pub fn workload_identity_auth(fake: &FakeStore) -> String {
+    format!(
+        "credential = \"workload_identity\"\nfederated_token_file = \"token\"\n\
+         authority_host = \"{}\"\ntenant_id = \"{}\"\nclient_id = \"{}\"",
+        fake.authority_host(),
+        fake_store::TENANT,
+        fake_store::CLIENT_ID
+    )
+}
+
 /// `[auth]` for a certificate at the fake as authority host.
 pub fn certificate_auth(
     fake: &FakeStore,
