@@ -327,6 +327,67 @@ mod tests {
         assert_eq!(posted.status(), StatusCode::METHOD_NOT_ALLOWED);
     }
 
+    /// A fresh router streams its first scrape and renders the next whole
+    /// (`scrape`): the two must be the same answer, in every format, gzipped
+    /// or not, and to HEAD, but for the process' own samples (memory, open
+    /// files), which move between any two scrapes.
+    #[tokio::test(start_paused = true)]
+    async fn a_scrape_rendered_whole_answers_as_one_streamed() {
+        let openmetrics = "application/openmetrics-text; version=1.0.0";
+        for (method, accept, encoding) in [
+            ("GET", "text/plain", "identity"),
+            ("GET", openmetrics, "identity"),
+            ("GET", "text/plain", "gzip"),
+            ("GET", openmetrics, "gzip"),
+            ("HEAD", "text/plain", "identity"),
+        ] {
+            let router = router();
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                let request = Request::builder()
+                    .method(method)
+                    .uri("/metrics")
+                    .header(header::ACCEPT, accept)
+                    .header(header::ACCEPT_ENCODING, encoding)
+                    .body(Body::empty())
+                    .expect("request");
+                let response = router.clone().oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let headers = response.headers().clone();
+                let body = response.into_body().collect().await.expect("body");
+                let mut text = String::new();
+                if encoding == "gzip" {
+                    let bytes = body.to_bytes();
+                    std::io::Read::read_to_string(
+                        &mut flate2::read::GzDecoder::new(&bytes[..]),
+                        &mut text,
+                    )
+                    .expect("gzip");
+                } else {
+                    text = String::from_utf8(body.to_bytes().to_vec()).expect("utf-8");
+                }
+                let own: String = text
+                    .lines()
+                    .filter(|line| !line.starts_with("process_"))
+                    .map(|line| format!("{line}\n"))
+                    .collect();
+                answers.push((status, headers, own));
+            }
+            let case = format!("{method} {accept} {encoding}");
+            assert_eq!(answers[0], answers[1], "{case}");
+            let (status, headers, text) = &answers[0];
+            assert_eq!(*status, StatusCode::OK, "{case}");
+            let gzip = headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes());
+            assert_eq!(gzip, (encoding == "gzip").then_some(&b"gzip"[..]), "{case}");
+            if method == "HEAD" {
+                assert_eq!(text, "", "{case}");
+            } else {
+                assert!(text.contains("\nmsfb_seats{"), "{case}");
+                assert_eq!(text.ends_with("# EOF\n"), accept == openmetrics, "{case}");
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn readiness_says_how_many_targets_are_checked() {
         let response = send(&router(), "GET", "/-/ready").await;

@@ -3,20 +3,23 @@
 //! A 100k-target scrape (tens of megabytes) is streamed: a blocking thread
 //! renders it chunk by chunk (`metrics::exposition`) into a small channel
 //! and the response sends each chunk as it comes, so it never exists whole
-//! and polling and other requests carry on meanwhile. That costs a hand-off
-//! between threads per chunk, and on a busy host every hand-off waits for a
-//! core: a compact scrape of 10k targets (about 1 MB, under a millisecond
-//! to render) spent more time waiting for wake-ups than rendering, and its
-//! p99 under polling load was three times its idle p99
+//! and other requests carry on meanwhile. That costs a hand-off between
+//! threads per chunk, and on a busy host every hand-off waits for a core: a
+//! compact scrape of 10k targets (about 1 MB, under a millisecond to
+//! render) spent more time waiting for wake-ups than rendering, and its p99
+//! under polling load was two to three times its idle p99
 //! (docs/performance.md).
 //!
-//! So a body no bigger than what a streamed scrape may hold anyway
-//! ([`INLINE_BYTES`]) is rendered on the async worker that took the request
-//! and handed to the connection whole. The size is known only after a
-//! render, so the previous scrape's size decides ([`Scrapes`]); a render
-//! that outgrows the bound (the table grew, a reload switched profile) is
-//! dropped at the bound and the scrape streamed instead, which costs the
-//! rendering of [`INLINE_BYTES`] once.
+//! So a small scrape is rendered on the async worker that took the request
+//! and handed to the connection whole: one of a table of at most
+//! [`INLINE_TARGETS`] targets (the copy of the table and the passes over it
+//! are the render's work, whatever the body's size) whose body is no bigger
+//! than what a streamed scrape may hold anyway ([`INLINE_BYTES`]). The
+//! size is known only after a render, so the previous scrape's size in the
+//! same format decides ([`Scrapes`]); a render that outgrows the bound (the
+//! table's seats came in, a reload switched profile) is dropped at the
+//! bound and the scrape streamed instead, which costs a render up to the
+//! bound once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,38 +42,63 @@ use crate::metrics::format::Format;
 /// wake-up waits for a core (docs/performance.md: two chunks against more).
 const CHUNKS_IN_FLIGHT: usize = 8;
 
-/// The largest body rendered on the async worker and sent whole: what a
-/// streamed scrape may hold at once (the chunks in the channel and the one
-/// being handed on), so a client that stops reading holds no more either
-/// way. About 1.1 MiB, a millisecond or two of a worker's time.
+/// The largest body rendered on the async worker and sent whole, about
+/// 1.1 MiB. Its buffer has at most one chunk of room to spare, so it holds
+/// no more than a streamed scrape may (the chunks in the channel, the one
+/// waiting to go in and the one being written): a client that stops
+/// reading costs the same either way.
 pub const INLINE_BYTES: usize = (CHUNKS_IN_FLIGHT + 1) * CHUNK_BYTES;
 
-/// What the previous scrape taught about the next: the bytes of its body,
-/// or "unknown or too big" before the first and after a render outgrew
-/// [`INLINE_BYTES`]. One per router; scrapes in either format share it
-/// (their sizes differ by a few per cent).
+/// The largest table rendered on the async worker. At 10k targets the copy
+/// of the rows and the passes over them take about 0.7 ms
+/// (docs/performance.md), so a scrape holds a worker for a millisecond or
+/// two at most.
+pub const INLINE_TARGETS: usize = 20_000;
+
+/// What the previous scrape in each format taught about the next: the
+/// bytes of its body, or "unknown or too big" before the first and after
+/// a render outgrew [`INLINE_BYTES`]. One per router. Per format, because
+/// near the bound a text body may fit where an OpenMetrics one does not,
+/// and a scraper of each would otherwise undo what the other learnt.
 #[derive(Debug)]
 pub struct Scrapes {
-    last_bytes: AtomicUsize,
+    text: AtomicUsize,
+    openmetrics: AtomicUsize,
+    max_targets: usize,
 }
 
 impl Default for Scrapes {
     fn default() -> Scrapes {
-        Scrapes {
-            last_bytes: AtomicUsize::new(usize::MAX),
-        }
+        Scrapes::up_to(INLINE_TARGETS)
     }
 }
 
 impl Scrapes {
-    /// The size of the next body when it is expected to fit
-    /// [`INLINE_BYTES`].
-    fn expect_small(&self) -> Option<usize> {
-        Some(self.last_bytes.load(Ordering::Relaxed)).filter(|&b| b <= INLINE_BYTES)
+    /// Renders whole the small scrapes of tables of at most `max_targets`.
+    fn up_to(max_targets: usize) -> Scrapes {
+        Scrapes {
+            text: AtomicUsize::new(usize::MAX),
+            openmetrics: AtomicUsize::new(usize::MAX),
+            max_targets,
+        }
     }
 
-    fn remember(&self, bytes: usize) {
-        self.last_bytes.store(bytes, Ordering::Relaxed);
+    fn last_bytes(&self, format: Format) -> &AtomicUsize {
+        match format {
+            Format::Text => &self.text,
+            Format::OpenMetrics => &self.openmetrics,
+        }
+    }
+
+    /// The size of the next body in `format` of a table of `targets`, when
+    /// it is to be rendered whole.
+    fn expect_small(&self, format: Format, targets: usize) -> Option<usize> {
+        Some(self.last_bytes(format).load(Ordering::Relaxed))
+            .filter(|&bytes| bytes <= INLINE_BYTES && targets <= self.max_targets)
+    }
+
+    fn remember(&self, format: Format, bytes: usize) {
+        self.last_bytes(format).store(bytes, Ordering::Relaxed);
     }
 }
 
@@ -79,15 +107,15 @@ impl Scrapes {
 ///
 /// A scrape in flight holds a snapshot of the table's rows (about 40 bytes
 /// a target), shared with the other scrapes in progress within a memory
-/// budget (`metrics::snapshot`), and at most [`INLINE_BYTES`] of body;
-/// `super::MAX_SCRAPES` bounds how many there are. A scraper that stops
-/// reading keeps its scrape until its connection is closed (by the
+/// budget (`metrics::snapshot`), and at most [`INLINE_BYTES`] and a chunk
+/// of body; `super::MAX_SCRAPES` bounds how many there are. A scraper that
+/// stops reading keeps its scrape until its connection is closed (by the
 /// write-stall limit of `serve::Limits`, 30 s, or at shutdown), which drops
 /// the body and ends the render. Scrapes share no lock while they write,
 /// so a slow scraper never delays another.
 pub async fn metrics_or_404(site: SharedSite, scrapes: Arc<Scrapes>, req: Request) -> Response {
-    let path = site.generation().config.web.telemetry_path.clone();
-    if req.uri().path() != path {
+    let generation = site.generation();
+    if req.uri().path() != generation.config.web.telemetry_path {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
@@ -98,13 +126,15 @@ pub async fn metrics_or_404(site: SharedSite, scrapes: Arc<Scrapes>, req: Reques
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok()),
     );
-    if let Some(expected) = scrapes.expect_small() {
+    let targets = generation.table.len();
+    drop(generation);
+    if let Some(expected) = scrapes.expect_small(format, targets) {
         match render_whole(&site, format, expected) {
             Whole::Body(body) => {
-                scrapes.remember(body.len());
+                scrapes.remember(format, body.len());
                 return answer(format, axum::body::Body::from(body));
             }
-            Whole::TooBig => scrapes.remember(usize::MAX),
+            Whole::TooBig => scrapes.remember(format, usize::MAX),
             Whole::Failed => return failed(),
         }
     }
@@ -124,11 +154,14 @@ enum Whole {
 /// Renders the exposition on the calling thread into one buffer sized for
 /// the `expected` bytes, stopping once it passes [`INLINE_BYTES`]. One
 /// buffer rather than the chunks as they come: the connection then writes
-/// the body in one go instead of once a chunk, each waking the client.
+/// the body in one go instead of once a chunk, each waking the client. The
+/// buffer, which the body keeps, grows by what each chunk needs rather
+/// than doubling, so it never holds more than [`INLINE_BYTES`] and a chunk.
 fn render_whole(site: &SharedSite, format: Format, expected: usize) -> Whole {
     let mut body = Vec::with_capacity(expected + CHUNK_BYTES);
     let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         site.stream_metrics(CHUNK_BYTES, format, &mut |chunk| {
+            body.reserve_exact(chunk.len());
             body.extend_from_slice(chunk.as_bytes());
             body.len() <= INLINE_BYTES
         })
@@ -159,7 +192,7 @@ async fn stream(site: SharedSite, scrapes: Arc<Scrapes>, format: Format) -> Resp
             tx.blocking_send(Bytes::from(chunk)).is_ok()
         });
         if complete {
-            scrapes.remember(bytes);
+            scrapes.remember(format, bytes);
         }
         complete
     });
@@ -307,9 +340,18 @@ mod tests {
     }
 
     async fn scrape(site: &Arc<Lines>, scrapes: &Arc<Scrapes>) -> (StatusCode, String) {
+        scrape_as(site, scrapes, "text/plain").await
+    }
+
+    async fn scrape_as(
+        site: &Arc<Lines>,
+        scrapes: &Arc<Scrapes>,
+        accept: &str,
+    ) -> (StatusCode, String) {
         let shared: SharedSite = Arc::clone(site) as SharedSite;
         let request = Request::builder()
             .uri("/metrics")
+            .header(header::ACCEPT, accept)
             .body(Body::empty())
             .expect("request");
         let response = metrics_or_404(shared, Arc::clone(scrapes), request).await;
@@ -324,7 +366,11 @@ mod tests {
     /// Scrapes once and says where it was rendered: `true` for the
     /// calling thread, once per render.
     async fn scrape_whole(site: &Arc<Lines>, scrapes: &Arc<Scrapes>) -> Vec<bool> {
-        let (status, body) = scrape(site, scrapes).await;
+        scrape_whole_as(site, scrapes, "text/plain").await
+    }
+
+    async fn scrape_whole_as(site: &Arc<Lines>, scrapes: &Arc<Scrapes>, accept: &str) -> Vec<bool> {
+        let (status, body) = scrape_as(site, scrapes, accept).await;
         assert_eq!(status, StatusCode::OK);
         assert!(body == site.body(), "the body arrives whole");
         let here = std::thread::current().id();
@@ -362,6 +408,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_format_and_only_a_small_table_is_rendered_whole() {
+        const HERE: bool = true;
+        const BLOCKING: bool = false;
+        const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
+        let site = site();
+        site.set_bytes(INLINE_BYTES / 2);
+        let scrapes = Arc::new(Scrapes::default());
+        assert_eq!(scrape_whole(&site, &scrapes).await, [BLOCKING]);
+        assert_eq!(scrape_whole(&site, &scrapes).await, [HERE]);
+        // OpenMetrics learns its own size, and text keeps what it learnt.
+        assert_eq!(
+            scrape_whole_as(&site, &scrapes, OPENMETRICS).await,
+            [BLOCKING]
+        );
+        assert_eq!(scrape_whole_as(&site, &scrapes, OPENMETRICS).await, [HERE]);
+        site.set_bytes(INLINE_BYTES + LINE);
+        assert_eq!(
+            scrape_whole_as(&site, &scrapes, OPENMETRICS).await,
+            [HERE, BLOCKING]
+        );
+        assert_eq!(
+            scrape_whole_as(&site, &scrapes, OPENMETRICS).await,
+            [BLOCKING]
+        );
+        site.set_bytes(INLINE_BYTES / 2);
+        assert_eq!(scrape_whole(&site, &scrapes).await, [HERE]);
+        // The site's table has one target: over the bound, a small body is
+        // streamed all the same.
+        assert_eq!(site.generation().table.len(), 1);
+        let scrapes = Arc::new(Scrapes::up_to(0));
+        assert_eq!(scrape_whole(&site, &scrapes).await, [BLOCKING]);
+        assert_eq!(scrape_whole(&site, &scrapes).await, [BLOCKING]);
+        let scrapes = Arc::new(Scrapes::up_to(1));
+        assert_eq!(scrape_whole(&site, &scrapes).await, [BLOCKING]);
+        assert_eq!(scrape_whole(&site, &scrapes).await, [HERE]);
+    }
+
+    #[tokio::test]
     async fn a_render_that_fails_is_a_500_rendered_either_way() {
         let site = site();
         let scrapes = Arc::new(Scrapes::default());
@@ -376,7 +460,8 @@ mod tests {
             )
         );
         let here = std::thread::current().id();
-        assert!(site.renders().iter().all(|t| *t != here), "streamed");
+        let renders = site.renders();
+        assert!(renders.len() == 1 && renders[0] != here, "streamed");
         site.panic.store(false, Ordering::Relaxed);
         scrape_whole(&site, &scrapes).await;
         site.panic.store(true, Ordering::Relaxed);
