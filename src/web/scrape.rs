@@ -445,34 +445,26 @@ mod tests {
         assert_eq!(scrape_whole(&site, &scrapes).await, [HERE]);
     }
 
+    async fn assert_fails(site: &Arc<Lines>, scrapes: &Arc<Scrapes>) {
+        let (status, body) = scrape(site, scrapes).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body, "rendering metrics failed\n");
+    }
+
     #[tokio::test]
     async fn a_render_that_fails_is_a_500_rendered_either_way() {
         let site = site();
         let scrapes = Arc::new(Scrapes::default());
         site.set_bytes(1000);
         site.panic.store(true, Ordering::Relaxed);
-        let (status, body) = scrape(&site, &scrapes).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering metrics failed\n"
-            )
-        );
+        assert_fails(&site, &scrapes).await;
         let here = std::thread::current().id();
         let renders = site.renders();
         assert!(renders.len() == 1 && renders[0] != here, "streamed");
         site.panic.store(false, Ordering::Relaxed);
         scrape_whole(&site, &scrapes).await;
         site.panic.store(true, Ordering::Relaxed);
-        let (status, body) = scrape(&site, &scrapes).await;
-        assert_eq!(
-            (status, body.as_str()),
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "rendering metrics failed\n"
-            )
-        );
+        assert_fails(&site, &scrapes).await;
         assert_eq!(site.renders(), [here], "rendered whole");
     }
 }
