@@ -265,11 +265,17 @@ mod tests {
     use crate::config;
     use crate::exporter::{Exporter, Options};
 
-    fn router() -> Router {
+    /// An exporter with one target, never checked; also the generation
+    /// behind `scrape`'s test site.
+    pub(in crate::web) fn one_target_exporter() -> Exporter {
         let config = config::for_tests(
             "[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\"]\n",
         );
-        super::router(Exporter::new(config, Options::default()).expect("exporter"))
+        Exporter::new(config, Options::default()).expect("exporter")
+    }
+
+    fn router() -> Router {
+        super::router(one_target_exporter())
     }
 
     async fn send(router: &Router, method: &str, path: &str) -> Response {

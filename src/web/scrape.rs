@@ -263,10 +263,10 @@ mod tests {
     use http_body_util::BodyExt as _;
 
     use super::*;
-    use crate::config;
-    use crate::exporter::{Exporter, Options};
+    use crate::exporter::Exporter;
     use crate::poller::Generation;
     use crate::web::Site;
+    use crate::web::tests::one_target_exporter;
 
     /// Lines of this many bytes make up the exposition (a divisor of
     /// [`INLINE_BYTES`], so that the bound itself can be hit).
@@ -328,11 +328,8 @@ mod tests {
     }
 
     fn site() -> Arc<Lines> {
-        let config = config::for_tests(
-            "[[products]]\nproduct_id = \"P\"\nsku_id = \"S\"\nusers = [\"a@x.y\"]\n",
-        );
         Arc::new(Lines {
-            exporter: Exporter::new(config, Options::default()).expect("exporter"),
+            exporter: one_target_exporter(),
             lines: AtomicUsize::new(0),
             panic: AtomicBool::new(false),
             renders: Mutex::default(),
